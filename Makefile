@@ -1,0 +1,40 @@
+# Quick start: `make demo` and `make test`. Both create .venv/ and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+QUESTION ?= How do I tell my team I am burning out?
+
+.PHONY: demo test lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-local: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
+	touch $@ $(VENV)/.installed-local
+
+demo: $(VENV)/.installed-local
+	$(BIN)/spri align "$(QUESTION)"
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check spri_graph tests benchmarks examples
+	$(BIN)/ruff format --check spri_graph tests benchmarks examples
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff format spri_graph tests benchmarks examples
+	$(BIN)/ruff check --fix spri_graph tests benchmarks examples
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/synthesis_throughput.py --records 2000 --latency 0.05 --concurrency 64
+	$(BIN)/python benchmarks/local_model.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

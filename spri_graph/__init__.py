@@ -1,0 +1,57 @@
+"""spri-graph: SPRI (Situated-PRInciples) for LangGraph.
+
+SPRI writes principles for each query, critiques and refines them, then aligns the answer to
+them with the same draft -> critique -> refine loop. The loop also builds instance-specific
+rubrics for LLM-as-a-judge and synthesizes SFT data.
+
+Example:
+    >>> from spri_graph import create_spri_graph
+    >>> graph = create_spri_graph("openai:gpt-4o-mini").compile()  # doctest: +SKIP
+    >>> graph.invoke({"query": "How do I tell my team I am burning out?"})  # doctest: +SKIP
+"""
+
+from spri_graph.critique import Critique, ScoredCritique, parse_critique
+from spri_graph.loop import (
+    RefineLoop,
+    RefineLoopState,
+    StageUsage,
+    add_refine_loop,
+    create_refine_loop,
+    default_retry_policy,
+    is_transient_error,
+)
+from spri_graph.models import resolve_model
+from spri_graph.prompts import SPRI_PROMPTS
+from spri_graph.spri import (
+    PrinciplesOutput,
+    SPRIContext,
+    SPRIInput,
+    SPRIOutput,
+    SPRIState,
+    create_principles_graph,
+    create_spri_graph,
+)
+
+__all__ = [
+    "SPRI_PROMPTS",
+    "Critique",
+    "PrinciplesOutput",
+    "RefineLoop",
+    "RefineLoopState",
+    "SPRIContext",
+    "SPRIInput",
+    "SPRIOutput",
+    "SPRIState",
+    "ScoredCritique",
+    "StageUsage",
+    "add_refine_loop",
+    "create_principles_graph",
+    "create_refine_loop",
+    "create_spri_graph",
+    "default_retry_policy",
+    "is_transient_error",
+    "parse_critique",
+    "resolve_model",
+]
+
+__version__ = "0.1.0"

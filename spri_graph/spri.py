@@ -1,0 +1,373 @@
+"""The SPRI graph: situated principles for a query, then a response guided by them.
+
+Both stages are the same draft -> critique -> refine loop (:mod:`spri_graph.loop`):
+
+``prepare -> principles_draft -> principles_critique -(refine)-> principles_refine -> ...``
+``-(done)-> [review_principles] -> response_draft -> response_critique -> ... -> finalize``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.prompts import ChatPromptTemplate
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.message import add_messages
+from langgraph.types import RetryPolicy, interrupt
+
+from spri_graph.critique import Critique, clean_text
+from spri_graph.loop import (
+    CriticOutput,
+    RefineLoop,
+    StageUsage,
+    add_refine_loop,
+    context_value,
+    default_retry_policy,
+    merge_usage,
+    validate_loop_settings,
+)
+from spri_graph.models import ModelSpec, is_local_model, resolve_model, resolve_model_cached
+from spri_graph.prompts import SPRI_PROMPTS, SeedExample, format_seed_examples, resolve_prompts
+
+__all__ = [
+    "PrinciplesOutput",
+    "SPRIContext",
+    "SPRIInput",
+    "SPRIOutput",
+    "SPRIState",
+    "create_principles_graph",
+    "create_spri_graph",
+]
+
+
+class SPRIInput(TypedDict, total=False):
+    """Input of the SPRI graphs.
+
+    Give ``query`` (and optionally ``goal``), or ``messages``: with no ``query``, the last
+    human message is the query, so the graph drops into a ``MessagesState`` parent graph.
+    """
+
+    query: str
+    goal: str | None
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class PrinciplesOutput(TypedDict, total=False):
+    """Output of :func:`create_principles_graph`."""
+
+    query: str
+    principles: str
+    principle_critiques: list[Critique]
+    usage: Annotated[dict[str, StageUsage], merge_usage]
+
+
+class SPRIOutput(TypedDict, total=False):
+    """Output of :func:`create_spri_graph`.
+
+    ``usage`` maps each stage (``"principles"``, ``"response"``) to its model calls and
+    tokens. When the input had ``messages``, the response is appended to them.
+    """
+
+    principles: str
+    response: str
+    principle_critiques: list[Critique]
+    response_critiques: list[Critique]
+    usage: Annotated[dict[str, StageUsage], merge_usage]
+    messages: Annotated[list[AnyMessage], add_messages]
+
+
+class SPRIState(SPRIInput, SPRIOutput, total=False):
+    """Full state of the SPRI graph."""
+
+
+@dataclass
+class SPRIContext:
+    """Per-run settings: ``graph.invoke(..., context=SPRIContext(...))``.
+
+    ``None`` keeps the value given to the factory.
+
+    Attributes:
+        model: Model string for the base model (e.g. ``"openai:gpt-4o-mini"``, ``"local"``).
+        critic_model: Model string for the critic.
+        threshold: Score (1-5) that accepts a candidate.
+        max_iterations: Most critiques per stage.
+    """
+
+    model: str | None = None
+    critic_model: str | None = None
+    threshold: int | None = None
+    max_iterations: int | None = None
+
+
+def _prepare(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the input and settle the query before any model is called."""
+    query = state.get("query")
+    if query is None:
+        humans = [m for m in state.get("messages") or [] if isinstance(m, HumanMessage)]
+        if not humans:
+            raise ValueError(
+                "query: missing; pass a non-empty string 'query' or a human message in 'messages'"
+            )
+        query = humans[-1].text if isinstance(humans[-1].text, str) else humans[-1].text()
+    if not isinstance(query, str):
+        raise ValueError(f"query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query must be a non-empty string, got only whitespace")
+    goal = state.get("goal")
+    if goal is not None and not isinstance(goal, str):
+        raise ValueError(f"goal must be a string or None, got {type(goal).__name__}")
+    for key in ("threshold", "max_iterations"):
+        value = context_value(key)
+        if value is not None:
+            validate_loop_settings(**{key: value})
+    for key in ("model", "critic_model"):
+        value = context_value(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise ValueError(f"context {key} must be a model string, got {value!r}")
+            resolve_model_cached(value, field=key)
+    return {"query": query}
+
+
+def _inputs(state: Mapping[str, Any], examples_section: str) -> dict[str, Any]:
+    goal = state.get("goal")
+    return {
+        "query": state["query"],
+        "goal_section": f"\n### Response Goal: {goal}" if goal else "",
+        "examples_section": examples_section,
+        "principles": state.get("principles", ""),
+        "response": state.get("response", ""),
+    }
+
+
+def _review(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Pause for a person to approve or edit the principles.
+
+    Resume with ``Command(resume=True)`` (or ``"approve"``) to keep them, or with the edited
+    principles as a string (or ``{"principles": "..."}``) to replace them.
+    """
+    decision = interrupt(
+        {
+            "principles": state["principles"],
+            "principle_critiques": [c.model_dump() for c in state.get("principle_critiques", [])],
+            "instructions": "Resume with True to approve, or with edited principles (a string).",
+        }
+    )
+    if decision is True or decision is None or decision in ("approve", "approved", "ok"):
+        return {}
+    if isinstance(decision, Mapping):
+        if decision.get("action") == "approve" and "principles" not in decision:
+            return {}
+        decision = decision.get("principles")
+    if not isinstance(decision, str) or not decision.strip():
+        raise ValueError(
+            "review: resume with True to approve or with edited principles as a non-empty string"
+        )
+    return {"principles": decision.strip()}
+
+
+def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+    if state.get("messages"):
+        return {"messages": [AIMessage(content=state["response"], name="spri")]}
+    return {}
+
+
+def _build(
+    model: ModelSpec,
+    *,
+    critic_model: ModelSpec,
+    threshold: int,
+    max_iterations: int,
+    critic_output: CriticOutput | None,
+    critic_parse_retries: int,
+    seed_examples: Sequence[SeedExample] | None,
+    prompts: Mapping[str, ChatPromptTemplate | str] | None,
+    retry_policy: RetryPolicy | None,
+    with_response: bool,
+    review_principles: bool = False,
+) -> StateGraph:
+    validate_loop_settings(
+        threshold=threshold,
+        max_iterations=max_iterations,
+        critic_output="text" if critic_output is None else critic_output,
+        critic_parse_retries=critic_parse_retries,
+    )
+    stage_prompts = resolve_prompts(SPRI_PROMPTS, prompts)
+    examples_section = format_seed_examples(seed_examples)
+    base = resolve_model(model, field="model")
+    critic = None if critic_model is None else resolve_model(critic_model, field="critic_model")
+    if critic_output is None:
+        critic_output = "structured" if is_local_model(critic or base) else "text"
+    policy = default_retry_policy() if retry_policy is None else retry_policy
+
+    def loop(name: str, candidate_key: str, critiques_key: str) -> RefineLoop:
+        return RefineLoop(
+            name=name,
+            model=base,
+            critic_model=critic,
+            draft_prompt=stage_prompts[f"{name}_draft"],
+            critique_prompt=stage_prompts[f"{name}_critique"],
+            refine_prompt=stage_prompts[f"{name}_refine"],
+            candidate_key=candidate_key,
+            critiques_key=critiques_key,
+            prompt_inputs=lambda state: _inputs(state, examples_section),
+            parse_candidate=lambda message: clean_text(
+                message.text if isinstance(message.text, str) else message.text()
+            ),
+            threshold=threshold,
+            max_iterations=max_iterations,
+            critic_output=critic_output,
+            critic_parse_retries=critic_parse_retries,
+            resolve_model=resolve_model_cached,
+        )
+
+    if with_response:
+        builder = StateGraph(
+            SPRIState, context_schema=SPRIContext, input_schema=SPRIInput, output_schema=SPRIOutput
+        )
+    else:
+        builder = StateGraph(
+            SPRIState,
+            context_schema=SPRIContext,
+            input_schema=SPRIInput,
+            output_schema=PrinciplesOutput,
+        )
+    builder.add_node("prepare", _prepare)
+    after_principles = END
+    if with_response:
+        response_entry = "review_principles" if review_principles else "response_draft"
+        after_principles = response_entry
+        if review_principles:
+            builder.add_node("review_principles", _review)
+            builder.add_edge("review_principles", "response_draft")
+        builder.add_node("finalize", _finalize)
+        builder.add_edge("finalize", END)
+        add_refine_loop(
+            builder,
+            loop("response", "response", "response_critiques"),
+            then="finalize",
+            retry_policy=policy,
+        )
+    first = add_refine_loop(
+        builder,
+        loop("principles", "principles", "principle_critiques"),
+        then=after_principles,
+        retry_policy=policy,
+    )
+    builder.add_edge(START, "prepare")
+    builder.add_edge("prepare", first)
+    return builder
+
+
+def create_spri_graph(
+    model: ModelSpec = None,
+    *,
+    critic_model: ModelSpec = None,
+    threshold: int = 4,
+    max_iterations: int = 4,
+    critic_output: CriticOutput | None = None,
+    critic_parse_retries: int = 1,
+    seed_examples: Sequence[SeedExample] | None = None,
+    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
+    retry_policy: RetryPolicy | None = None,
+    review_principles: bool = False,
+) -> StateGraph:
+    """Create the SPRI graph: situated principles, then a response aligned to them.
+
+    Args:
+        model: Base model (drafts and refines): a chat model, a model string such as
+            ``"openai:gpt-4o-mini"``, ``"local"``, ``"gguf:/path.gguf"``, or ``None`` for
+            ``$SPRI_MODEL`` / the embedded local model.
+        critic_model: Critic model; defaults to ``model``.
+        threshold: Score (1-5) at which a critique accepts the candidate.
+        max_iterations: Most critiques per stage (at least 1).
+        critic_output: ``"text"`` parses ``Feedback: ... [RESULT] N``; ``"structured"`` uses
+            ``with_structured_output`` and always yields an integer score. ``None`` (the
+            default) means ``"text"``, except ``"structured"`` for the embedded local model,
+            which is too small to be trusted to print ``[RESULT] N``.
+        critic_parse_retries: Re-asks, with a format reminder, when a text critique carries
+            no readable score. After that the loop stops and keeps the current candidate.
+        seed_examples: Few-shot ``{"query", "principles"}`` examples for the principle writer.
+        prompts: Prompt overrides keyed ``principles_draft``, ``principles_critique``,
+            ``principles_refine``, ``response_draft``, ``response_critique``,
+            ``response_refine`` (see :mod:`spri_graph.prompts`).
+        retry_policy: Retry policy for transient model errors (timeouts, rate limits, 5xx);
+            defaults to :func:`spri_graph.default_retry_policy`.
+        review_principles: Pause with ``interrupt()`` after the principles stage so a person
+            can approve or edit them (needs a checkpointer).
+
+    Returns:
+        An uncompiled :class:`~langgraph.graph.StateGraph`; compile it with the
+        checkpointer, store and interrupts you need.
+
+    Raises:
+        ValueError: If a setting is out of range or a model string cannot be resolved.
+
+    Example:
+        >>> from langchain_core.language_models import GenericFakeChatModel
+        >>> model = GenericFakeChatModel(messages=iter([
+        ...     "1. Be specific.", "Feedback: Useful. [RESULT] 5",
+        ...     "Drink water.", "Feedback: Follows them. [RESULT] 4",
+        ... ]))
+        >>> graph = create_spri_graph(model).compile()
+        >>> out = graph.invoke({"query": "How do I stay healthy?"})
+        >>> out["principles"], out["response"], out["response_critiques"][0].score
+        ('1. Be specific.', 'Drink water.', 4)
+    """
+    return _build(
+        model,
+        critic_model=critic_model,
+        threshold=threshold,
+        max_iterations=max_iterations,
+        critic_output=critic_output,
+        critic_parse_retries=critic_parse_retries,
+        seed_examples=seed_examples,
+        prompts=prompts,
+        retry_policy=retry_policy,
+        with_response=True,
+        review_principles=review_principles,
+    )
+
+
+def create_principles_graph(
+    model: ModelSpec = None,
+    *,
+    critic_model: ModelSpec = None,
+    threshold: int = 4,
+    max_iterations: int = 4,
+    critic_output: CriticOutput | None = None,
+    critic_parse_retries: int = 1,
+    seed_examples: Sequence[SeedExample] | None = None,
+    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> StateGraph:
+    """Create the principles stage alone: situated principles for a query.
+
+    Use it when your own app generates the answer and you want principles to steer it.
+    Arguments are those of :func:`create_spri_graph`.
+
+    Returns:
+        An uncompiled :class:`~langgraph.graph.StateGraph` whose output holds
+        ``principles``, ``principle_critiques`` and ``usage``.
+
+    Example:
+        >>> from langchain_core.language_models import GenericFakeChatModel
+        >>> model = GenericFakeChatModel(messages=iter(["1. Be kind.", "Good. [RESULT] 4"]))
+        >>> create_principles_graph(model).compile().invoke({"query": "Hi?"})["principles"]
+        '1. Be kind.'
+    """
+    return _build(
+        model,
+        critic_model=critic_model,
+        threshold=threshold,
+        max_iterations=max_iterations,
+        critic_output=critic_output,
+        critic_parse_retries=critic_parse_retries,
+        seed_examples=seed_examples,
+        prompts=prompts,
+        retry_policy=retry_policy,
+        with_response=False,
+    )
