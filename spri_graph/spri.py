@@ -236,29 +236,35 @@ def _build(
             output_schema=PrinciplesOutput,
         )
     builder.add_node("prepare", _prepare)
-    after_principles = END
-    if with_response:
-        response_entry = "review_principles" if review_principles else "response_draft"
-        after_principles = response_entry
-        if review_principles:
-            builder.add_node("review_principles", _review)
-            builder.add_edge("review_principles", "response_draft")
-        builder.add_node("finalize", _finalize)
-        builder.add_edge("finalize", END)
-        add_refine_loop(
+    builder.add_edge(START, "prepare")
+    if not with_response:
+        first = add_refine_loop(
             builder,
-            loop("response", "response", "response_critiques"),
-            then="finalize",
+            loop("principles", "principles", "principle_critiques"),
+            then=END,
             retry_policy=policy,
         )
+        builder.add_edge("prepare", first)
+        return builder
+    after_principles = "review_principles" if review_principles else "response_draft"
     first = add_refine_loop(
         builder,
         loop("principles", "principles", "principle_critiques"),
         then=after_principles,
         retry_policy=policy,
     )
-    builder.add_edge(START, "prepare")
     builder.add_edge("prepare", first)
+    if review_principles:
+        builder.add_node("review_principles", _review)
+        builder.add_edge("review_principles", "response_draft")
+    add_refine_loop(
+        builder,
+        loop("response", "response", "response_critiques"),
+        then="finalize",
+        retry_policy=policy,
+    )
+    builder.add_node("finalize", _finalize)
+    builder.add_edge("finalize", END)
     return builder
 
 
