@@ -143,30 +143,44 @@ def _inputs(state: Mapping[str, Any], examples_section: str) -> dict[str, Any]:
     }
 
 
+_REVIEW_HOW = "Resume with True to approve, or with edited principles (a string)."
+
+
+def _review_edit(decision: Any) -> str | None:
+    """The edited principles ("" to approve as they are), or ``None`` if unreadable."""
+    if decision is True or decision is None or decision in ("approve", "approved", "ok"):
+        return ""
+    if isinstance(decision, Mapping):
+        if decision.get("action") == "approve" and "principles" not in decision:
+            return ""
+        decision = decision.get("principles")
+    if not isinstance(decision, str) or not decision.strip():
+        return None
+    return decision.strip()
+
+
 def _review(state: Mapping[str, Any]) -> dict[str, Any]:
     """Pause for a person to approve or edit the principles.
 
     Resume with ``Command(resume=True)`` (or ``"approve"``) to keep them, or with the edited
-    principles as a string (or ``{"principles": "..."}``) to replace them.
+    principles as a string (or ``{"principles": "..."}``) to replace them. An unreadable
+    answer pauses again, with an ``error`` saying what was expected, so the thread can
+    still be resumed.
     """
-    decision = interrupt(
-        {
-            "principles": state["principles"],
-            "principle_critiques": [c.model_dump() for c in state.get("principle_critiques", [])],
-            "instructions": "Resume with True to approve, or with edited principles (a string).",
+    request: dict[str, Any] = {
+        "principles": state["principles"],
+        "principle_critiques": [c.model_dump() for c in state.get("principle_critiques", [])],
+        "instructions": _REVIEW_HOW,
+    }
+    decision = interrupt(request)
+    while (edited := _review_edit(decision)) is None:
+        request = {
+            **request,
+            "error": f"review: cannot use {decision!r:.80}; expected True to approve or "
+            "edited principles as a non-empty string",
         }
-    )
-    if decision is True or decision is None or decision in ("approve", "approved", "ok"):
-        return {}
-    if isinstance(decision, Mapping):
-        if decision.get("action") == "approve" and "principles" not in decision:
-            return {}
-        decision = decision.get("principles")
-    if not isinstance(decision, str) or not decision.strip():
-        raise ValueError(
-            "review: resume with True to approve or with edited principles as a non-empty string"
-        )
-    return {"principles": decision.strip()}
+        decision = interrupt(request)
+    return {"principles": edited} if edited else {}
 
 
 def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -307,7 +321,11 @@ def create_spri_graph(
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph`; compile it with the
-        checkpointer, store and interrupts you need.
+        checkpointer, store and interrupts you need. The state holds :class:`Critique`
+        objects: with ``LANGGRAPH_STRICT_MSGPACK=true`` the graph registers them with the
+        checkpointer itself; otherwise langgraph-checkpoint logs that it read an unregistered
+        type unless the checkpointer's serializer allows it, e.g.
+        ``InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=[Critique]))``.
 
     Raises:
         ValueError: If a setting is out of range or a model string cannot be resolved.
