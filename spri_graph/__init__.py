@@ -10,7 +10,18 @@ Example:
     >>> graph.invoke({"query": "How do I tell my team I am burning out?"})  # doctest: +SKIP
 """
 
-from spri_graph.critique import Critique, ScoredCritique, parse_critique
+from spri_graph.critique import Critique, Judgment, ScoredCritique, parse_critique, parse_judgment
+from spri_graph.judge import (
+    GENERIC_RUBRIC,
+    JudgeInput,
+    JudgeOutput,
+    Rubric,
+    create_fixed_rubric_judge,
+    create_judge_graph,
+    create_rubric_graph,
+    create_vanilla_judge,
+    parse_rubric,
+)
 from spri_graph.loop import (
     RefineLoop,
     RefineLoopState,
@@ -21,7 +32,7 @@ from spri_graph.loop import (
     is_transient_error,
 )
 from spri_graph.models import resolve_model
-from spri_graph.prompts import SPRI_PROMPTS
+from spri_graph.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
 from spri_graph.spri import (
     PrinciplesOutput,
     SPRIContext,
@@ -33,11 +44,17 @@ from spri_graph.spri import (
 )
 
 __all__ = [
+    "GENERIC_RUBRIC",
+    "JUDGE_PROMPTS",
     "SPRI_PROMPTS",
     "Critique",
+    "JudgeInput",
+    "JudgeOutput",
+    "Judgment",
     "PrinciplesOutput",
     "RefineLoop",
     "RefineLoopState",
+    "Rubric",
     "SPRIContext",
     "SPRIInput",
     "SPRIOutput",
@@ -45,12 +62,18 @@ __all__ = [
     "ScoredCritique",
     "StageUsage",
     "add_refine_loop",
+    "create_fixed_rubric_judge",
+    "create_judge_graph",
     "create_principles_graph",
     "create_refine_loop",
+    "create_rubric_graph",
     "create_spri_graph",
+    "create_vanilla_judge",
     "default_retry_policy",
     "is_transient_error",
     "parse_critique",
+    "parse_judgment",
+    "parse_rubric",
     "resolve_model",
 ]
 

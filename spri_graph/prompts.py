@@ -26,6 +26,8 @@ from langchain_core.prompts import ChatPromptTemplate
 __all__ = [
     "CRITIQUE_FORMAT",
     "FORMAT_REMINDER",
+    "JUDGE_PROMPTS",
+    "RUBRIC_LAYOUT",
     "SPRI_PROMPTS",
     "SeedExample",
     "format_seed_examples",
@@ -220,3 +222,148 @@ def resolve_prompts(
             )
         merged[key] = value
     return merged
+
+
+# --------------------------------------------------------------------------- judge prompts
+
+RUBRIC_LAYOUT = (
+    "Criteria: (one question: what must a response to this instruction get right?)\n"
+    "Score 1: (what a response that deserves 1 looks like)\n"
+    "Score 2: (what a response that deserves 2 looks like)\n"
+    "Score 3: (what a response that deserves 3 looks like)\n"
+    "Score 4: (what a response that deserves 4 looks like)\n"
+    "Score 5: (what a response that deserves 5 looks like)"
+)
+_RUBRIC_ROLE = (
+    "### Role: You write scoring rubrics for grading responses to one instruction. Given an "
+    "instruction, write a rubric made for it: a criteria question naming what a good response "
+    "to this instruction must get right, and what a response scoring 1, 2, 3, 4 and 5 looks "
+    "like. Make the five levels distinct, concrete and checkable, so that two graders would give "
+    "the same score. Write only the rubric, with no introduction or closing, in this layout:\n"
+    + RUBRIC_LAYOUT
+)
+_GRADING_FORMAT = '"<feedback>(your feedback)</feedback><score>(an integer from 1 to 5)</score>"'
+_GRADING_ROLE = (
+    "Grade a response to an instruction strictly by a score rubric: write feedback, then a "
+    "score from 1 to 5."
+)
+
+JUDGE_PROMPTS: dict[str, ChatPromptTemplate] = {
+    "rubric_draft": ChatPromptTemplate.from_messages(
+        [
+            ("system", _RUBRIC_ROLE),
+            ("human", "### Instruction:\n{instruction}{reference_section}\n\n### Rubric:"),
+        ]
+    ),
+    "rubric_critique": ChatPromptTemplate.from_messages(
+        [
+            (
+                "human",
+                CRITIQUE_FORMAT
+                + "### Instruction to Evaluate:\n"
+                + _RUBRIC_ROLE.removeprefix("### ")
+                + "\n[Instruction: {instruction}]{reference_section}\n\n"
+                "### Rubric to Evaluate:\n{candidate}\n\n"
+                "### Score Rubric:\n"
+                "How useful is the rubric for grading responses to this instruction?\n"
+                "Score 1: Not useful: it is unrelated to the instruction or has no usable levels.\n"
+                "Score 2: Barely useful: generic, with vague or overlapping levels.\n"
+                "Score 3: Somewhat useful: relevant, but the levels miss key aspects of the "
+                "instruction or are hard to tell apart.\n"
+                "Score 4: Useful: specific to the instruction with distinct levels; small gaps "
+                "remain.\n"
+                "Score 5: Very useful: it names what matters for this instruction, and its five "
+                "levels are distinct and concrete enough that two graders would agree.\n\n"
+                "### Feedback:",
+            ),
+        ]
+    ),
+    "rubric_refine": ChatPromptTemplate.from_messages(
+        [
+            (
+                "system",
+                "### Role: You write scoring rubrics for grading responses to one instruction. "
+                "Improve the rubric below using the feedback. Write only the improved rubric, "
+                "with no introduction or closing, in this layout:\n" + RUBRIC_LAYOUT,
+            ),
+            (
+                "human",
+                "### Instruction:\n{instruction}{reference_section}\n\n"
+                "### Rubric:\n{candidate}\n\n### Feedback: {feedback}\n\n### Refined Rubric:",
+            ),
+        ]
+    ),
+    "judgment_draft": ChatPromptTemplate.from_messages(
+        [
+            (
+                "human",
+                "### Task Description:\n"
+                "You will be given an instruction, a response to evaluate, a score rubric and, "
+                "when shown, a reference answer that would score 5.\n"
+                "1. Write detailed feedback that judges the response strictly against the score "
+                "rubric, not in general.\n"
+                "2. Then give an integer score from 1 to 5, the rubric level the response "
+                "meets.\n"
+                f"3. Use exactly this format: {_GRADING_FORMAT}\n"
+                "4. Add no greeting, closing remark or other explanation.\n\n"
+                "### Instruction:\n{instruction}\n\n"
+                "### Response to Evaluate:\n{response}{reference_section}\n\n"
+                "### Score Rubric:\n{rubric}\n\n"
+                "### Grading:",
+            ),
+        ]
+    ),
+    "judgment_critique": ChatPromptTemplate.from_messages(
+        [
+            (
+                "human",
+                CRITIQUE_FORMAT
+                + "### Instruction to Evaluate:\n"
+                + _GRADING_ROLE
+                + "\n[Instruction: {instruction}]\n[Response: {response}]{reference_section}\n"
+                "[Rubric for the grading:\n{rubric}]\n\n"
+                "### Grading to Evaluate:\n{candidate}\n\n"
+                "### Score Rubric:\n"
+                "How faithfully does the grading apply its rubric to the response?\n"
+                "Score 1: It ignores the rubric, misreads the response, or gives no score from "
+                "1 to 5.\n"
+                "Score 2: It judges mostly on grounds outside the rubric, or its score "
+                "contradicts its feedback.\n"
+                "Score 3: It applies the rubric in part; the feedback misses or misjudges points "
+                "the rubric asks about.\n"
+                "Score 4: It applies the rubric to the response accurately, with small gaps; the "
+                "score matches the feedback.\n"
+                "Score 5: It checks the response against every part of the rubric, accurately "
+                "and specifically, and the score is the level the feedback describes.\n\n"
+                "### Feedback:",
+            ),
+        ]
+    ),
+    "judgment_refine": ChatPromptTemplate.from_messages(
+        [
+            (
+                "system",
+                "### Role: You grade responses strictly by a score rubric. Improve the grading "
+                "below using the critique of it. Reply only in this format: " + _GRADING_FORMAT,
+            ),
+            (
+                "human",
+                "### Instruction:\n{instruction}\n\n"
+                "### Response to Evaluate:\n{response}{reference_section}\n\n"
+                "### Score Rubric:\n{rubric}\n\n"
+                "### Grading:\n{candidate}\n\n"
+                "### Critique of the Grading:\n{feedback}\n\n"
+                "### Refined Grading:",
+            ),
+        ]
+    ),
+}
+"""Prompts of the judge graphs (:mod:`spri_graph.judge`), keyed ``"<stage>_<step>"``.
+
+The ``rubric`` stage writes a rubric for the instruction in the :data:`RUBRIC_LAYOUT` text
+layout; the ``judgment`` stage grades the response Prometheus-style, answering
+``<feedback>...</feedback><score>N</score>``, and the baseline judges reuse
+``judgment_draft`` with a generic or given rubric. Variables: ``instruction``, ``response``,
+``reference_section`` (``"\n\n### Reference Answer (Score 5):\n..."`` or ``""``), ``rubric``
+(the rendered rubric), ``candidate`` and ``feedback`` (critique and refine prompts).
+"""
