@@ -26,7 +26,8 @@ from typing import Annotated, Any, Literal, TypedDict
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import RetryPolicy
@@ -290,10 +291,14 @@ class _Call:
     tags: tuple[str, ...]
     metadata: dict[str, Any]
 
-    def bound(self) -> Runnable:
-        return self.runnable.with_config(
-            run_name=self.run_name, tags=list(self.tags), metadata=self.metadata
-        )
+    def config(self, config: RunnableConfig) -> RunnableConfig:
+        """The node's config with this call's run name, tags and metadata added."""
+        merged: dict[str, Any] = {k: v for k, v in config.items() if k != "run_id"}
+        tags = list(config.get("tags") or ())
+        merged["tags"] = tags + [tag for tag in self.tags if tag not in tags]
+        merged["metadata"] = {**(config.get("metadata") or {}), **self.metadata}
+        merged["run_name"] = self.run_name
+        return merged  # type: ignore[return-value]
 
 
 _Step = Generator[_Call, Any, dict[str, Any]]
@@ -379,9 +384,38 @@ def _refine_step(loop: RefineLoop, state: Mapping[str, Any]) -> _Step:
     }
 
 
+class _Node(Runnable[Any, Any]):
+    """A graph node or route that runs its sync or async function directly.
+
+    LangGraph runs a plain sync function in a thread pool under ``ainvoke``, and a
+    ``RunnableLambda`` adds a traced run of its own around the node's run. Both cost more
+    than the node's work when many runs share one event loop, so nodes are this instead.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        func: Callable[[Any, RunnableConfig], Any],
+        afunc: Callable[[Any, RunnableConfig], Any] | None = None,
+    ) -> None:
+        self.name = name
+        self.func = func
+        self.afunc = afunc
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Run the sync function."""
+        return self.func(input, config or {})
+
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        """Run the async function (the sync one when there is none: it must not block)."""
+        if self.afunc is None:
+            return self.func(input, config or {})
+        return await self.afunc(input, config or {})
+
+
 def _drive(
     step: Callable[[RefineLoop, Mapping[str, Any]], _Step], loop: RefineLoop, name: str
-) -> RunnableLambda:
+) -> Runnable:
     """Wrap a step generator as a node that runs sync or async with one code path."""
 
     def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
@@ -389,7 +423,7 @@ def _drive(
         try:
             call = next(gen)
             while True:
-                call = gen.send(call.bound().invoke(call.messages, config))
+                call = gen.send(call.runnable.invoke(call.messages, call.config(config)))
         except StopIteration as done:
             return done.value
 
@@ -398,11 +432,11 @@ def _drive(
         try:
             call = next(gen)
             while True:
-                call = gen.send(await call.bound().ainvoke(call.messages, config))
+                call = gen.send(await call.runnable.ainvoke(call.messages, call.config(config)))
         except StopIteration as done:
             return done.value
 
-    return RunnableLambda(run, afunc=arun, name=name)
+    return _Node(name, run, arun)
 
 
 def _router(loop: RefineLoop) -> Callable[[Mapping[str, Any]], Literal["refine", "done"]]:
@@ -418,6 +452,20 @@ def _router(loop: RefineLoop) -> Callable[[Mapping[str, Any]], Literal["refine",
 
     route.__name__ = f"route_{loop.name}"
     return route
+
+
+def _route_node(loop: RefineLoop) -> Runnable:
+    """The router as a node: it reads per-run settings, so it runs with its config set."""
+    route = _router(loop)
+
+    def run(state: Mapping[str, Any], config: RunnableConfig) -> str:
+        token = var_child_runnable_config.set(config)
+        try:
+            return route(state)
+        finally:
+            var_child_runnable_config.reset(token)
+
+    return _Node(route.__name__, run)
 
 
 def add_refine_loop(
@@ -447,7 +495,7 @@ def add_refine_loop(
     builder.add_node(critique, _drive(_critique_step, loop, critique), retry_policy=retry_policy)
     builder.add_node(refine, _drive(_refine_step, loop, refine), retry_policy=retry_policy)
     builder.add_edge(draft, critique)
-    builder.add_conditional_edges(critique, _router(loop), {"refine": refine, "done": then})
+    builder.add_conditional_edges(critique, _route_node(loop), {"refine": refine, "done": then})
     builder.add_edge(refine, critique)
     return draft
 
