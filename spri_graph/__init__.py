@@ -11,6 +11,7 @@ Example:
 """
 
 from spri_graph.critique import Critique, Judgment, ScoredCritique, parse_critique, parse_judgment
+from spri_graph.evaluators import create_async_spri_evaluator, create_spri_evaluator
 from spri_graph.judge import (
     GENERIC_RUBRIC,
     JudgeInput,
@@ -31,6 +32,7 @@ from spri_graph.loop import (
     default_retry_policy,
     is_transient_error,
 )
+from spri_graph.metrics import Agreement, AgreementTable, agreement, agreement_by
 from spri_graph.models import resolve_model
 from spri_graph.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
 from spri_graph.spri import (
@@ -47,6 +49,8 @@ __all__ = [
     "GENERIC_RUBRIC",
     "JUDGE_PROMPTS",
     "SPRI_PROMPTS",
+    "Agreement",
+    "AgreementTable",
     "Critique",
     "JudgeInput",
     "JudgeOutput",
@@ -62,11 +66,15 @@ __all__ = [
     "ScoredCritique",
     "StageUsage",
     "add_refine_loop",
+    "agreement",
+    "agreement_by",
+    "create_async_spri_evaluator",
     "create_fixed_rubric_judge",
     "create_judge_graph",
     "create_principles_graph",
     "create_refine_loop",
     "create_rubric_graph",
+    "create_spri_evaluator",
     "create_spri_graph",
     "create_vanilla_judge",
     "default_retry_policy",

@@ -1,0 +1,317 @@
+"""SPRI judges as openevals/LangSmith-style evaluators.
+
+An evaluator is called as ``evaluator(inputs=..., outputs=..., reference_outputs=...)`` and
+returns ``{"key", "score", "comment", "metadata"}``, so it plugs into
+``langsmith.evaluate(..., evaluators=[evaluator])``, into tests run with the LangSmith pytest
+integration (log the result with ``langsmith.testing.log_feedback``), and anywhere openevals
+evaluators are used. :func:`create_async_spri_evaluator` is the ``async`` twin for
+``langsmith.aevaluate``; both share one code path and differ only in ``invoke``/``ainvoke``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.prompts import ChatPromptTemplate
+from langgraph.graph import StateGraph
+from langgraph.types import RetryPolicy
+
+from spri_graph.judge import create_judge_graph
+from spri_graph.loop import CriticOutput
+from spri_graph.models import ModelSpec
+
+__all__ = ["create_async_spri_evaluator", "create_spri_evaluator"]
+
+EvaluatorResult = dict[str, Any]
+
+_GRAPH_DEFAULTS: dict[str, Any] = {
+    "critic_model": None,
+    "threshold": 4,
+    "max_iterations": 4,
+    "reference_free": True,
+    "critic_output": None,
+    "prompts": None,
+    "retry_policy": None,
+}
+_INSTRUCTION_KEYS = ("instruction", "question", "query", "input", "prompt")
+_RESPONSE_KEYS = ("response", "output", "answer", "outputs", "content")
+_REFERENCE_KEYS = ("reference_answer", "reference", "answer", "expected", "output", "response")
+
+
+def _message_text(message: BaseMessage) -> str:
+    return message.text if isinstance(message.text, str) else message.text()
+
+
+def _last_message(messages: Any, kind: type[BaseMessage], role: str) -> str | None:
+    if not isinstance(messages, list):
+        return None
+    for message in reversed(messages):
+        if isinstance(message, kind):
+            return _message_text(message)
+        if isinstance(message, Mapping) and message.get("role") == role:
+            content = message.get("content")
+            return content if isinstance(content, str) else None
+    return None
+
+
+def _text(value: Any, *, field: str, key: str | None, keys: tuple[str, ...], role: str) -> Any:
+    """Find the text for ``field`` in an evaluator argument (a string or a dict)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseMessage):
+        return _message_text(value)
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{field} must be a string or a dict, got {type(value).__name__}")
+    if key is not None:
+        if key not in value:
+            raise ValueError(
+                f"{field}: no key {key!r}; keys: {', '.join(map(str, value)) or '(none)'}"
+            )
+        return value[key]
+    for name in keys:
+        if name in value:
+            return value[name]
+    kind = HumanMessage if role == "user" else AIMessage
+    found = _last_message(value.get("messages"), kind, role)
+    if found is not None:
+        return found
+    if len(value) == 1:
+        return next(iter(value.values()))
+    raise ValueError(
+        f"{field}: cannot tell which key holds the text; keys: "
+        f"{', '.join(map(str, value)) or '(none)'}; pass {field.removesuffix('s')}_key="
+    )
+
+
+def _build(
+    model: ModelSpec,
+    *,
+    judge: Any,
+    feedback_key: str,
+    normalize: bool,
+    instruction_key: str | None,
+    response_key: str | None,
+    reference_key: str | None,
+    graph_kwargs: dict[str, Any],
+) -> tuple[Any, Callable[..., dict[str, Any]], Callable[[dict[str, Any]], EvaluatorResult]]:
+    """The compiled judge and the two halves every call shares (request, result)."""
+    if not isinstance(feedback_key, str) or not feedback_key.strip():
+        raise ValueError(f"feedback_key must be a non-empty string, got {feedback_key!r}")
+    if not isinstance(normalize, bool):
+        raise ValueError(f"normalize must be True or False, got {normalize!r}")
+    if judge is not None:
+        if model is not None:
+            raise ValueError("model: pass either model or judge=, not both")
+        changed = [name for name, value in graph_kwargs.items() if value != _GRAPH_DEFAULTS[name]]
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)}: these configure the built-in judge; with judge= set "
+                "them on the judge graph you pass"
+            )
+        graph = judge.compile() if isinstance(judge, StateGraph) else judge
+        if not hasattr(graph, "invoke") or not hasattr(graph, "ainvoke"):
+            raise ValueError(
+                f"judge must be a judge graph (StateGraph or compiled), got {type(judge).__name__}"
+            )
+    else:
+        graph = create_judge_graph(model, **graph_kwargs).compile()
+    uses_reference = graph_kwargs.get("reference_free") is False
+
+    def request(inputs: Any, outputs: Any, reference_outputs: Any) -> dict[str, Any]:
+        state = {
+            "instruction": _text(
+                inputs, field="inputs", key=instruction_key, keys=_INSTRUCTION_KEYS, role="user"
+            ),
+            "response": _text(
+                outputs, field="outputs", key=response_key, keys=_RESPONSE_KEYS, role="assistant"
+            ),
+        }
+        if reference_outputs not in (None, {}, "") and (uses_reference or judge is not None):
+            state["reference_answer"] = _text(
+                reference_outputs,
+                field="reference_outputs",
+                key=reference_key,
+                keys=_REFERENCE_KEYS,
+                role="assistant",
+            )
+        return state
+
+    def result(out: dict[str, Any]) -> EvaluatorResult:
+        score = out.get("score")
+        if normalize and score is not None:
+            score = (score - 1) / 4
+        rubric = out.get("rubric")
+        return {
+            "key": feedback_key,
+            "score": score,
+            "comment": out.get("feedback"),
+            "metadata": {
+                "rubric": rubric.model_dump() if rubric is not None else None,
+                "score_1_to_5": out.get("score"),
+                "rubric_critic_scores": [c.score for c in out.get("rubric_critiques") or []],
+                "judgment_critic_scores": [c.score for c in out.get("judgment_critiques") or []],
+            },
+        }
+
+    return graph, request, result
+
+
+def create_spri_evaluator(
+    model: ModelSpec = None,
+    *,
+    judge: Any = None,
+    feedback_key: str = "spri_rubric_score",
+    normalize: bool = False,
+    instruction_key: str | None = None,
+    response_key: str | None = None,
+    reference_key: str | None = None,
+    critic_model: ModelSpec = None,
+    threshold: int = 4,
+    max_iterations: int = 4,
+    reference_free: bool = True,
+    critic_output: CriticOutput | None = None,
+    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> Callable[..., EvaluatorResult]:
+    r"""Create an evaluator that grades with an instance-specific SPRI rubric.
+
+    The returned function takes ``inputs`` (the instruction), ``outputs`` (the response)
+    and ``reference_outputs`` (used only with ``reference_free=False``), each a string or a
+    dict. In a dict the text is found under ``instruction_key`` / ``response_key`` /
+    ``reference_key`` when given, else under a usual key (``instruction``, ``question``,
+    ``input``...; ``response``, ``output``, ``answer``...), else in the last human / AI
+    message of ``messages``, else as the only value.
+
+    Args:
+        model: Judge model (see :func:`spri_graph.create_judge_graph`).
+        judge: A judge graph to use instead of building one from ``model``, e.g.
+            :func:`spri_graph.create_vanilla_judge` to compare against a baseline. With it,
+            a non-empty ``reference_outputs`` is passed on as ``reference_answer``.
+        feedback_key: The result's ``key`` (the LangSmith feedback name).
+        normalize: Report the score as ``(score - 1) / 4`` in 0-1 instead of 1-5.
+        instruction_key: Key of ``inputs`` holding the instruction.
+        response_key: Key of ``outputs`` holding the response.
+        reference_key: Key of ``reference_outputs`` holding the reference answer.
+        critic_model: Passed to :func:`spri_graph.create_judge_graph`, as are
+            ``threshold``, ``max_iterations``, ``reference_free``, ``critic_output``,
+            ``prompts`` and ``retry_policy``.
+        threshold: See ``critic_model``.
+        max_iterations: See ``critic_model``.
+        reference_free: See ``critic_model``.
+        critic_output: See ``critic_model``.
+        prompts: See ``critic_model``.
+        retry_policy: See ``critic_model``.
+
+    Returns:
+        ``evaluator(*, inputs, outputs, reference_outputs=None, **kwargs)`` returning
+        ``{"key", "score", "comment", "metadata"}``; ``score`` is ``None`` when the judge
+        gave no readable score, ``comment`` is the grading's feedback and ``metadata``
+        holds the rubric and the critics' scores.
+
+    Raises:
+        ValueError: At creation, for bad settings; when called, if the instruction or the
+            response cannot be found or is empty (before any model call).
+
+    Example:
+        >>> from langchain_core.language_models import GenericFakeChatModel
+        >>> model = GenericFakeChatModel(messages=iter([
+        ...     "Criteria: Is 2+2 right?\nScore 1: Wrong.\nScore 5: Right.", "[RESULT] 5",
+        ...     "<feedback>Right.</feedback><score>5</score>", "[RESULT] 5",
+        ... ]))
+        >>> evaluator = create_spri_evaluator(model)
+        >>> result = evaluator(inputs={"question": "2+2?"}, outputs={"answer": "4"})
+        >>> result["key"], result["score"], result["comment"]
+        ('spri_rubric_score', 5.0, 'Right.')
+    """
+    graph, request, result = _build(
+        model,
+        judge=judge,
+        feedback_key=feedback_key,
+        normalize=normalize,
+        instruction_key=instruction_key,
+        response_key=response_key,
+        reference_key=reference_key,
+        graph_kwargs={
+            "critic_model": critic_model,
+            "threshold": threshold,
+            "max_iterations": max_iterations,
+            "reference_free": reference_free,
+            "critic_output": critic_output,
+            "prompts": prompts,
+            "retry_policy": retry_policy,
+        },
+    )
+
+    def spri_rubric_evaluator(
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        reference_outputs: Any = None,
+        **kwargs: Any,
+    ) -> EvaluatorResult:
+        return result(graph.invoke(request(inputs, outputs, reference_outputs)))
+
+    return spri_rubric_evaluator
+
+
+def create_async_spri_evaluator(
+    model: ModelSpec = None,
+    *,
+    judge: Any = None,
+    feedback_key: str = "spri_rubric_score",
+    normalize: bool = False,
+    instruction_key: str | None = None,
+    response_key: str | None = None,
+    reference_key: str | None = None,
+    critic_model: ModelSpec = None,
+    threshold: int = 4,
+    max_iterations: int = 4,
+    reference_free: bool = True,
+    critic_output: CriticOutput | None = None,
+    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> Callable[..., Awaitable[EvaluatorResult]]:
+    r"""The ``async`` twin of :func:`create_spri_evaluator` (same arguments and result).
+
+    Example:
+        >>> import asyncio
+        >>> from langchain_core.language_models import GenericFakeChatModel
+        >>> model = GenericFakeChatModel(messages=iter([
+        ...     "Criteria: Polite?\nScore 1: Rude.\nScore 5: Warm.", "[RESULT] 5",
+        ...     "<feedback>Warm.</feedback><score>5</score>", "[RESULT] 5",
+        ... ]))
+        >>> evaluator = create_async_spri_evaluator(model, normalize=True)
+        >>> asyncio.run(evaluator(inputs="Say hi.", outputs="Hello!"))["score"]
+        1.0
+    """
+    graph, request, result = _build(
+        model,
+        judge=judge,
+        feedback_key=feedback_key,
+        normalize=normalize,
+        instruction_key=instruction_key,
+        response_key=response_key,
+        reference_key=reference_key,
+        graph_kwargs={
+            "critic_model": critic_model,
+            "threshold": threshold,
+            "max_iterations": max_iterations,
+            "reference_free": reference_free,
+            "critic_output": critic_output,
+            "prompts": prompts,
+            "retry_policy": retry_policy,
+        },
+    )
+
+    async def spri_rubric_evaluator(
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        reference_outputs: Any = None,
+        **kwargs: Any,
+    ) -> EvaluatorResult:
+        return result(await graph.ainvoke(request(inputs, outputs, reference_outputs)))
+
+    return spri_rubric_evaluator
