@@ -162,5 +162,364 @@ def main(argv: Sequence[str] | None = None) -> int:
 # Each subcommand registers itself below with @command("name"); keep one block each.
 
 
+# --------------------------------------------------------------------------- judge, agreement
+
+
+def _read_jsonl(path: str) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, str]]]:
+    """Read a JSONL file: ``(line number, object)`` per non-blank line, and problems found."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise CLIError(f"{path}: cannot read: {exc.strerror or exc}", code=2) from None
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"{path}: not UTF-8 text ({exc.reason})", code=2) from None
+    records: list[tuple[int, dict[str, Any]]] = []
+    problems: list[tuple[int, str]] = []
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as exc:
+            problems.append((line_no, f"not valid JSON ({exc})"))
+            continue
+        if not isinstance(value, dict):
+            problems.append((line_no, f"expected a JSON object, got {type(value).__name__}"))
+            continue
+        records.append((line_no, value))
+    return records, problems
+
+
+def _bad_lines(path: str, problems: list[tuple[int, str]]) -> CLIError:
+    problems = sorted(problems)
+    shown = "; ".join(f"line {line_no}: {text}" for line_no, text in problems[:5])
+    more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+    count = f"{len(problems)} bad line{'s' if len(problems) != 1 else ''}"
+    return CLIError(f"{path}: {count}: {shown}{more}", code=2)
+
+
+_JUDGE_FIELDS = ("instruction", "response")
+_JUDGE_PREFIX = "judge_"
+
+
+@command("judge")
+def _add_judge(sub: Any) -> None:
+    parser = sub.add_parser(
+        "judge",
+        help="grade a response with an instance-specific rubric (or a baseline judge)",
+        description="Write a rubric for the instruction, refine it, grade the response with "
+        "it and refine the grading; or grade every line of FILE.jsonl (fields 'instruction', "
+        "'response', optional 'reference_answer' and 'rubric') into OUT.jsonl, one output "
+        "line per input line, adding judge_score, judge_feedback, judge_rubric, "
+        "judge_rubric_critiques, judge_judgment_critiques and judge_error.",
+    )
+    parser.add_argument("file", nargs="?", metavar="FILE.jsonl", help="records to grade")
+    parser.add_argument("--instruction", metavar="TEXT", help="the instruction (no FILE)")
+    parser.add_argument("--response", metavar="TEXT", help="the response to grade (no FILE)")
+    parser.add_argument(
+        "--reference",
+        metavar="TEXT",
+        help="a reference answer that would score 5; grades with it (no FILE)",
+    )
+    parser.add_argument("-o", "--output", metavar="OUT.jsonl", help="where FILE's grades go")
+    parser.add_argument(
+        "--use-reference",
+        action="store_true",
+        help="FILE: grade each line against its 'reference_answer' (then required)",
+    )
+    parser.add_argument(
+        "--judge",
+        choices=["spri", "vanilla", "fixed"],
+        default="spri",
+        help="spri: instance-specific rubric with refine loops (default); vanilla: one call "
+        "with a generic rubric; fixed: one call with --rubric or each line's 'rubric'",
+    )
+    parser.add_argument(
+        "--rubric",
+        metavar="TEXT",
+        help="rubric for --judge fixed: a 'Criteria: ...' line and 'Score 1: ...' to "
+        "'Score 5: ...' lines",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="FILE: records graded at once (default: 4; local models run one at a time)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="FILE: no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (no FILE)")
+    add_model_arguments(parser)
+    parser.set_defaults(func=_run_judge)
+
+
+def _check_judge_args(args: argparse.Namespace) -> None:
+    single = [f"--{n}" for n in ("instruction", "response", "reference") if getattr(args, n)]
+    if args.file is not None:
+        if single:
+            raise CLIError(f"give FILE or {'/'.join(single)}, not both")
+        if not args.output:
+            raise CLIError("FILE needs -o OUT.jsonl for the grades")
+        if args.json:
+            raise CLIError("--json is for one grading; FILE mode writes JSONL to -o")
+    else:
+        for flag in ("--output", "--use-reference", "--no-progress"):
+            if getattr(args, flag.lstrip("-").replace("-", "_")):
+                raise CLIError(f"{flag} needs FILE.jsonl")
+        for name in ("instruction", "response"):
+            value = getattr(args, name)
+            if value is None:
+                raise CLIError(f"--{name} is required (or give FILE.jsonl)")
+            if not value.strip():
+                raise CLIError(f"--{name} must not be empty")
+        if args.reference is not None and not args.reference.strip():
+            raise CLIError("--reference must not be empty")
+    if args.rubric is not None and args.judge != "fixed":
+        raise CLIError("--rubric needs --judge fixed")
+    if args.judge == "fixed" and args.rubric is None and args.file is None:
+        raise CLIError("--judge fixed needs --rubric")
+
+
+def _check_judge_record(
+    record: dict[str, Any], *, use_reference: bool, need_rubric: bool
+) -> str | None:
+    from spri_graph.judge import _coerce_rubric
+
+    fields = [*_JUDGE_FIELDS, *(["reference_answer"] if use_reference else [])]
+    for name in fields:
+        value = record.get(name)
+        if value is None:
+            return f"missing {name!r}"
+        if not isinstance(value, str) or not value.strip():
+            return f"{name!r} must be a non-empty string"
+    if "rubric" in record or need_rubric:
+        if record.get("rubric") is None:
+            return "missing 'rubric' (or pass --rubric)" if need_rubric else None
+        try:
+            _coerce_rubric(record["rubric"], "'rubric'")
+        except ValueError as exc:
+            return str(exc)
+    return None
+
+
+def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
+    from spri_graph.judge import create_fixed_rubric_judge, create_judge_graph, create_vanilla_judge
+
+    model, critic = resolve_cli_models(args)
+    if args.judge == "vanilla":
+        graph = create_vanilla_judge(model, reference_free=reference_free)
+    elif args.judge == "fixed":
+        graph = create_fixed_rubric_judge(model, rubric=args.rubric, reference_free=reference_free)
+    else:
+        graph = create_judge_graph(
+            model,
+            critic_model=critic,
+            threshold=args.threshold,
+            max_iterations=args.max_iterations,
+            critic_output=args.critic_output,
+            reference_free=reference_free,
+        )
+    return graph.compile(), (model, critic)
+
+
+def _judge_result(out: dict[str, Any]) -> dict[str, Any]:
+    """A judge graph's output as plain JSON-ready values."""
+    return {
+        "rubric": out["rubric"].model_dump(),
+        "score": out["score"],
+        "feedback": out["feedback"],
+        "rubric_critiques": [c.model_dump(exclude={"raw"}) for c in out["rubric_critiques"]],
+        "judgment_critiques": [c.model_dump(exclude={"raw"}) for c in out["judgment_critiques"]],
+    }
+
+
+def _run_judge(args: argparse.Namespace) -> int:
+    _check_judge_args(args)
+    if args.file is not None:
+        return _run_judge_file(args)
+    import json
+
+    graph, _ = _build_judge(args, reference_free=args.reference is None)
+    inputs = {"instruction": args.instruction, "response": args.response}
+    if args.reference is not None:
+        inputs["reference_answer"] = args.reference
+    out = graph.invoke(inputs)
+    result = _judge_result(out)
+    if args.json:
+        print(json.dumps({**result, "usage": out.get("usage", {})}, ensure_ascii=False, indent=2))
+        return 0
+    rubric_scores = [c["score"] for c in result["rubric_critiques"]]
+    judgment_scores = [c["score"] for c in result["judgment_critiques"]]
+    print("Rubric" + (f" (critic scores: {rubric_scores})" if rubric_scores else ""))
+    print("\n".join("  " + line for line in out["rubric"].render().splitlines()))
+    print("\nGrading" + (f" (critic scores: {judgment_scores})" if judgment_scores else ""))
+    print("  " + (result["feedback"] or "(no feedback)").replace("\n", "\n  "))
+    score = result["score"]
+    print(f"\nScore: {score:g}" if score is not None else "\nScore: none (no readable 1-5 score)")
+    return 0
+
+
+def _run_judge_file(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    if os.path.exists(args.output) and os.path.samefile(args.file, args.output):
+        raise CLIError("-o must not be the input FILE")
+    records, problems = _read_jsonl(args.file)
+    need_rubric = args.judge == "fixed" and args.rubric is None
+    for line_no, record in records:
+        problem = _check_judge_record(
+            record, use_reference=args.use_reference, need_rubric=need_rubric
+        )
+        if problem:
+            problems.append((line_no, problem))
+    if problems:
+        raise _bad_lines(args.file, problems)
+    if not records:
+        raise CLIError(f"{args.file}: no records to grade")
+    graph, (model, critic) = _build_judge(args, reference_free=not args.use_reference)
+    from spri_graph.models import is_local_model
+
+    concurrency = 1 if is_local_model(model) or is_local_model(critic) else args.concurrency
+    try:
+        out_file = open(args.output, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise CLIError(f"{args.output}: cannot write: {exc.strerror or exc}", code=2) from None
+    with out_file:
+        failed = asyncio.run(_judge_records(graph, records, out_file, args, concurrency))
+    if failed:
+        lines = ", ".join(str(n) for n in failed[:10]) + (", ..." if len(failed) > 10 else "")
+        raise CLIError(
+            f"{len(failed)} of {len(records)} records failed (lines {lines}); each has "
+            f"'{_JUDGE_PREFIX}error' in {args.output}",
+            code=1,
+        )
+    print(f"graded {len(records)} records into {args.output}", file=sys.stderr)
+    return 0
+
+
+async def _judge_records(
+    graph: Any,
+    records: list[tuple[int, dict[str, Any]]],
+    out_file: Any,
+    args: argparse.Namespace,
+    concurrency: int,
+) -> list[int]:
+    """Grade records concurrently; write them in input order; return failed line numbers."""
+    import asyncio
+    import json
+
+    from tqdm.auto import tqdm
+
+    semaphore = asyncio.Semaphore(concurrency)
+    done: dict[int, dict[str, Any]] = {}
+    failed: list[int] = []
+    next_index = 0
+    keys = ("instruction", "response", "reference_answer", "rubric")
+    progress = tqdm(
+        total=len(records),
+        desc="judge",
+        unit="record",
+        file=sys.stderr,
+        disable=True if args.no_progress else None,
+    )
+
+    async def grade(index: int, line_no: int, record: dict[str, Any]) -> None:
+        nonlocal next_index
+        inputs = {key: record[key] for key in keys if record.get(key) is not None}
+        if not args.use_reference:
+            inputs.pop("reference_answer", None)
+        async with semaphore:
+            try:
+                result = _judge_result(await graph.ainvoke(inputs))
+                result["error"] = None
+            except Exception as exc:  # noqa: BLE001 - recorded on the record's own line
+                failed.append(line_no)
+                result = dict.fromkeys(
+                    ("rubric", "score", "feedback", "rubric_critiques", "judgment_critiques")
+                )
+                result["error"] = f"{type(exc).__name__}: {exc}"
+        done[index] = {**record, **{_JUDGE_PREFIX + k: v for k, v in result.items()}}
+        progress.update(1)
+        while next_index in done:
+            out_file.write(json.dumps(done.pop(next_index), ensure_ascii=False) + "\n")
+            next_index += 1
+        out_file.flush()
+
+    try:
+        await asyncio.gather(
+            *(grade(i, line_no, record) for i, (line_no, record) in enumerate(records))
+        )
+    finally:
+        progress.close()
+    return sorted(failed)
+
+
+@command("agreement")
+def _add_agreement(sub: Any) -> None:
+    parser = sub.add_parser(
+        "agreement",
+        help="agreement between judge scores and human scores in a JSONL file",
+        description="Pearson, Spearman, mean absolute error and Krippendorff's alpha (ordinal) "
+        "between two score columns, overall and per group. Pairs with a missing or unreadable "
+        "score are dropped and counted. Needs the 'metrics' extra.",
+    )
+    parser.add_argument("file", metavar="FILE.jsonl", help="one JSON object per line")
+    parser.add_argument(
+        "--human", default="human_score", metavar="COLUMN", help="default: human_score"
+    )
+    parser.add_argument(
+        "--pred", default="judge_score", metavar="COLUMN", help="default: judge_score"
+    )
+    parser.add_argument("--by", metavar="COLUMN", help="group by this column")
+    parser.add_argument(
+        "--parse",
+        action="store_true",
+        help="--pred holds raw judge output: read its score with parse_judgment",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON (full precision)")
+    parser.add_argument(
+        "--digits",
+        type=_positive_int,
+        default=3,
+        metavar="N",
+        help="decimals in the table (default: 3)",
+    )
+    parser.set_defaults(func=_run_agreement)
+
+
+def _run_agreement(args: argparse.Namespace) -> int:
+    import json
+
+    from spri_graph.metrics import agreement_by
+
+    records, problems = _read_jsonl(args.file)
+    if problems:
+        raise _bad_lines(args.file, problems)
+    rows = [record for _, record in records]
+    try:
+        table = agreement_by(rows, human=args.human, pred=args.pred, by=args.by, parse=args.parse)
+    except ImportError as exc:
+        raise CLIError(str(exc), code=1) from None
+    except ValueError as exc:
+        raise CLIError(f"{args.file}: {exc}", code=2) from None
+    if args.json:
+        report = {"file": args.file, "human": args.human, "pred": args.pred, "records": len(rows)}
+        print(json.dumps({**report, **table.as_dict()}, indent=2))
+        return 0
+    grouping = f" by {args.by}" if args.by else ""
+    print(f"{args.file}: {args.human} vs {args.pred}{grouping} ({len(rows)} records)")
+    print(table.format(args.digits))
+    overall = table.overall
+    print(
+        f"dropped {overall.dropped} of {len(rows)} pairs without a readable score "
+        f"(human: {overall.unreadable_human}, {args.pred}: {overall.unreadable_pred})"
+    )
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,380 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import BaseMessage
+
+import spri_graph.cli as cli
+from spri_graph.cli import main
+from tests.conftest import ROOT, reference_dir
+from tests.fakes import ScriptedChatModel
+
+RUBRIC = "Criteria: Is the sum right?\nScore 1: Wrong sum.\nScore 5: Right sum, shown."
+
+
+class Judge:
+    """A scripted model answering judge prompts by content, safe under concurrency.
+
+    The grading score is the digit after ``answer=`` in the response; a response containing
+    ``FAIL`` raises; each call sleeps a little so concurrent calls overlap.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.model = ScriptedChatModel([self.reply], cycle=True)
+
+    def reply(self, messages: Sequence[BaseMessage]) -> str:
+        text = "\n".join(str(m.content) for m in messages)
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(0.02)
+            if text.rstrip().endswith("### Rubric:"):
+                return RUBRIC
+            if text.rstrip().endswith("### Feedback:"):
+                return "Feedback: Applies the rubric. [RESULT] 5"
+            if "FAIL" in text:
+                raise ValueError("the provider rejected the request")
+            score = text.split("answer=", 1)[1][0] if "answer=" in text else "x"
+            return f"<feedback>Checked the sum.</feedback><score>{score}</score>"
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+@pytest.fixture
+def judge(monkeypatch: pytest.MonkeyPatch) -> Judge:
+    fake = Judge()
+    monkeypatch.setattr(cli, "resolve_cli_models", lambda args: (fake.model, None))
+    return fake
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text(
+        "".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows)
+    )
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("spri: error: ")
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- spri agreement
+
+VANILLA = "gpt-4o-mini__vanilla.jsonl"
+
+
+def test_agreement_json_reproduces_the_papers_pearson(capsys: pytest.CaptureFixture[str]) -> None:
+    path = reference_dir("biggenbench_judgments") / VANILLA
+    code = main(
+        [
+            "agreement",
+            str(path),
+            "--human",
+            "human_score",
+            "--pred",
+            "evaluator_LM-score",
+            "--by",
+            "capability",
+            "--json",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    pearson = {name: group["pearson"] for name, group in report["groups"].items()}
+    assert round(pearson["planning"], 3) == 0.620
+    assert round(pearson["safety"], 3) == 0.112
+    assert len(pearson) == 8
+    assert (report["records"], report["overall"]["n"], report["overall"]["dropped"]) == (
+        2780,
+        2780,
+        0,
+    )
+    assert report["by"] == "capability" and report["pred"] == "evaluator_LM-score"
+
+
+def test_agreement_table_through_the_installed_command() -> None:
+    path = reference_dir("biggenbench_judgments") / VANILLA
+    done = subprocess.run(
+        [sys.executable, "-m", "spri_graph.cli", "agreement", str(path)]
+        + ["--pred", "evaluator_LM-score", "--by", "capability"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:-1]}
+    assert rows["planning"][1:4] == ["280", "0", "0.620"]
+    assert rows["safety"][1:4] == ["316", "0", "0.112"]
+    assert done.stdout.splitlines()[-1].startswith("dropped 0 of 2780 pairs")
+
+
+def test_agreement_parse_reads_raw_judge_output(capsys: pytest.CaptureFixture[str]) -> None:
+    path = reference_dir("biggenbench_judgments") / "prometheus-8x7b-v2__vanilla.jsonl"
+    assert main(["agreement", str(path), "--pred", "evaluator_LM-response", "--parse"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "dropped 6 of 2778 pairs without a readable score (human: 0, evaluator_LM-response: 6)"
+        in (out)
+    )
+
+
+def test_agreement_counts_unreadable_scores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_jsonl(
+        tmp_path / "s.jsonl",
+        [
+            {"human_score": 1, "judge_score": 1},
+            {"human_score": 3, "judge_score": None},
+            {"human_score": 4, "judge_score": 5},
+            "",
+            {"human_score": 5, "judge_score": 4},
+        ],
+    )
+    assert main(["agreement", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["records"] == 4
+    assert (report["overall"]["n"], report["overall"]["dropped"]) == (3, 1)
+    assert report["overall"]["unreadable_pred"] == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "args", "message"),
+    [
+        ([{"h": 1}], ["--human", "x", "--pred", "h"], "human: column 'x' not found"),
+        (['{"h": 1}', "{oops", "[1]"], ["--human", "h", "--pred", "h"], "2 bad lines: line 2: not"),
+    ],
+)
+def test_agreement_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: list, args: list, message: str
+) -> None:
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    assert main(["agreement", str(path), *args]) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_agreement_missing_file_and_missing_extra(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["agreement", str(tmp_path / "none.jsonl")]) == 2
+    assert "cannot read" in one_line_error(capsys)
+    path = write_jsonl(tmp_path / "s.jsonl", [{"human_score": 1, "judge_score": 2}])
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)
+    assert main(["agreement", str(path)]) == 1
+    assert "pip install 'spri-graph[metrics]'" in one_line_error(capsys)
+
+
+# --------------------------------------------------------------------------- spri judge (one)
+
+
+def test_judge_prints_rubric_grading_and_score(
+    judge: Judge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["judge", "--instruction", "What is 2+3?", "--response", "answer=4 (5)"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Rubric (critic scores: [5])\n  Criteria: Is the sum right?" in out
+    assert "  Score 5: Right sum, shown." in out
+    assert "Grading (critic scores: [5])\n  Checked the sum." in out
+    assert out.rstrip().endswith("Score: 4")
+
+
+def test_judge_json(judge: Judge, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["judge", "--instruction", "2+3?", "--response", "answer=5", "--reference", "5", "--json"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["score"] == 5.0 and result["feedback"] == "Checked the sum."
+    assert result["rubric"]["criteria"] == "Is the sum right?"
+    assert [c["score"] for c in result["judgment_critiques"]] == [5]
+    assert result["usage"]["rubric"]["model_calls"] == 1
+    # --reference grades against the reference answer.
+    prompts = ["\n".join(str(m.content) for m in c["messages"]) for c in judge.model.calls]
+    assert all("### Reference Answer (Score 5):\n5" in p for p in prompts)
+
+
+def test_judge_baselines(judge: Judge, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["judge", "--instruction", "2+3?", "--response", "answer=3", "--judge", "vanilla"])
+        == 0
+    )
+    assert capsys.readouterr().out.rstrip().endswith("Score: 3")
+    assert len(judge.model.calls) == 1
+    code = main(
+        ["judge", "--instruction", "2+3?", "--response", "answer=2", "--judge", "fixed"]
+        + ["--rubric", "Criteria: Exact?\nScore 2: Off by one.", "--json"]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["rubric"]["score2_description"] == "Off by one." and result["score"] == 2.0
+
+
+def test_judge_without_a_score_says_so(judge: Judge, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["judge", "--instruction", "2+3?", "--response", "five", "--max-iterations", "1"]) == 0
+    )
+    assert capsys.readouterr().out.rstrip().endswith("Score: none (no readable 1-5 score)")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--instruction", "Q"], "--response is required"),
+        (["--response", "A"], "--instruction is required"),
+        (["--instruction", " ", "--response", "A"], "--instruction must not be empty"),
+        (["f.jsonl", "--instruction", "Q"], "give FILE or --instruction, not both"),
+        (["f.jsonl"], "FILE needs -o OUT.jsonl"),
+        (["--instruction", "Q", "--response", "A", "-o", "x"], "--output needs FILE.jsonl"),
+        (
+            ["--instruction", "Q", "--response", "A", "--rubric", "R"],
+            "--rubric needs --judge fixed",
+        ),
+        (
+            ["--instruction", "Q", "--response", "A", "--judge", "fixed"],
+            "--judge fixed needs --rubric",
+        ),
+        (
+            ["--instruction", "Q", "--response", "A", "--threshold", "9"],
+            "expected a whole number from 1",
+        ),
+    ],
+)
+def test_judge_argument_errors_are_one_line(
+    judge: Judge, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["judge", *args]) == 2
+    assert message in one_line_error(capsys)
+    assert judge.model.calls == []
+
+
+# --------------------------------------------------------------------------- spri judge FILE
+
+
+def test_judge_file_keeps_every_record_in_order_with_concurrency(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"id": i, "instruction": f"What is {i}+1?", "response": f"answer={1 + i % 5}"}
+        for i in range(8)
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", [*rows[:4], "", *rows[4:]])
+    out = tmp_path / "out.jsonl"
+    code = main(["judge", str(source), "-o", str(out), "--concurrency", "3", "--no-progress"])
+    assert code == 0
+    graded = read_jsonl(out)
+    assert [g["id"] for g in graded] == list(range(8))
+    assert [g["judge_score"] for g in graded] == [float(1 + i % 5) for i in range(8)]
+    assert all(g["judge_error"] is None for g in graded)
+    assert all(g["instruction"] == r["instruction"] for g, r in zip(graded, rows, strict=True))
+    assert graded[0]["judge_rubric"]["criteria"] == "Is the sum right?"
+    assert graded[0]["judge_judgment_critiques"] == [
+        {"feedback": "Applies the rubric.", "score": 5}
+    ]
+    assert 1 < judge.max_in_flight <= 3
+    assert capsys.readouterr().err.strip() == f"graded 8 records into {out}"
+
+
+def test_judge_file_records_failures_on_their_own_line(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"instruction": "1+1?", "response": "answer=2"},
+        {"instruction": "2+2?", "response": "FAIL"},
+        {"instruction": "3+3?", "response": "answer=5"},
+    ]
+    out = tmp_path / "out.jsonl"
+    code = main(["judge", str(write_jsonl(tmp_path / "in.jsonl", rows)), "-o", str(out)])
+    assert code == 1
+    error = one_line_error(capsys)
+    assert "1 of 3 records failed (lines 2)" in error and str(out) in error
+    graded = read_jsonl(out)
+    assert [g["judge_score"] for g in graded] == [2.0, None, 5.0]
+    assert graded[1]["judge_error"] == "ValueError: the provider rejected the request"
+    assert graded[1]["response"] == "FAIL"
+
+
+def test_judge_file_bad_lines_are_reported_before_any_model_call(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"instruction": "1+1?", "response": "answer=2"},
+            "{not json",
+            {"instruction": "2+2?"},
+            {"instruction": "", "response": "x"},
+            [1, 2],
+            {"instruction": "Q", "response": "A", "rubric": {"criteria": "x"}},
+        ],
+    )
+    out = tmp_path / "out.jsonl"
+    assert main(["judge", str(source), "-o", str(out)]) == 2
+    error = one_line_error(capsys)
+    assert "5 bad lines: line 2: not valid JSON" in error
+    assert "line 3: missing 'response'" in error
+    assert "line 4: 'instruction' must be a non-empty string" in error
+    assert "line 5: expected a JSON object, got list" in error
+    assert "line 6: 'rubric' must have non-empty string fields" in error
+    assert judge.model.calls == [] and not out.exists()
+
+
+def test_judge_file_with_references_and_fixed_rubrics(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"instruction": "1+1?", "response": "answer=2", "reference_answer": "2", "rubric": RUBRIC},
+        {"instruction": "2+2?", "response": "answer=3", "reference_answer": "4"},
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    args = ["judge", str(source), "-o", str(out), "--judge", "fixed", "--use-reference"]
+    assert main(args) == 2
+    assert "line 2: missing 'rubric' (or pass --rubric)" in one_line_error(capsys)
+    assert main([*args, "--rubric", "Criteria: Default?\nScore 3: Close."]) == 0
+    graded = read_jsonl(out)
+    assert graded[0]["judge_rubric"]["criteria"] == "Is the sum right?"
+    assert graded[1]["judge_rubric"]["criteria"] == "Default?"
+    assert [g["judge_score"] for g in graded] == [2.0, 3.0]
+    prompts = ["\n".join(str(m.content) for m in c["messages"]) for c in judge.model.calls]
+    assert any("### Reference Answer (Score 5):\n4" in p for p in prompts)
+
+
+def test_judge_output_feeds_agreement(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"instruction": f"{i}?", "response": f"answer={s}", "human_score": h}
+        for i, (s, h) in enumerate([(1, 1), (3, 2), (4, 4), (5, 5), (2, 3)])
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    assert main(["judge", str(source), "-o", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["agreement", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pred"] == "judge_score" and report["overall"]["n"] == 5
+    assert report["overall"]["pearson"] == pytest.approx(0.9, abs=1e-9)
