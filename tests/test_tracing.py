@@ -107,16 +107,15 @@ def test_full_run_with_two_refinements_reads_like_the_algorithm(mode: str) -> No
         assert meta["langgraph_node"] == node
         assert meta["request_id"] == "r-7"
         assert reply_text(run) == reply
-        # Nesting: model run -> the node's runnable -> the graph's node run -> the root.
-        inner = parents[id(run)]
-        node_run = parents[id(inner)]
-        assert (inner.name, inner.run_type) == (node, "chain")
+        # Nesting: model run -> the graph's run of the node that made the call -> the root.
+        node_run = parents[id(run)]
         assert (node_run.name, node_run.run_type) == (node, "chain")
         assert parents[id(node_run)] is root
         assert any(tag.startswith("graph:step:") for tag in node_run.tags)
         assert metadata(node_run)["langgraph_step"] == meta["langgraph_step"]
+        assert "spri_step" not in metadata(node_run)  # the step's labels are the call's own
         # Each graph node run holds this one model call.
-        assert [r.name for r, p in runs if p is inner and r.run_type == "llm"] == [label]
+        assert [r.name for r, p in runs if p is node_run and r.run_type == "llm"] == [label]
 
     # The algorithm's data flows through the trace: each refine sees the previous
     # candidate and the critic's feedback; each critique grades the latest candidate.
