@@ -1,0 +1,524 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langgraph.types import RetryPolicy
+
+from spri_graph.loop import is_transient_error
+from spri_graph.synthesize import (
+    InputError,
+    SynthesisReport,
+    asynthesize,
+    errors_path_for,
+    synthesize,
+)
+from tests.fakes import ScriptedChatModel, transient_error
+
+QUESTION = re.compile(r"Question: (.+?)(?:\]|\n|$)")
+
+
+def fast_retry(max_attempts: int) -> RetryPolicy:
+    # LangGraph's jitter adds up to a second per retry; tests retry at once.
+    return RetryPolicy(
+        initial_interval=0.001,
+        max_interval=0.005,
+        max_attempts=max_attempts,
+        jitter=False,
+        retry_on=is_transient_error,
+    )
+
+
+FAST_RETRY = fast_retry(3)
+
+
+def query_of(messages: Sequence[BaseMessage]) -> str:
+    return QUESTION.search(str(messages[-1].content)).group(1)  # type: ignore[union-attr]
+
+
+def reply(messages: Sequence[BaseMessage]) -> str:
+    """Answers by prompt content, so the order of concurrent calls does not matter."""
+    prompt = str(messages[-1].content)
+    query = query_of(messages)
+    if "[RESULT]" in prompt:
+        return f"Feedback: fine for {query}. [RESULT] 5"
+    if prompt.rstrip().endswith("### Principles:"):
+        return f"Principles for {query}."
+    return f"Answer to {query}."
+
+
+def content_model(reply_fn: Any = reply) -> ScriptedChatModel:
+    return ScriptedChatModel([reply_fn], cycle=True)
+
+
+def records(n: int, start: int = 1) -> list[dict[str, Any]]:
+    return [{"id": f"r{i}", "instruction": f"question {i}"} for i in range(start, start + n)]
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def ids_in(path: Path) -> list[Any]:
+    return [row["id"] for row in read_jsonl(path)]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def test_writes_one_chat_record_per_input(tmp_path: Path) -> None:
+    out = tmp_path / "sft.jsonl"
+    model = content_model()
+    report = synthesize(records(12), model=model, output=out, concurrency=4)
+    rows = read_jsonl(out)
+    assert sorted(r["id"] for r in rows) == sorted(f"r{i}" for i in range(1, 13))
+    row = next(r for r in rows if r["id"] == "r7")
+    assert row["messages"] == [
+        {"role": "user", "content": "question 7"},
+        {"role": "assistant", "content": "Answer to question 7."},
+    ]
+    assert row["principles"] == "Principles for question 7."
+    assert row["principle_critiques"] == [
+        {
+            "feedback": "fine for question 7.",
+            "score": 5,
+            "raw": "Feedback: fine for question 7. [RESULT] 5",
+        }
+    ]
+    assert row["response_critiques"][0]["score"] == 5
+    assert row["usage"]["principles"]["critic_calls"] == 1
+    assert row["usage"]["response"]["model_calls"] == 1
+    assert isinstance(report, SynthesisReport)
+    assert (report.records, report.completed, report.failed, report.skipped) == (12, 12, 0, 0)
+    assert report.calls == 48 == len(model.calls)
+    assert report.total_tokens == report.input_tokens + report.output_tokens > 0
+    assert report.wall_time > 0 and not report.interrupted
+    assert not errors_path_for(out).exists()
+    assert "12 written, 0 failed" in report.summary()
+
+
+def test_output_loads_with_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    out = tmp_path / "sft.jsonl"
+    synthesize(records(5), model=content_model(), output=out)
+    ds = datasets.load_dataset(
+        "json", data_files=str(out), split="train", cache_dir=str(tmp_path / "cache")
+    )
+    assert ds.num_rows == 5
+    assert set(ds.column_names) >= {"id", "messages", "principles", "usage"}
+    first = ds[0]
+    assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
+    assert first["messages"][1]["content"].startswith("Answer to question")
+    assert first["principle_critiques"][0]["score"] == 5
+
+
+def test_jsonl_path_with_line_numbers_as_ids(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"prompt": "question a"}\n\n{"prompt": "question b"}\n')
+    out = tmp_path / "out.jsonl"
+    report = synthesize(src, model=content_model(), output=out, query_field="prompt", id_field=None)
+    assert sorted(ids_in(out)) == [1, 3]  # blank line 2 is skipped, numbering keeps it
+    assert report.completed == 2
+
+
+def test_one_shot_iterator_is_spooled_and_cleaned_up(tmp_path: Path) -> None:
+    before = set(Path(__import__("tempfile").gettempdir()).glob("spri-input-*"))
+    out = tmp_path / "out.jsonl"
+    report = synthesize(iter(records(6)), model=content_model(), output=out, concurrency=2)
+    assert sorted(ids_in(out)) == sorted(f"r{i}" for i in range(1, 7))
+    assert report.completed == 6
+    after = set(Path(__import__("tempfile").gettempdir()).glob("spri-input-*"))
+    assert after == before
+
+
+class CountingRecords:
+    """A re-iterable dataset that counts how many records each pass handed out."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.passes: list[int] = []
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.passes.append(0)
+        for row in self.rows:
+            self.passes[-1] += 1
+            yield row
+
+
+def test_input_is_read_lazily_within_the_concurrency_window(tmp_path: Path) -> None:
+    data = CountingRecords(records(40))
+    seen: list[int] = []
+
+    def watching(messages: Sequence[BaseMessage]) -> str:
+        if len(data.passes) == 2:
+            seen.append(data.passes[1])
+        return reply(messages)
+
+    synthesize(data, model=content_model(watching), output=tmp_path / "o.jsonl", concurrency=3)
+    assert data.passes == [40, 40]  # a validation pass, then the run
+    assert seen[0] <= 3  # when the first call was made, at most 3 records had been read
+
+
+class InFlight(BaseChatModel):
+    """Async model that records how many calls overlap."""
+
+    delay: float = 0.01
+    active: int = 0
+    peak: int = 0
+
+    @property
+    def _llm_type(self) -> str:
+        return "in-flight"
+
+    def _generate(self, messages: Any, stop: Any = None, **kwargs: Any) -> ChatResult:
+        raise NotImplementedError
+
+    async def _agenerate(self, messages: Any, stop: Any = None, **kwargs: Any) -> ChatResult:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.active -= 1
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply(messages)))])
+
+
+def test_concurrency_bounds_records_in_flight(tmp_path: Path) -> None:
+    model = InFlight()
+    synthesize(records(30), model=model, output=tmp_path / "o.jsonl", concurrency=5)
+    assert model.peak == 5
+
+
+def test_asynthesize(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    report = asyncio.run(asynthesize(records(8), model=InFlight(), output=out, concurrency=4))
+    assert report.completed == 8
+    assert sorted(ids_in(out)) == sorted(f"r{i}" for i in range(1, 9))
+
+
+def test_synthesize_inside_a_running_loop_points_to_asynthesize(tmp_path: Path) -> None:
+    async def call() -> None:
+        synthesize(records(1), model=content_model(), output=tmp_path / "o.jsonl")
+
+    with pytest.raises(RuntimeError, match="asynthesize"):
+        asyncio.run(call())
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_skips_ids_already_written(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    synthesize(records(5), model=content_model(), output=out)
+    model = content_model()
+    report = synthesize(records(10), model=model, output=out)
+    assert (report.skipped, report.completed) == (5, 5)
+    assert len(model.calls) == 20  # only the 5 new records ran
+    assert sorted(ids_in(out)) == sorted(f"r{i}" for i in range(1, 11))
+
+
+def test_resume_cuts_a_torn_last_line_and_reruns_its_record(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    synthesize(records(3), model=content_model(), output=out)
+    whole = out.read_text()
+    torn = json.dumps({"id": "r4", "messages": []})[:17]
+    out.write_text(whole + torn)
+    report = synthesize(records(5), model=content_model(), output=out)
+    assert report.repaired == 1 and report.completed == 2
+    assert "torn" in report.summary()
+    assert sorted(ids_in(out)) == ["r1", "r2", "r3", "r4", "r5"]  # every line parses
+
+
+def test_resume_refuses_an_output_with_a_bad_line_inside(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    synthesize(records(2), model=content_model(), output=out)
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text(lines[0] + "not json\n" + lines[1])
+    model = content_model()
+    with pytest.raises(ValueError, match="line 2 .* not valid JSON"):
+        synthesize(records(3), model=model, output=out)
+    assert model.calls == []
+
+
+def test_no_resume_starts_over(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    synthesize(records(4), model=content_model(), output=out)
+    report = synthesize(records(2), model=content_model(), output=out, resume=False)
+    assert report.skipped == 0
+    assert sorted(ids_in(out)) == ["r1", "r2"]
+
+
+def test_cancelled_run_keeps_finished_lines_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    release = threading.Event()
+
+    def slow_for_odd(messages: Sequence[BaseMessage]) -> str:
+        number = int(query_of(messages).split()[-1])
+        if number % 2 and not release.wait(timeout=30):
+            raise TimeoutError("never released")
+        return reply(messages)
+
+    async def run_and_cancel() -> None:
+        task = asyncio.ensure_future(
+            asynthesize(records(10), model=content_model(slow_for_odd), output=out, concurrency=10)
+        )
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if out.exists() and len(out.read_text().splitlines()) == 5:
+                break
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+
+    asyncio.run(run_and_cancel())
+    assert sorted(ids_in(out)) == ["r10", "r2", "r4", "r6", "r8"]
+    report = synthesize(records(10), model=content_model(), output=out)
+    assert (report.skipped, report.completed) == (5, 5)
+    ids = ids_in(out)
+    assert sorted(ids) == sorted(f"r{i}" for i in range(1, 11)) and len(ids) == len(set(ids))
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_transient_failures_on_30_percent_of_calls_all_complete(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    lock = threading.Lock()
+    outcomes: list[bool] = []
+
+    def flaky(messages: Sequence[BaseMessage]) -> Any:
+        with lock:
+            fail = rng.random() < 0.3
+            outcomes.append(fail)
+        if fail:
+            raise transient_error(503)
+        return reply(messages)
+
+    out = tmp_path / "o.jsonl"
+    report = synthesize(
+        records(60),
+        model=content_model(flaky),
+        output=out,
+        concurrency=8,
+        retry_policy=fast_retry(12),
+    )
+    assert report.completed == 60 and report.failed == 0
+    assert sorted(ids_in(out)) == sorted(f"r{i}" for i in range(1, 61))
+    assert not errors_path_for(out).exists()
+    failures = sum(outcomes)
+    assert 0.2 < failures / len(outcomes) < 0.4  # the model really failed about 30% of calls
+    assert len(outcomes) - failures == 240  # and every record still made its 4 calls
+
+
+def test_records_that_keep_failing_go_to_the_errors_file(tmp_path: Path) -> None:
+    def broken(messages: Sequence[BaseMessage]) -> Any:
+        query = query_of(messages)
+        if query == "question 3":
+            raise ValueError("the endpoint rejects this prompt")
+        if query == "question 6" and "[RESULT]" in str(messages[-1].content):
+            raise transient_error(503)
+        return reply(messages)
+
+    out = tmp_path / "o.jsonl"
+    report = synthesize(
+        records(8), model=content_model(broken), output=out, concurrency=3, retry_policy=FAST_RETRY
+    )
+    assert (report.completed, report.failed) == (6, 2)
+    assert sorted(ids_in(out)) == ["r1", "r2", "r4", "r5", "r7", "r8"]
+    errors = {row["id"]: row for row in read_jsonl(errors_path_for(out))}
+    assert set(errors) == {"r3", "r6"}
+    assert errors["r3"] == {
+        "id": "r3",
+        "record": 3,
+        "error_type": "ValueError",
+        "message": "the endpoint rejects this prompt",
+        "attempts": 1,
+    }
+    assert errors["r6"]["error_type"] == "ProviderError"
+    assert errors["r6"]["attempts"] == 3
+    assert "errors:" in report.summary()
+
+
+def test_errors_of_an_earlier_run_are_retried(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+
+    def fail_2(messages: Sequence[BaseMessage]) -> Any:
+        if query_of(messages) == "question 2":
+            raise ValueError("bad")
+        return reply(messages)
+
+    synthesize(records(3), model=content_model(fail_2), output=out)
+    assert errors_path_for(out).exists()
+    report = synthesize(records(3), model=content_model(), output=out)
+    assert (report.skipped, report.completed, report.failed) == (2, 1, 0)
+    assert not errors_path_for(out).exists()
+    assert sorted(ids_in(out)) == ["r1", "r2", "r3"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            '{"id": 1, "instruction": "a"}\n{"id": 2, "instruction": "b"\n',
+            ["1 problem in the input", "line 2: not valid JSON"],
+        ),
+        (
+            '{"id": 1, "instruction": "a"}\n{"id": 2, "instruction": "b"}\n'
+            '{"id": 1, "instruction": "c"}\n',
+            ["line 3: duplicate id 1 (first at line 1)"],
+        ),
+        (
+            '{"id": 1, "text": "a"}\n{"id": 2, "instruction": "  "}\n{"id": 3, "instruction": 4}\n',
+            [
+                "3 problems",
+                "line 1: missing query field 'instruction'",
+                "line 2: query field 'instruction' is empty",
+                "line 3: query field 'instruction' must be a string, got int",
+            ],
+        ),
+        (
+            '{"instruction": "a"}\n{"id": 1.5, "instruction": "b"}\n["x"]\n',
+            [
+                "line 1: missing id field 'id'",
+                "line 2: id field 'id' must be a string or an integer, got 1.5",
+                "line 3: expected a JSON object, got list",
+            ],
+        ),
+        ("", ["no records (the input is empty)"]),
+        ("\n  \n", ["no records (the input is empty)"]),
+    ],
+    ids=["malformed", "duplicate", "query-field", "id-and-shape", "empty", "blank"],
+)
+def test_bad_input_is_reported_up_front(tmp_path: Path, content: str, expected: list[str]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text(content)
+    out = tmp_path / "o.jsonl"
+    model = content_model()
+    with pytest.raises(InputError) as info:
+        synthesize(src, model=model, output=out)
+    message = str(info.value)
+    assert message.startswith(f"{src}: ")
+    assert "nothing was run" in message.splitlines()[0]
+    for text in expected:
+        assert text in message
+    assert model.calls == [] and not out.exists()
+
+
+def test_many_problems_are_listed_with_a_count(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": i} for i in range(30)])
+    with pytest.raises(InputError) as info:
+        synthesize(src, model=content_model(), output=tmp_path / "o.jsonl")
+    assert len(info.value.problems) == 30
+    assert str(info.value).splitlines()[-1] == "  ... and 10 more"
+
+
+def test_iterable_problems_name_record_positions(tmp_path: Path) -> None:
+    rows: list[Any] = [{"id": "a", "instruction": "x"}, {"id": "a", "instruction": "y"}, "z"]
+    with pytest.raises(InputError, match="record 2: duplicate id 'a' \\(first at record 1\\)"):
+        synthesize(rows, model=content_model(), output=tmp_path / "o.jsonl")
+    with pytest.raises(InputError, match="record 3: expected a JSON object, got str"):
+        synthesize(rows, model=content_model(), output=tmp_path / "o.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"concurrency": 0}, "concurrency must be an integer >= 1"),
+        ({"workers": 0}, "workers must be an integer >= 1"),
+        ({"query_field": ""}, "query_field must be a non-empty string"),
+        ({"id_field": ""}, "id_field must be a non-empty string or None"),
+        ({"temperature": 0.2}, "temperature: not an option"),
+        ({"review_principles": True}, "review_principles: not available"),
+        ({"threshold": 9}, "threshold must be an integer from 1 to 5"),
+        ({"output": "missing-dir/o.jsonl"}, "output: directory 'missing-dir' does not exist"),
+    ],
+)
+def test_bad_arguments_fail_before_any_model_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, Any], match: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    model = content_model()
+    options: dict[str, Any] = {"model": model, "output": "o.jsonl", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        synthesize(records(2), **options)
+    assert model.calls == []
+
+
+def test_input_file_must_exist_and_differ_from_output(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="records: input file .* does not exist"):
+        synthesize(tmp_path / "nope.jsonl", model=content_model(), output=tmp_path / "o.jsonl")
+    src = write_jsonl(tmp_path / "in.jsonl", records(1))
+    with pytest.raises(ValueError, match="must differ from the input file"):
+        synthesize(src, model=content_model(), output=src)
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def test_workers_share_the_records_and_write_each_once(tmp_path: Path) -> None:
+    out = tmp_path / "o.jsonl"
+    src = write_jsonl(tmp_path / "in.jsonl", records(40))
+    seen: list[int] = []
+    report = synthesize(
+        src,
+        model=content_model(),
+        output=out,
+        concurrency=6,
+        workers=3,
+        on_progress=lambda r: seen.append(r.completed),
+    )
+    ids = ids_in(out)
+    assert sorted(ids) == sorted(f"r{i}" for i in range(1, 41)) and len(set(ids)) == 40
+    assert (report.completed, report.failed, report.calls) == (40, 0, 160)
+    assert seen == list(range(1, 41))  # progress is reported from this process
+
+
+def test_workers_send_failures_to_the_errors_file(tmp_path: Path) -> None:
+    def fail_5(messages: Sequence[BaseMessage]) -> Any:
+        if query_of(messages) == "question 5":
+            raise ValueError("nope")
+        return reply(messages)
+
+    out = tmp_path / "o.jsonl"
+    report = synthesize(records(10), model=content_model(fail_5), output=out, workers=2)
+    assert (report.completed, report.failed) == (9, 1)
+    assert [row["id"] for row in read_jsonl(errors_path_for(out))] == ["r5"]
+    assert "r5" not in ids_in(out)
+
+
+def test_a_worker_that_dies_stops_the_run_keeping_finished_lines(tmp_path: Path) -> None:
+    import os
+
+    def die_on_7(messages: Sequence[BaseMessage]) -> Any:
+        if query_of(messages) == "question 7":
+            os._exit(3)
+        return reply(messages)
+
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(RuntimeError, match="died \\(exit code 3\\).*run again to resume"):
+        synthesize(records(12), model=content_model(die_on_7), output=out, workers=2)
+    rows = read_jsonl(out)  # every line that was written is whole
+    assert "r7" not in [r["id"] for r in rows]
+    report = synthesize(records(12), model=content_model(), output=out)
+    assert report.skipped == len(rows)
+    assert sorted(ids_in(out)) == sorted(f"r{i}" for i in range(1, 13))
