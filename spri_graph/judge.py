@@ -30,7 +30,7 @@ from typing import Annotated, Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
 from pydantic import BaseModel, Field, ValidationError
@@ -42,7 +42,9 @@ from spri_graph.loop import (
     RefineLoop,
     StageUsage,
     _add_usage,
+    _Call,
     _empty_usage,
+    _Node,
     add_refine_loop,
     context_value,
     default_retry_policy,
@@ -379,11 +381,23 @@ def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _grade_node(
-    model: Runnable, prompt: ChatPromptTemplate, reference_free: bool
-) -> RunnableLambda:
-    """One grading call (the baselines): prompt -> model -> :func:`parse_judgment`."""
+def _grade_node(model: Runnable, prompt: ChatPromptTemplate, reference_free: bool) -> Runnable:
+    """One grading call (the baselines): prompt -> model -> :func:`parse_judgment`.
+
+    Built like the refine loop's nodes: the sync and async paths share everything but the
+    ``invoke`` / ``ainvoke`` line, and the model call carries the stage's run name and tags.
+    """
     inputs = _prompt_inputs(reference_free)
+
+    def call(state: Mapping[str, Any]) -> _Call:
+        name = context_value("model")
+        return _Call(
+            runnable=resolve_model_cached(name, field="model") if name else model,
+            messages=prompt.format_messages(**inputs(state)),
+            run_name="spri:judgment:grade",
+            tags=("spri", "spri:judgment", "spri:judgment:grade"),
+            metadata={"spri_stage": "judgment", "spri_step": "grade", "spri_iteration": 0},
+        )
 
     def graded(message: BaseMessage) -> dict[str, Any]:
         return {
@@ -391,24 +405,15 @@ def _grade_node(
             "usage": {"judgment": _add_usage(_empty_usage(), message, critic=False)},
         }
 
-    def chain(state: Mapping[str, Any]) -> Runnable:
-        # Returning a runnable makes LangChain invoke it (sync or async) with the same state.
-        name = context_value("model")
-        chosen = resolve_model_cached(name, field="model") if name else model
-        return (
-            RunnableLambda(lambda s: prompt.format_messages(**inputs(s)), name="judgment_prompt")
-            | chosen.with_config(
-                run_name="spri:judgment:grade",
-                tags=["spri", "spri:judgment", "spri:judgment:grade"],
-                metadata={"spri_stage": "judgment", "spri_step": "grade", "spri_iteration": 0},
-            )
-            | RunnableLambda(graded, name="parse_judgment")
-        )
+    def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        request = call(state)
+        return graded(request.runnable.invoke(request.messages, request.config(config)))
 
-    async def achain(state: Mapping[str, Any]) -> Runnable:
-        return chain(state)
+    async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        request = call(state)
+        return graded(await request.runnable.ainvoke(request.messages, request.config(config)))
 
-    return RunnableLambda(chain, afunc=achain, name="grade")
+    return _Node("grade", run, arun)
 
 
 # --------------------------------------------------------------------------- factories

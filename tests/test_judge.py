@@ -519,3 +519,20 @@ def test_fixed_rubric_judge_errors() -> None:
         create_fixed_rubric_judge(model, rubric=" ")
     with pytest.raises(ValueError, match="rubric must be a Rubric, a dict of its fields"):
         create_fixed_rubric_judge(model, rubric=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_baseline_grading_call_carries_config_and_stage_metadata(mode: str) -> None:
+    seen: list[dict] = []
+
+    class Recorder(BaseCallbackHandler):
+        def on_chat_model_start(self, serialized, messages, **kwargs):  # type: ignore[override]
+            seen.append({"tags": kwargs.get("tags"), "metadata": kwargs.get("metadata") or {}})
+
+    model = ScriptedChatModel(["<score>3</score>"])
+    graph = create_vanilla_judge(model).compile()
+    run(graph, INPUT, mode, config={"callbacks": [Recorder()], "metadata": {"request": "r2"}})
+    [call] = seen
+    assert call["metadata"]["request"] == "r2"
+    assert (call["metadata"]["spri_stage"], call["metadata"]["spri_step"]) == ("judgment", "grade")
+    assert "spri:judgment:grade" in call["tags"]
