@@ -212,9 +212,10 @@ def _add_judge(sub: Any) -> None:
         help="grade a response with an instance-specific rubric (or a baseline judge)",
         description="Write a rubric for the instruction, refine it, grade the response with "
         "it and refine the grading; or grade every line of FILE.jsonl (fields 'instruction', "
-        "'response', optional 'reference_answer' and 'rubric') into OUT.jsonl, one output "
-        "line per input line, adding judge_score, judge_feedback, judge_rubric, "
-        "judge_rubric_critiques, judge_judgment_critiques and judge_error.",
+        "'response', optional 'reference_answer' and 'rubric') into OUT.jsonl: one output "
+        "line per input record, in input order (blank lines are skipped), adding "
+        "judge_score, judge_feedback, judge_rubric, judge_rubric_critiques, "
+        "judge_judgment_critiques and judge_error.",
     )
     parser.add_argument("file", nargs="?", metavar="FILE.jsonl", help="records to grade")
     parser.add_argument("--instruction", metavar="TEXT", help="the instruction (no FILE)")
