@@ -522,5 +522,148 @@ def _run_agreement(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- synthesize
+
+
+@command("synthesize")
+def _add_synthesize(sub: Any) -> None:
+    parser = sub.add_parser(
+        "synthesize",
+        help="run SPRI over an instruction dataset and write chat-format SFT data",
+        description="Run SPRI over every record of INPUT.jsonl, concurrently, and append "
+        "one chat-format training example per record to OUT.jsonl as it finishes. "
+        "Records already in OUT.jsonl are skipped (resume after a crash or Ctrl-C); "
+        "records whose model calls keep failing go to OUT.errors.jsonl.",
+    )
+    parser.add_argument(
+        "input", metavar="INPUT.jsonl", help="instructions, one JSON object per line"
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="OUT.jsonl", help="JSONL file to append to"
+    )
+    parser.add_argument(
+        "--errors", metavar="ERR.jsonl", help="failed records (default: OUT.errors.jsonl)"
+    )
+    parser.add_argument(
+        "--query-field",
+        default="instruction",
+        metavar="F",
+        help="field holding the instruction (default: instruction)",
+    )
+    parser.add_argument(
+        "--id-field",
+        default="id",
+        metavar="F",
+        help="field holding each record's unique id (default: id); '' uses line numbers",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="records in flight at once (default: 16)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="processes sharing the work, for endpoints fast enough to keep one CPU busy "
+        "(default: 1)",
+    )
+    parser.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="start over: overwrite OUT.jsonl instead of skipping the ids already in it",
+    )
+    add_model_arguments(parser)
+    parser.set_defaults(func=_run_synthesize)
+
+
+class _SynthesisProgress:
+    """Progress on stderr: a bar redrawn in place on a terminal, else a line every 30 s."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.interval = 0.1 if self.tty else 30.0
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, report: Any) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self.last < self.interval and report.remaining:
+            return
+        self.last = now
+        finished, total = report.completed + report.failed, report.todo
+        rate = report.rate
+        eta = _duration(report.remaining / rate) if rate > 0 else "?"
+        filled = int(24 * finished / total) if total else 24
+        text = (
+            f"[{'#' * filled}{'.' * (24 - filled)}] {finished}/{total} done, "
+            f"{report.failed} failed, {rate:.1f} records/s, ETA {eta}"
+        )
+        if self.tty:
+            self.stream.write(f"\r{text}\x1b[K")
+            self.drawn = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def _run_synthesize(args: argparse.Namespace) -> int:
+    from spri_graph.synthesize import InputError, SynthesisInterrupted, synthesize
+
+    model, critic = resolve_cli_models(args)
+    progress = _SynthesisProgress(sys.stderr)
+    try:
+        report = synthesize(
+            args.input,
+            model=model,
+            critic_model=critic,
+            output=args.output,
+            errors=args.errors,
+            query_field=args.query_field,
+            id_field=args.id_field or None,
+            concurrency=args.concurrency,
+            workers=args.workers,
+            resume=args.resume,
+            on_progress=progress,
+            threshold=args.threshold,
+            max_iterations=args.max_iterations,
+            critic_output=args.critic_output,
+        )
+    except SynthesisInterrupted as stop:
+        progress.end()
+        print(stop.report.summary())
+        print("spri: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except InputError as exc:
+        raise CLIError(str(exc), code=2) from None
+    except ValueError as exc:
+        raise CLIError(str(exc), code=2) from None
+    except (RuntimeError, OSError) as exc:
+        raise CLIError(str(exc), code=1) from None
+    finally:
+        progress.end()
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

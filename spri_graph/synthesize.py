@@ -86,14 +86,16 @@ class InputError(ValueError):
     def __init__(self, source: str, problems: Sequence[str]) -> None:
         self.source = source
         self.problems = list(problems)
-        listed = self.problems[:_MAX_LISTED_PROBLEMS]
-        more = len(self.problems) - len(listed)
         count = len(self.problems)
+        if count == 1 and not self.problems[0].startswith(("line ", "record ")):
+            super().__init__(f"{source}: {self.problems[0]}; nothing was run")
+            return
+        listed = self.problems[:_MAX_LISTED_PROBLEMS]
         head = f"{source}: {count} problem{'s' if count != 1 else ''} in the input; nothing was run"
         lines = [head + ":", *(f"  {p}" for p in listed)]
-        if more:
-            lines.append(f"  ... and {more} more")
-        super().__init__("\n".join(lines) if listed else head)
+        if count > len(listed):
+            lines.append(f"  ... and {count - len(listed)} more")
+        super().__init__("\n".join(lines))
 
 
 @dataclass
@@ -392,8 +394,8 @@ def _scan_input(source: _Source, fields: _Fields) -> dict[Any, int]:
         raise InputError(
             source.name,
             [
-                f"no records (the input is empty); expected JSON objects "
-                f"with a {fields.query!r} field"
+                "no records: the input is empty (expected JSON objects with the query field "
+                f"{fields.query!r})"
             ],
         )
     return ids

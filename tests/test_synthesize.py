@@ -404,8 +404,8 @@ def test_errors_of_an_earlier_run_are_retried(tmp_path: Path) -> None:
                 "line 3: expected a JSON object, got list",
             ],
         ),
-        ("", ["no records (the input is empty)"]),
-        ("\n  \n", ["no records (the input is empty)"]),
+        ("", ["no records: the input is empty"]),
+        ("\n  \n", ["no records: the input is empty"]),
     ],
     ids=["malformed", "duplicate", "query-field", "id-and-shape", "empty", "blank"],
 )
@@ -419,6 +419,9 @@ def test_bad_input_is_reported_up_front(tmp_path: Path, content: str, expected: 
     message = str(info.value)
     assert message.startswith(f"{src}: ")
     assert "nothing was run" in message.splitlines()[0]
+    assert len(message.splitlines()) == (
+        1 if "no records" in message else 1 + len(info.value.problems)
+    )
     for text in expected:
         assert text in message
     assert model.calls == [] and not out.exists()

@@ -1,0 +1,310 @@
+"""`spri synthesize` end to end: a real subprocess, an OpenAI-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from spri_graph.cli import _SynthesisProgress
+
+QUESTION = re.compile(r"Question: (.+?)(?:\]|\n|$)")
+
+
+class ChatServer(ThreadingHTTPServer):
+    """A minimal OpenAI-compatible chat completions endpoint with scripted answers."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.delay = 0.0
+        self.reject: set[str] = set()
+        self.requests = 0
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ChatServer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        with self.server.lock:
+            self.server.requests += 1
+        prompt = body["messages"][-1]["content"]
+        query = QUESTION.search(prompt).group(1)  # type: ignore[union-attr]
+        time.sleep(self.server.delay)
+        if query in self.server.reject:
+            self._send(400, {"error": {"message": "prompt rejected", "type": "invalid_request"}})
+            return
+        if "[RESULT]" in prompt:
+            text = f"Feedback: fine for {query}. [RESULT] 5"
+        elif prompt.rstrip().endswith("### Principles:"):
+            text = f"Principles for {query}."
+        else:
+            text = f"Answer to {query}."
+        words_in = sum(len(str(m["content"]).split()) for m in body["messages"])
+        words_out = len(text.split())
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": words_in,
+                    "completion_tokens": words_out,
+                    "total_tokens": words_in + words_out,
+                },
+            },
+        )
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server() -> Iterator[ChatServer]:
+    srv = ChatServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def spri_command() -> list[str]:
+    exe = Path(sys.executable).parent / "spri"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "spri_graph.cli"]
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+def synthesize_args(server: ChatServer, src: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        *spri_command(),
+        "synthesize",
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        "scripted",
+        "--base-url",
+        server.url,
+        *extra,
+    ]
+
+
+def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=300)
+
+
+def write_input(path: Path, n: int) -> Path:
+    path.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "instruction": f"question {i}"}) + "\n" for i in range(n)
+        )
+    )
+    return path
+
+
+def output_ids(path: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in path.read_text().splitlines()]
+
+
+def whole_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def start_and_stop_partway(
+    args: list[str], out: Path, sig: int, after: int
+) -> tuple[subprocess.Popen[str], str, str]:
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
+    )
+    deadline = time.monotonic() + 120
+    while whole_lines(out) < after:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never got going"
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    return proc, stdout, stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigkill_partway_then_resume_writes_every_id_exactly_once(
+    server: ChatServer, tmp_path: Path, workers: str
+) -> None:
+    server.delay = 0.02
+    src, out = write_input(tmp_path / "in.jsonl", 80), tmp_path / "out.jsonl"
+    args = synthesize_args(server, src, out, "--concurrency", "4", "--workers", workers)
+    proc, _, _ = start_and_stop_partway(args, out, signal.SIGKILL, after=12)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = output_ids(out) if out.read_bytes().endswith(b"\n") else None
+    assert killed_at is None or 12 <= len(killed_at) < 80  # stopped partway
+
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr
+    lines = out.read_text().splitlines()
+    ids = [json.loads(line)["id"] for line in lines]  # every line is valid JSON
+    assert sorted(ids) == sorted(f"r{i}" for i in range(80))
+    assert len(ids) == len(set(ids)) == 80
+    assert re.search(r"(\d+) already done", again.stdout)
+    assert int(re.search(r"(\d+) already done", again.stdout).group(1)) >= 12  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_stops_cleanly_keeping_finished_lines(
+    server: ChatServer, tmp_path: Path, workers: str
+) -> None:
+    server.delay = 0.02
+    src, out = write_input(tmp_path / "in.jsonl", 80), tmp_path / "out.jsonl"
+    args = synthesize_args(server, src, out, "--concurrency", "4", "--workers", workers)
+    proc, stdout, stderr = start_and_stop_partway(args, out, signal.SIGINT, after=8)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted; run the same command again to resume" in stderr
+    written = int(re.search(r"synthesis interrupted: (\d+) written", stdout).group(1))  # type: ignore[union-attr]
+    ids = output_ids(out)
+    assert len(ids) == written and 8 <= written < 80
+    assert len(set(ids)) == len(ids)
+
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr
+    assert sorted(output_ids(out)) == sorted(f"r{i}" for i in range(80))
+
+
+def test_full_run_prints_a_summary(server: ChatServer, tmp_path: Path) -> None:
+    src, out = write_input(tmp_path / "in.jsonl", 10), tmp_path / "out.jsonl"
+    done = run_cli(synthesize_args(server, src, out, "--concurrency", "3"))
+    assert done.returncode == 0, done.stderr
+    assert "synthesis done: 10 written, 0 failed, 0 already done" in done.stdout
+    assert "model calls: 40 (20 base, 20 critic)" in done.stdout
+    assert re.search(r"tokens: \d+ \(\d+ in, \d+ out\)", done.stdout)
+    assert "wall time:" in done.stdout
+    assert server.requests == 40
+    row = json.loads(out.read_text().splitlines()[0])
+    assert row["messages"][0]["role"] == "user" and row["messages"][1]["role"] == "assistant"
+    assert row["usage"]["principles"]["input_tokens"] > 0
+
+    rerun = run_cli(synthesize_args(server, src, out))
+    assert rerun.returncode == 0 and "0 written, 0 failed, 10 already done" in rerun.stdout
+    assert server.requests == 40
+
+
+def test_failing_records_go_to_the_errors_file_and_exit_1(
+    server: ChatServer, tmp_path: Path
+) -> None:
+    server.reject = {"question 3"}
+    src, out = write_input(tmp_path / "in.jsonl", 6), tmp_path / "out.jsonl"
+    done = run_cli(synthesize_args(server, src, out, "--id-field", "id"))
+    assert done.returncode == 1
+    assert "5 written, 1 failed" in done.stdout
+    errors = [json.loads(line) for line in (tmp_path / "out.errors.jsonl").read_text().splitlines()]
+    assert [(e["id"], e["line"], e["attempts"]) for e in errors] == [("r3", 4, 1)]
+    assert "prompt rejected" in errors[0]["message"] and errors[0]["error_type"].endswith("Error")
+    assert "r3" not in output_ids(out)
+
+
+@pytest.mark.parametrize(
+    ("content", "first", "details"),
+    [
+        (
+            '{"id": 1, "instruction": "a"}\nnot json\n{"id": 1, "instruction": "b"}\n'
+            '{"id": 2, "question": "c"}\n',
+            "3 problems in the input; nothing was run:",
+            [
+                "line 2: not valid JSON",
+                "line 3: duplicate id 1 (first at line 1)",
+                "line 4: missing query field 'instruction'",
+            ],
+        ),
+        (
+            "",
+            "no records: the input is empty (expected JSON objects with the query field "
+            "'instruction'); nothing was run",
+            [],
+        ),
+    ],
+    ids=["bad-lines", "empty"],
+)
+def test_bad_input_exits_2_with_every_problem(
+    server: ChatServer, tmp_path: Path, content: str, first: str, details: list[str]
+) -> None:
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text(content)
+    done = run_cli(synthesize_args(server, src, out))
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"spri: error: {src}: {first}"
+    for detail in details:
+        assert any(line.strip().startswith(detail) for line in lines[1:]), done.stderr
+    assert "Traceback" not in done.stderr
+    assert server.requests == 0 and not out.exists()
+
+
+def test_bad_arguments_are_one_line(server: ChatServer, tmp_path: Path) -> None:
+    src = write_input(tmp_path / "in.jsonl", 1)
+    missing = run_cli(synthesize_args(server, tmp_path / "nope.jsonl", tmp_path / "o.jsonl"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
+    zero = run_cli(synthesize_args(server, src, tmp_path / "o.jsonl", "--concurrency", "0"))
+    assert zero.returncode == 2 and "--concurrency" in zero.stderr
+    assert server.requests == 0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_shows_done_failed_rate_and_eta() -> None:
+    stream = _Terminal()
+    progress = _SynthesisProgress(stream)
+    report = SimpleNamespace(completed=30, failed=2, todo=64, remaining=32, rate=16.0)
+    progress(report)
+    progress.end()
+    text = stream.getvalue()
+    assert text.startswith("\r[###")
+    assert "32/64 done, 2 failed, 16.0 records/s, ETA 0:00:02" in text
+    assert text.endswith("\n")
