@@ -44,6 +44,13 @@ from spri_graph.spri import (
     create_principles_graph,
     create_spri_graph,
 )
+from spri_graph.synthesize import (
+    InputError,
+    SynthesisInterrupted,
+    SynthesisReport,
+    asynthesize,
+    synthesize,
+)
 
 __all__ = [
     "GENERIC_RUBRIC",
@@ -52,6 +59,7 @@ __all__ = [
     "Agreement",
     "AgreementTable",
     "Critique",
+    "InputError",
     "JudgeInput",
     "JudgeOutput",
     "Judgment",
@@ -65,9 +73,12 @@ __all__ = [
     "SPRIState",
     "ScoredCritique",
     "StageUsage",
+    "SynthesisInterrupted",
+    "SynthesisReport",
     "add_refine_loop",
     "agreement",
     "agreement_by",
+    "asynthesize",
     "create_async_spri_evaluator",
     "create_fixed_rubric_judge",
     "create_judge_graph",
@@ -83,6 +94,7 @@ __all__ = [
     "parse_judgment",
     "parse_rubric",
     "resolve_model",
+    "synthesize",
 ]
 
 __version__ = "0.1.0"
