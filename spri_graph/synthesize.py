@@ -44,6 +44,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -420,8 +421,9 @@ def _todo(
 def _scan_output(path: Path) -> tuple[set[Any], int]:
     """Ids already in ``output`` and the number of torn lines cut off its end (0 or 1).
 
-    Only the last line can be torn (lines are appended whole, one ``write()`` each); a bad
-    line anywhere else means the file is not ours or was edited, and is an error.
+    Only the last line can be torn (lines are appended whole, one ``write()`` each, by one
+    process); a bad line anywhere else, or a line that is not an output record, means the
+    file is not ours or was edited, and is an error.
     """
     done: set[Any] = set()
     if not path.exists():
@@ -443,9 +445,14 @@ def _scan_output(path: Path) -> tuple[set[Any], int]:
                 line = json.loads(raw) if raw.endswith(b"\n") else None
             except ValueError:
                 line = None
-            if not isinstance(line, dict) or "id" not in line:
+            if line is None:  # cut short by a crash: only the last line can be
                 torn_at = start
                 continue
+            if not isinstance(line, dict) or "id" not in line:
+                raise ValueError(
+                    f"output: line {number} of {str(path)!r} is not an output record (no 'id'); "
+                    "is it the right file? (pass resume=False / --no-resume to overwrite it)"
+                )
             done.add(line["id"])
     if torn_at is None:
         return done, 0
@@ -685,11 +692,27 @@ def _worker_process(job: _Job, conn: Connection, shard: int, shards: int) -> Non
 
 
 def _run_forked(job: _Job, sink: _FileSink, workers: int) -> None:
-    """Run the job in ``workers`` forked processes; this process writes every line."""
+    """Run the job in ``workers`` forked processes; this process writes every line.
+
+    Ctrl-C sets a flag instead of raising wherever this process happens to be, so no line
+    is half-written or half-received: the workers are told to stop (SIGTERM), the lines they
+    already sent are written, and only then is ``KeyboardInterrupt`` raised. A second
+    Ctrl-C stops waiting.
+    """
     context = multiprocessing.get_context("fork")
     live: dict[Connection, Any] = {}
     finished: set[Connection] = set()
     problems: list[str] = []
+    stop = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         for shard in range(workers):
             receiver, sender = context.Pipe(duplex=False)
@@ -702,26 +725,34 @@ def _run_forked(job: _Job, sink: _FileSink, workers: int) -> None:
             process.start()
             sender.close()
             live[receiver] = process
-        _collect(live, finished, sink, problems)
-    except KeyboardInterrupt:
-        for process in live.values():
-            process.terminate()  # SIGTERM: cancel the records in flight, keep what is sent
-        _collect(live, finished, sink, problems)
-        raise
+        _collect(live, finished, sink, problems, stop)
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         for process in live.values():
             process.kill()
             process.join()
+    if stop.is_set():
+        raise KeyboardInterrupt
     if problems:
         raise RuntimeError(f"{problems[0]}; every finished record was kept, run again to resume")
 
 
 def _collect(
-    live: dict[Connection, Any], finished: set[Connection], sink: _FileSink, problems: list[str]
+    live: dict[Connection, Any],
+    finished: set[Connection],
+    sink: _FileSink,
+    problems: list[str],
+    stop: threading.Event,
 ) -> None:
-    """Write what the workers send until all have exited; stop them all if one fails."""
+    """Write what the workers send until all have exited; stop them all on Ctrl-C or failure."""
+    stopping = False
     while live:
-        for conn in multiprocessing.connection.wait(list(live)):
+        if (stop.is_set() or problems) and not stopping:
+            stopping = True
+            for process in live.values():
+                process.terminate()  # SIGTERM: cancel the records in flight, keep what is sent
+        for conn in multiprocessing.connection.wait(list(live), timeout=0.2):
             try:
                 message = conn.recv()
             except (EOFError, OSError):
@@ -742,9 +773,6 @@ def _collect(
             elif kind == "fatal":
                 finished.add(conn)
                 problems.append(f"worker process failed: {message[1]}")
-            if problems:
-                for process in live.values():
-                    process.terminate()
 
 
 def _prepare(

@@ -256,6 +256,13 @@ def test_resume_refuses_an_output_with_a_bad_line_inside(tmp_path: Path) -> None
     assert model.calls == []
 
 
+def test_resume_refuses_a_file_that_is_not_an_output(tmp_path: Path) -> None:
+    out = write_jsonl(tmp_path / "o.jsonl", [{"instruction": "question 1"}])
+    with pytest.raises(ValueError, match="line 1 .* is not an output record"):
+        synthesize(records(1), model=content_model(), output=out)
+    assert read_jsonl(out) == [{"instruction": "question 1"}]  # left as it was
+
+
 def test_no_resume_starts_over(tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
     synthesize(records(4), model=content_model(), output=out)
@@ -264,28 +271,29 @@ def test_no_resume_starts_over(tmp_path: Path) -> None:
     assert sorted(ids_in(out)) == ["r1", "r2"]
 
 
+class OddRecordsHang(InFlight):
+    """Answers even-numbered records at once; odd ones wait until cancelled."""
+
+    async def _agenerate(self, messages: Any, stop: Any = None, **kwargs: Any) -> ChatResult:
+        if int(query_of(messages).split()[-1]) % 2:
+            await asyncio.sleep(3600)
+        return await super()._agenerate(messages, stop, **kwargs)
+
+
 def test_cancelled_run_keeps_finished_lines_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "o.jsonl"
-    release = threading.Event()
-
-    def slow_for_odd(messages: Sequence[BaseMessage]) -> str:
-        number = int(query_of(messages).split()[-1])
-        if number % 2 and not release.wait(timeout=30):
-            raise TimeoutError("never released")
-        return reply(messages)
 
     async def run_and_cancel() -> None:
         task = asyncio.ensure_future(
-            asynthesize(records(10), model=content_model(slow_for_odd), output=out, concurrency=10)
+            asynthesize(records(10), model=OddRecordsHang(), output=out, concurrency=10)
         )
-        for _ in range(500):
+        for _ in range(1000):
             await asyncio.sleep(0.01)
             if out.exists() and len(out.read_text().splitlines()) == 5:
                 break
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        release.set()
 
     asyncio.run(run_and_cancel())
     assert sorted(ids_in(out)) == ["r10", "r2", "r4", "r6", "r8"]
@@ -519,9 +527,10 @@ def test_a_worker_that_dies_stops_the_run_keeping_finished_lines(tmp_path: Path)
 
     out = tmp_path / "o.jsonl"
     with pytest.raises(RuntimeError, match="died \\(exit code 3\\).*run again to resume"):
-        synthesize(records(12), model=content_model(die_on_7), output=out, workers=2)
+        synthesize(records(12), model=content_model(die_on_7), output=out, concurrency=2, workers=2)
     rows = read_jsonl(out)  # every line that was written is whole
-    assert "r7" not in [r["id"] for r in rows]
+    ids = [r["id"] for r in rows]
+    assert {"r1", "r3", "r5"} <= set(ids) and "r7" not in ids  # worker 1 ran 1, 3, 5, then 7
     report = synthesize(records(12), model=content_model(), output=out)
     assert report.skipped == len(rows)
     assert sorted(ids_in(out)) == sorted(f"r{i}" for i in range(1, 13))
