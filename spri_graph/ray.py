@@ -230,6 +230,7 @@ def synthesize_dataset(
         ValueError: If an argument is invalid or a model cannot be sent to the workers.
 
     Example:
+        >>> from spri_graph.ray import synthesize_dataset
         >>> import ray  # doctest: +SKIP
         >>> ds = ray.data.read_json("instructions.jsonl")  # doctest: +SKIP
         >>> out = synthesize_dataset(ds, model="openai:gpt-4o-mini", workers=4)  # doctest: +SKIP
