@@ -30,6 +30,11 @@ Nothing is lost and nothing is written twice:
   them again; the errors file lists the failures of the latest run.
 * Ctrl-C stops scheduling, cancels the records in flight and keeps every finished line;
   :func:`synthesize` then raises :class:`SynthesisInterrupted` carrying the report.
+
+One event loop spends a few milliseconds of CPU per record on graph bookkeeping, so an
+endpoint that answers hundreds of calls per second keeps a core busy. ``workers=N`` forks
+``N`` processes that each run every ``N``-th record and send finished lines back to the
+parent, the only writer. Beyond one machine, see :mod:`spri_graph.ray`.
 """
 
 from __future__ import annotations
@@ -926,8 +931,8 @@ def synthesize(
             uses the record's line number (its position, for an iterable) as its id.
         concurrency: Most records in flight at once, over all workers; match it to what
             the model endpoint allows.
-        workers: Processes that run records (Linux). One event loop spends about 3-5 ms of
-            CPU per record on graph bookkeeping, so a fast endpoint (hundreds of calls per
+        workers: Processes that run records (Linux). One event loop spends a few ms of CPU
+            per record on graph bookkeeping, so a fast endpoint (hundreds of calls per
             second) keeps one core busy; more workers use more cores. Workers are forked,
             so the models need not be picklable; this process writes every line.
         resume: Skip records whose id is already in ``output``; ``False`` starts over and
