@@ -336,6 +336,32 @@ _JSON_CHAR_CLEAN = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
 _JSON_STRING_START = 'string-start ::= [^"\\\\\\x7F\\x00-\\x20<>()\\[\\]{}]'
 
 
+_MAX_INTEGER_CHOICES = 1000
+
+
+def _bounded_integers(schema: Any) -> Any:
+    """Turn integer ranges into enums: llama.cpp's grammar ignores minimum and maximum."""
+    if isinstance(schema, list):
+        return [_bounded_integers(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {key: _bounded_integers(value) for key, value in schema.items()}
+    if schema.get("type") != "integer" or "enum" in schema:
+        return schema
+
+    def bound(inclusive: str, exclusive: str, step: int) -> int | None:
+        for key, shift in ((inclusive, 0), (exclusive, step)):
+            value = schema.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value + shift
+        return None
+
+    low, high = bound("minimum", "exclusiveMinimum", 1), bound("maximum", "exclusiveMaximum", -1)
+    if low is not None and high is not None and 0 <= high - low < _MAX_INTEGER_CHOICES:
+        schema["enum"] = list(range(low, high + 1))
+    return schema
+
+
 @functools.lru_cache(maxsize=64)
 def _tool_grammar(parameters_json: str, max_string_chars: int) -> Any:
     """GBNF grammar for a tool's JSON arguments, with strings bounded so output always ends.
@@ -343,12 +369,13 @@ def _tool_grammar(parameters_json: str, max_string_chars: int) -> Any:
     llama.cpp's JSON-schema grammar lets strings run on; a small model can then fill the
     token budget and never close the JSON. Here every plain string holds 1 to
     ``max_string_chars`` characters, no control characters, and starts with neither a space
-    nor a bracket.
+    nor a bracket; integer ranges (``minimum``/``maximum``) become enums.
     """
     from llama_cpp import LlamaGrammar
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    gbnf = json_schema_to_gbnf(parameters_json)
+    schema = _bounded_integers(json.loads(parameters_json))
+    gbnf = json_schema_to_gbnf(json.dumps(schema))
     if _JSON_STRING_RULE in gbnf and _JSON_CHAR_RULE in gbnf:
         bounded = f'"\\"" string-start char{{0,{max_string_chars - 1}}} "\\"" space'
         gbnf = gbnf.replace(_JSON_STRING_RULE, bounded)

@@ -1,0 +1,240 @@
+"""The embedded local model: SmolLM2-135M-Instruct run in-process by llama.cpp.
+
+The model is tiny, so these tests check what must hold whatever it writes: non-empty text,
+usage metadata, streaming, grammar-constrained structured output with integer scores, one
+load per process, and clear errors for bad GGUF paths and settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from typing import Literal
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from pydantic import BaseModel, Field
+
+from spri_graph import create_spri_graph, resolve_model
+from spri_graph.critique import ScoredCritique
+from spri_graph.models import (
+    _LLAMAS,
+    LocalChatModel,
+    default_gguf_path,
+    is_local_model,
+    load_local_model,
+    local_model_available,
+)
+from spri_graph.prompts import SPRI_PROMPTS
+
+pytestmark = pytest.mark.integration
+
+QUERY = "How do I tell my team I am burning out?"
+PRINCIPLES = "1. Be honest about how you feel.\n2. Suggest concrete changes.\n3. Stay calm."
+
+
+@pytest.fixture(scope="module")
+def local() -> LocalChatModel:
+    assert local_model_available(), "the 'local' extra is part of the test environment"
+    model = resolve_model("local")
+    assert isinstance(model, LocalChatModel)
+    return model
+
+
+def critique_prompt() -> list:
+    return SPRI_PROMPTS["principles_critique"].format_messages(
+        query=QUERY, goal_section="", examples_section="", candidate=PRINCIPLES
+    )
+
+
+def loads_of(path: str) -> int:
+    return sum(1 for key in _LLAMAS if key[0] == path)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def test_default_model_is_the_embedded_gguf_without_loading_it() -> None:
+    path = default_gguf_path()
+    assert path is not None and path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert path.read_bytes()[:4] == b"GGUF"
+    model = resolve_model(None)  # SPRI_MODEL is unset by conftest
+    assert isinstance(model, LocalChatModel) and is_local_model(model)
+    assert model.model_path == str(path.resolve())
+    assert is_local_model(model.bind(stop=["x"]))
+    assert not is_local_model(object())
+
+
+def test_building_graphs_does_not_load_the_model() -> None:
+    code = (
+        "import sys, spri_graph.graphs\n"
+        "from spri_graph import create_spri_graph\n"
+        "from spri_graph.models import _loaded_llama_count\n"
+        "create_spri_graph().compile()\n"
+        "print(_loaded_llama_count(), 'llm' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["0", "False"]
+
+
+def test_gguf_paths_resolve_and_share_one_loaded_model(local: LocalChatModel) -> None:
+    path = str(default_gguf_path())
+    other = resolve_model(f"gguf:{path}")
+    assert isinstance(other, LocalChatModel) and other is not local
+    assert other._client()[0] is local._client()[0]
+    assert loads_of(str(default_gguf_path().resolve())) == 1
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("gguf:/no/such/model.gguf", "critic_model: GGUF file not found: '/no/such/model.gguf'"),
+        ("gguf:", "critic_model: expected 'gguf:/path/to/model.gguf', got an empty path"),
+    ],
+)
+def test_bad_gguf_paths_name_the_field(spec: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        resolve_model(spec, field="critic_model")
+    assert str(info.value) == message
+
+
+def test_a_file_that_is_not_gguf_is_refused(tmp_path) -> None:
+    fake = tmp_path / "model.gguf"
+    fake.write_text("not a model")
+    with pytest.raises(ValueError, match=r"^--model: '.*model\.gguf' is not a GGUF file$"):
+        resolve_model(f"gguf:{fake}", field="--model")
+
+
+def test_bad_settings_name_the_field_and_setting() -> None:
+    with pytest.raises(ValueError, match=r"^model: invalid local model setting \(temperature"):
+        load_local_model(temperature=-1)
+    with pytest.raises(ValueError, match=r"^model: invalid local model setting \(bogus"):
+        load_local_model(bogus=1)
+
+
+# --------------------------------------------------------------------------- chat model
+
+
+def test_invoke_returns_text_with_usage(local: LocalChatModel) -> None:
+    message = local.invoke([HumanMessage("Give one tip for sleeping well.")])
+    assert isinstance(message, AIMessage)
+    assert message.text.strip()
+    usage = message.usage_metadata
+    assert usage["input_tokens"] > 0 and 0 < usage["output_tokens"] <= local.max_tokens
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+    meta = message.response_metadata
+    assert meta["model_name"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert meta["finish_reason"] in ("stop", "length")
+    assert meta["llama_seconds"] > 0
+
+
+def test_stream_yields_tokens_and_usage(local: LocalChatModel) -> None:
+    prompt = [HumanMessage("Name three colors.")]
+    chunks = list(local.stream(prompt, max_tokens=24))
+    texts = [chunk.text for chunk in chunks if chunk.text]
+    assert len(texts) > 1  # token by token, not one block
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total += chunk
+    assert total.text.strip() == "".join(texts).strip()
+    assert total.usage_metadata["output_tokens"] <= 24
+    assert total.usage_metadata["output_tokens"] >= len(texts) - 1
+    # The prompt is counted exactly: the same prompt through invoke reports the same size.
+    invoked = local.invoke(prompt, max_tokens=1)
+    assert total.usage_metadata["input_tokens"] == invoked.usage_metadata["input_tokens"]
+
+
+def test_async_invoke(local: LocalChatModel) -> None:
+    message = asyncio.run(local.ainvoke("Say hello."))
+    assert message.text.strip() and message.usage_metadata["output_tokens"] > 0
+
+
+def test_structured_critique_always_has_an_integer_score(local: LocalChatModel) -> None:
+    structured = local.with_structured_output(ScoredCritique, include_raw=True)
+    out = structured.invoke(critique_prompt())
+    assert out["parsing_error"] is None
+    critique = out["parsed"]
+    assert isinstance(critique, ScoredCritique)
+    assert critique.score in (1, 2, 3, 4, 5)
+    assert critique.feedback.strip()
+    assert len(critique.feedback) <= local.max_string_chars
+    raw = out["raw"]
+    assert [call["name"] for call in raw.tool_calls] == ["ScoredCritique"]
+    assert raw.usage_metadata["output_tokens"] > 0
+
+
+def test_string_length_bound_holds(local: LocalChatModel) -> None:
+    short = local.model_copy(update={"max_string_chars": 30})
+    critique = short.with_structured_output(ScoredCritique).invoke(critique_prompt())
+    assert 1 <= len(critique.feedback) <= 30
+    assert critique.score in (1, 2, 3, 4, 5)
+
+
+class Verdict(BaseModel):
+    """Whether the statement is true."""
+
+    reason: str = Field(description="One sentence of reasoning.")
+    answer: Literal["yes", "no"]
+    confidence: int = Field(ge=0, le=100)
+
+
+def test_any_schema_gets_valid_structured_output(local: LocalChatModel) -> None:
+    verdict = local.with_structured_output(Verdict).invoke("Is the sky green?")
+    assert isinstance(verdict, Verdict) and verdict.answer in ("yes", "no")
+    chunks = list(local.bind_tools([Verdict], tool_choice="Verdict").stream("Is water wet?"))
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total += chunk
+    assert [call["name"] for call in total.tool_calls] == ["Verdict"]
+    assert Verdict.model_validate(total.tool_calls[0]["args"])
+
+
+def test_tool_choice_must_name_a_bound_tool(local: LocalChatModel) -> None:
+    with pytest.raises(ValueError, match="'Nope' is not among the bound tools"):
+        local.bind_tools([Verdict], tool_choice="Nope")
+    with pytest.raises(ValueError, match="forces one tool"):
+        local.bind_tools([Verdict, ScoredCritique], tool_choice="any")
+
+
+def test_empty_replies_are_asked_again(local: LocalChatModel) -> None:
+    # Force the end-of-generation token first, so every attempt comes back empty.
+    llama, _ = local._client()
+    message = local.invoke("Say hello.", logit_bias={llama.token_eos(): 100.0})
+    assert message.text == ""
+    assert message.response_metadata["attempts"] == 1 + local.empty_retries
+    assert message.usage_metadata["input_tokens"] > 0
+
+
+# --------------------------------------------------------------------------- SPRI graph
+
+
+def test_spri_graph_on_the_local_model(local: LocalChatModel) -> None:
+    graph = create_spri_graph(local, max_iterations=2).compile()
+    out = graph.invoke({"query": QUERY})
+    assert out["principles"].strip() and out["response"].strip()
+    for stage, key in (("principles", "principle_critiques"), ("response", "response_critiques")):
+        critiques = out[key]
+        assert 1 <= len(critiques) <= 2
+        # The local critic is structured by default: every critique carries a score.
+        assert all(c.score in (1, 2, 3, 4, 5) for c in critiques)
+        usage = out["usage"][stage]
+        assert usage["critic_calls"] == len(critiques)
+        assert usage["model_calls"] == len(critiques)  # one draft, then one refine per retry
+        assert usage["output_tokens"] > 0
+    assert loads_of(str(default_gguf_path().resolve())) == 1
+    print(json.dumps(out["usage"]))
+
+
+def test_tool_grammar_bounds_strings_with_the_installed_llama_cpp() -> None:
+    from spri_graph.models import _tool_grammar
+
+    schema = json.dumps(Verdict.model_json_schema(), sort_keys=True)
+    gbnf = _tool_grammar(schema, 50)._grammar
+    # If llama-cpp-python's JSON-schema converter changes, the bound must not silently vanish.
+    assert 'string ::= "\\"" string-start char{0,49} "\\"" space' in gbnf
+    assert "char*" not in gbnf
+    assert '"100"' in gbnf  # confidence 0-100 became an enum
