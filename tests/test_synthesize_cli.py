@@ -308,3 +308,34 @@ def test_progress_bar_shows_done_failed_rate_and_eta() -> None:
     assert text.startswith("\r[###")
     assert "32/64 done, 2 failed, 16.0 records/s, ETA 0:00:02" in text
     assert text.endswith("\n")
+
+
+@pytest.mark.integration
+def test_synthesize_on_the_local_model(tmp_path: Path) -> None:
+    """The embedded model (llama.cpp, SmolLM2-135M): two records, one critique per stage."""
+    src, out = write_input(tmp_path / "in.jsonl", 2), tmp_path / "out.jsonl"
+    args = [
+        *spri_command(),
+        "synthesize",
+        str(src),
+        "-o",
+        str(out),
+        "--model",
+        "local",
+        "--max-iterations",
+        "1",
+        "--concurrency",
+        "2",
+    ]
+    done = run_cli(args)
+    assert done.returncode == 0, done.stderr
+    assert "synthesis done: 2 written, 0 failed" in done.stdout
+    assert "model calls: 8 (4 base, 4 critic)" in done.stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(row["id"] for row in rows) == ["r0", "r1"]
+    for row in rows:
+        assert row["messages"][0]["content"] == f"question {row['id'][1:]}"
+        assert row["messages"][1]["role"] == "assistant" and row["messages"][1]["content"]
+        assert row["principles"]
+        assert [c["score"] in (1, 2, 3, 4, 5) for c in row["principle_critiques"]] == [True]
+        assert row["usage"]["response"]["output_tokens"] > 0
