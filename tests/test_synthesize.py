@@ -534,3 +534,33 @@ def test_a_worker_that_dies_stops_the_run_keeping_finished_lines(tmp_path: Path)
     report = synthesize(records(12), model=content_model(), output=out)
     assert report.skipped == len(rows)
     assert sorted(ids_in(out)) == sorted(f"r{i}" for i in range(1, 13))
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+def test_throughput_benchmark_runs_and_counts_calls_exactly() -> None:
+    """The benchmark's figures are consistent (timing targets are the benchmark's own job)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    script = root / "benchmarks" / "synthesis_throughput.py"
+    args = ["--records", "30", "--latency", "0.005", "--concurrency", "8", "--workers", "2"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--baseline-records", "3", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        timeout=300,
+    )
+    figures = json.loads(done.stdout)
+    assert figures["model_calls"] == 10 * 6 + 20 * 4  # every third record refines once
+    assert figures["ideal_time_s"] == round(140 * 0.005 / 8, 3)
+    assert figures["efficiency"] == pytest.approx(
+        figures["ideal_time_s"] / figures["wall_time_s"], rel=0.05
+    )
+    assert figures["records_per_s"] > 0 and figures["speedup"] > 0
+    assert figures["sequential_records"] == 3
+    assert figures["peak_rss_mib"] > 0 and figures["worker_peak_rss_mib"] > 0
