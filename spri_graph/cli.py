@@ -88,16 +88,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolve_cli_models(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Resolve ``--model``/``--critic-model`` into chat models, as one-line errors."""
+def resolve_cli_models(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, Any]:
+    """Resolve ``--model``/``--critic-model`` into chat models, as one-line errors.
+
+    ``kwargs`` (e.g. ``max_tokens``) go to both models' constructors.
+    """
     from spri_graph.models import resolve_model
 
     try:
-        model = resolve_model(args.model, field="--model", base_url=args.base_url)
+        model = resolve_model(args.model, field="--model", base_url=args.base_url, **kwargs)
         critic = (
             None
             if args.critic_model is None
-            else resolve_model(args.critic_model, field="--critic-model", base_url=args.base_url)
+            else resolve_model(
+                args.critic_model, field="--critic-model", base_url=args.base_url, **kwargs
+            )
         )
     except ValueError as exc:
         raise CLIError(str(exc), code=2) from None
@@ -703,6 +708,12 @@ def _add_align(sub: Any) -> None:
         help="print one JSON document: question, goal, model, principles, response, "
         "principle_critiques, response_critiques (feedback and score), usage and seconds",
     )
+    parser.add_argument(
+        "--max-tokens",
+        type=_positive_int,
+        metavar="N",
+        help="most tokens per model reply (default: the model's own; 256 for local models)",
+    )
     add_model_arguments(parser)
     parser.set_defaults(func=_run_align)
 
@@ -839,7 +850,8 @@ def _run_align(args: argparse.Namespace) -> int:
             raise CLIError("--goal must not be empty")
     if args.base_url:
         _check_base_url(args.base_url)
-    model, critic = resolve_cli_models(args)
+    settings = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}
+    model, critic = resolve_cli_models(args, **settings)
     for url in _server_urls(args, model, critic):
         _check_reachable(url)
     try:

@@ -72,16 +72,24 @@ def _compatible_chat_openai() -> type[BaseChatModel]:
     from langchain_openai import ChatOpenAI
 
     class ChatOpenAICompatible(ChatOpenAI):
-        """``ChatOpenAI`` for OpenAI-compatible servers: structured output by function calling.
+        """``ChatOpenAI`` for OpenAI-compatible servers.
 
-        Function calling is what llama.cpp, vLLM, Ollama and hosted endpoints share;
-        ``json_schema`` response formats (``ChatOpenAI``'s default) are not.
+        Structured output goes through function calling, and a reply's length cap is sent
+        as ``max_tokens``: these are what llama.cpp, vLLM, Ollama and hosted endpoints
+        share, while ``json_schema`` response formats and ``max_completion_tokens``
+        (``ChatOpenAI``'s defaults) are not understood everywhere.
         """
 
         def with_structured_output(  # type: ignore[override]
             self, schema: Any = None, *, method: str = "function_calling", **kwargs: Any
         ) -> Runnable:
             return super().with_structured_output(schema, method=method, **kwargs)
+
+        def _get_request_payload(self, input_: Any, *, stop: Any = None, **kwargs: Any) -> dict:
+            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+            if self.openai_api_base and "max_completion_tokens" in payload:
+                payload["max_tokens"] = payload.pop("max_completion_tokens")
+            return payload
 
     return ChatOpenAICompatible
 

@@ -194,6 +194,7 @@ def test_align_help_is_complete() -> None:
         "--threshold",
         "--max-iterations",
         "--critic-output",
+        "--max-tokens",
         "gguf:",
         "spri-graph[local]",
         "Exit codes",
@@ -229,6 +230,10 @@ def test_align_help_is_complete() -> None:
         (
             ["align", QUERY, "--critic-output", "json"],
             "argument --critic-output: invalid choice: 'json' (choose from ",
+        ),
+        (
+            ["align", QUERY, "--max-tokens", "0"],
+            "argument --max-tokens: expected a whole number >= 1, got 0 (see 'spri align --help')",
         ),
         (["align", QUERY, "--bogus"], "unrecognized arguments: --bogus (see 'spri --help')"),
         (
