@@ -41,3 +41,19 @@ def test_principles_steer_the_chain() -> None:
     assert answer == "Plan a sabbatical first."
     system = model.calls[-1]["messages"][0]
     assert "1. Weigh savings." in system.content
+
+
+def test_evaluator_in_a_langsmith_evaluation_loop() -> None:
+    example = load("evaluate_with_langsmith")
+
+    # One reply serves every step: the critic reads "[RESULT] 4" (accepted at threshold 4),
+    # the graders read the marked <score>, and the rubric writer's text becomes the criteria.
+    reply = "<feedback>Clear.</feedback><score>4</score> [RESULT] 4"
+    model = ScriptedChatModel([reply], cycle=True)
+    rows = example.evaluate(model)
+    assert [row["question"] for row in sorted(rows, key=lambda r: r["question"])] == sorted(
+        q for q, _ in example.QUESTIONS
+    )
+    for row in rows:
+        assert set(row) == {"question", "spri_rubric_score", "vanilla_score"}
+        assert row["vanilla_score"] == row["spri_rubric_score"] == 4.0
