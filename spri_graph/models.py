@@ -275,6 +275,14 @@ def load_local_model(
 
 _LLAMAS: dict[tuple[Any, ...], tuple[Any, threading.Lock]] = {}
 _LLAMAS_LOCK = threading.Lock()
+_FORK_HOOK: list[bool] = []
+
+
+def _forget_llamas_in_child() -> None:
+    # A forked process must not share llama.cpp state (or a held lock) with its parent.
+    global _LLAMAS_LOCK
+    _LLAMAS.clear()
+    _LLAMAS_LOCK = threading.Lock()
 
 
 def _load_llama(path: str, n_ctx: int, n_threads: int | None, n_batch: int) -> tuple[Any, Any]:
@@ -283,6 +291,10 @@ def _load_llama(path: str, n_ctx: int, n_threads: int | None, n_batch: int) -> t
     with _LLAMAS_LOCK:
         if key not in _LLAMAS:
             from llama_cpp import Llama
+
+            if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+                os.register_at_fork(after_in_child=_forget_llamas_in_child)
+                _FORK_HOOK.append(True)
 
             threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
             llama = Llama(

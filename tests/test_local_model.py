@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import subprocess
 import sys
 from typing import Literal
@@ -22,6 +23,7 @@ from spri_graph.critique import ScoredCritique
 from spri_graph.models import (
     _LLAMAS,
     LocalChatModel,
+    _loaded_llama_count,
     default_gguf_path,
     is_local_model,
     load_local_model,
@@ -87,6 +89,19 @@ def test_gguf_paths_resolve_and_share_one_loaded_model(local: LocalChatModel) ->
     assert isinstance(other, LocalChatModel) and other is not local
     assert other._client()[0] is local._client()[0]
     assert loads_of(str(default_gguf_path().resolve())) == 1
+
+
+def _loads_then_reply(model: LocalChatModel) -> tuple[int, str, int]:
+    before = _loaded_llama_count()
+    text = model.invoke("Say hello.", max_tokens=8).text
+    return before, text, _loaded_llama_count()
+
+
+def test_a_forked_process_loads_its_own_copy(local: LocalChatModel) -> None:
+    assert local.invoke("Say hi.", max_tokens=4).text  # loaded in this process
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        before, text, after = pool.apply_async(_loads_then_reply, (local,)).get(timeout=300)
+    assert (before, after) == (0, 1) and text.strip()
 
 
 @pytest.mark.parametrize(
