@@ -693,9 +693,34 @@ def _run_loop(main: Callable[[], Any]) -> Any:
     return asyncio.run(main())  # pragma: no cover - Python 3.10
 
 
-def _worker_process(job: _Job, conn: Connection, shard: int, shards: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the parent dies (Linux), e.g. on SIGKILL.
+
+    A worker writes no file, so there is nothing to save; without this it would go on
+    calling the model for a parent that can no longer write its lines.
+    """
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_process(
+    job: _Job,
+    conn: Connection,
+    shard: int,
+    shards: int,
+    parent: int,
+    inherited: Sequence[Connection],
+) -> None:
     """Body of a forked worker: run one shard, send lines to the parent, stop on SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    _die_with_parent(parent)
+    for other in inherited:  # read ends forked from the parent: only the parent reads
+        other.close()
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -745,7 +770,7 @@ def _run_forked(job: _Job, sink: _FileSink, workers: int) -> None:
             receiver, sender = context.Pipe(duplex=False)
             process = context.Process(
                 target=_worker_process,
-                args=(job, sender, shard, workers),
+                args=(job, sender, shard, workers, os.getpid(), [receiver, *live]),
                 name=f"spri-synthesize-{shard + 1}",
                 daemon=True,
             )

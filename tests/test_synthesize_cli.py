@@ -155,20 +155,45 @@ def whole_lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+def children_of(pid: int) -> set[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def start_and_stop_partway(
-    args: list[str], out: Path, sig: int, after: int
+    args: list[str], out: Path, sig: int, after: int, workers: set[int] | None = None
 ) -> tuple[subprocess.Popen[str], str, str]:
-    proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
-    )
-    deadline = time.monotonic() + 120
-    while whole_lines(out) < after:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never got going"
-        time.sleep(0.01)
-    proc.send_signal(sig)
-    stdout, stderr = proc.communicate(timeout=60)
-    return proc, stdout, stderr
+    """Start the command, send ``sig`` once ``out`` has ``after`` lines, wait for it to end."""
+    logs = out.parent / f"{out.stem}.{sig}.log"
+    with open(f"{logs}.out", "w") as stdout, open(f"{logs}.err", "w") as stderr:
+        # Files, not pipes: waiting on pipes would also wait for any process left behind.
+        proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, text=True, env=cli_env())
+        deadline = time.monotonic() + 120
+        while whole_lines(out) < after:
+            assert proc.poll() is None, Path(f"{logs}.err").read_text()
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.01)
+        if workers is not None:
+            workers.update(children_of(proc.pid))
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+    return proc, Path(f"{logs}.out").read_text(), Path(f"{logs}.err").read_text()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -178,8 +203,15 @@ def test_sigkill_partway_then_resume_writes_every_id_exactly_once(
     server.delay = 0.02
     src, out = write_input(tmp_path / "in.jsonl", 80), tmp_path / "out.jsonl"
     args = synthesize_args(server, src, out, "--concurrency", "4", "--workers", workers)
-    proc, _, _ = start_and_stop_partway(args, out, signal.SIGKILL, after=12)
+    forked: set[int] = set()
+    proc, _, _ = start_and_stop_partway(args, out, signal.SIGKILL, after=12, workers=forked)
     assert proc.returncode == -signal.SIGKILL
+    if workers == "2":  # the worker processes die with their parent
+        assert len(forked) == 2
+        deadline = time.monotonic() + 1  # well before they could finish their records
+        while any(alive(pid) for pid in forked) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in forked)
     killed_at = output_ids(out) if out.read_bytes().endswith(b"\n") else None
     assert killed_at is None or 12 <= len(killed_at) < 80  # stopped partway
 
