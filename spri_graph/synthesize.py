@@ -959,9 +959,9 @@ def synthesize(
         workers: Processes that run records (Linux). One event loop spends a few ms of CPU
             per record on graph bookkeeping, so a fast endpoint (hundreds of calls per
             second) keeps one core busy; more workers use more cores. Workers are forked,
-            so the models need not be picklable; this process writes every line. Keep
-            ``workers=1`` for an in-process model such as the embedded llama.cpp model:
-            native threads do not survive a fork, and such a model is CPU-bound anyway.
+            so the models need not be picklable; this process writes every line. An
+            in-process model such as the embedded llama.cpp model is CPU-bound and each
+            worker loads its own copy, so keep ``workers=1`` for it.
         resume: Skip records whose id is already in ``output``; ``False`` starts over and
             overwrites ``output``.
         config: Run config given to every record's graph run (callbacks, tags, metadata).
