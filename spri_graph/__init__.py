@@ -5,9 +5,15 @@ them with the same draft -> critique -> refine loop. The loop also builds instan
 rubrics for LLM-as-a-judge and synthesizes SFT data.
 
 Example:
+    >>> from langchain_core.language_models import GenericFakeChatModel
     >>> from spri_graph import create_spri_graph
-    >>> graph = create_spri_graph("openai:gpt-4o-mini").compile()  # doctest: +SKIP
-    >>> graph.invoke({"query": "How do I tell my team I am burning out?"})  # doctest: +SKIP
+    >>> model = GenericFakeChatModel(messages=iter([
+    ...     "1. Name the feeling plainly.", "Feedback: Useful. [RESULT] 4",
+    ...     "Tell them you are burning out.", "Feedback: Follows them. [RESULT] 5",
+    ... ]))  # or "openai:gpt-4o-mini", "local", or None for the default model
+    >>> graph = create_spri_graph(model).compile()
+    >>> graph.invoke({"query": "How do I tell my team I am burning out?"})["response"]
+    'Tell them you are burning out.'
 """
 
 from spri_graph.critique import Critique, Judgment, ScoredCritique, parse_critique, parse_judgment
