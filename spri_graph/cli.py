@@ -139,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spri-graph {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for add in _COMMANDS.values():
-        add(sub)
+    order = ["align", "judge", "agreement", "synthesize"]
+    for name in sorted(_COMMANDS, key=lambda n: (order.index(n) if n in order else len(order), n)):
+        _COMMANDS[name](sub)
     return parser
 
 
