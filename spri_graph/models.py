@@ -14,6 +14,7 @@ factory time:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.util
 import json
@@ -275,7 +276,7 @@ def load_local_model(
 
 _LLAMAS: dict[tuple[Any, ...], tuple[Any, threading.Lock]] = {}
 _LLAMAS_LOCK = threading.Lock()
-_FORK_HOOK: list[bool] = []
+_HOOKS: list[bool] = []
 
 
 def _forget_llamas_in_child() -> None:
@@ -285,6 +286,13 @@ def _forget_llamas_in_child() -> None:
     _LLAMAS_LOCK = threading.Lock()
 
 
+def _close_llamas() -> None:
+    # Free the models before interpreter shutdown tears down the modules llama.cpp needs.
+    for llama, _ in _LLAMAS.values():
+        llama.close()
+    _LLAMAS.clear()
+
+
 def _load_llama(path: str, n_ctx: int, n_threads: int | None, n_batch: int) -> tuple[Any, Any]:
     """Load a GGUF file once per process; returns the model and the lock that guards it."""
     key = (path, n_ctx, n_threads, n_batch)
@@ -292,9 +300,11 @@ def _load_llama(path: str, n_ctx: int, n_threads: int | None, n_batch: int) -> t
         if key not in _LLAMAS:
             from llama_cpp import Llama
 
-            if not _FORK_HOOK and hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=_forget_llamas_in_child)
-                _FORK_HOOK.append(True)
+            if not _HOOKS:
+                atexit.register(_close_llamas)
+                if hasattr(os, "register_at_fork"):
+                    os.register_at_fork(after_in_child=_forget_llamas_in_child)
+                _HOOKS.append(True)
 
             threads = n_threads or max(1, (os.cpu_count() or 2) // 2)
             llama = Llama(
@@ -483,8 +493,12 @@ class LocalChatModel(BaseChatModel):
     ``empty_retries`` times, at a higher temperature and another seed.
 
     Example:
-        >>> model = load_local_model(temperature=0.0)  # doctest: +SKIP
-        >>> model.invoke("Say hi.").usage_metadata["output_tokens"] > 0  # doctest: +SKIP
+        >>> from spri_graph.critique import ScoredCritique
+        >>> model = load_local_model(max_tokens=8)
+        >>> 0 < model.invoke("Say hi.").usage_metadata["output_tokens"] <= 8
+        True
+        >>> grade = model.with_structured_output(ScoredCritique).invoke("Grade: 'Drink water.'")
+        >>> grade.score in (1, 2, 3, 4, 5)
         True
     """
 
