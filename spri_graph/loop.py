@@ -19,6 +19,8 @@ the model calls it needs and receives their results, so only the few lines that 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -47,6 +49,7 @@ __all__ = [
     "default_retry_policy",
     "is_transient_error",
     "merge_usage",
+    "structured_output",
     "validate_loop_settings",
 ]
 
@@ -170,6 +173,26 @@ def validate_loop_settings(
         raise ValueError(
             f"critic_parse_retries must be an integer >= 0, got {critic_parse_retries!r}"
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _accepts_method(kind: type) -> bool:
+    try:
+        return "method" in inspect.signature(kind.with_structured_output).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def structured_output(model: Runnable, schema: type) -> Runnable:
+    """``model.with_structured_output(schema, include_raw=True)`` by function calling.
+
+    Function calling is the structured-output method that OpenAI, Anthropic and the
+    OpenAI-compatible servers (vLLM, Ollama, llama.cpp) share; some of the servers reject
+    the ``json_schema`` response format that ``ChatOpenAI`` would pick by default. Models
+    whose ``with_structured_output`` takes no ``method`` keep their own.
+    """
+    kwargs = {"method": "function_calling"} if _accepts_method(type(model)) else {}
+    return model.with_structured_output(schema, include_raw=True, **kwargs)
 
 
 def _message_text(message: BaseMessage) -> str:
@@ -343,7 +366,7 @@ def _critique_step(loop: RefineLoop, state: Mapping[str, Any]) -> _Step:
     }
     messages = list(loop.critique_prompt.format_messages(**inputs))
     if loop.critic_output == "structured":
-        critic = critic.with_structured_output(ScoredCritique, include_raw=True)
+        critic = structured_output(critic, ScoredCritique)
     critique = Critique(feedback="", score=None)
     for _attempt in range(loop.critic_parse_retries + 1):
         result = yield _call(loop, critic, messages, "critique", iteration)

@@ -183,3 +183,17 @@ def test_spri_align_through_the_server(server_url: str) -> None:
         assert doc[key][0]["score"] in (None, 1, 2, 3, 4, 5)
         assert doc["usage"][stage]["critic_calls"] == 1
         assert doc["usage"][stage]["output_tokens"] > 0
+
+
+def test_openai_compatible_example_runs_against_the_server(server_url: str) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "openai_compatible.py"
+    spec = importlib.util.spec_from_file_location("example_openai_compatible", path)
+    assert spec and spec.loader
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = example.align(server_url, ALIAS, QUERY)
+    assert out["principles"].strip() and out["response"].strip()
+    critiques = out["principle_critiques"] + out["response_critiques"]
+    assert critiques and all(c.score in (1, 2, 3, 4, 5) for c in critiques)
