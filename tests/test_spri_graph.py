@@ -417,3 +417,20 @@ def test_spri_model_env_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SPRI_MODEL", "bogus:x")
     with pytest.raises(ValueError, match="model \\(from SPRI_MODEL\\): cannot use model 'bogus:x'"):
         create_spri_graph()
+
+
+def test_structured_critic_uses_function_calling_where_models_can_choose() -> None:
+    from langchain_openai import ChatOpenAI
+
+    from spri_graph.critique import ScoredCritique
+    from spri_graph.loop import structured_output
+
+    chat = ChatOpenAI(model="any", api_key="unused", base_url="http://127.0.0.1:9/v1")
+    runnable = structured_output(chat, ScoredCritique)
+    bound = runnable.first.steps__["raw"] if hasattr(runnable, "first") else None
+    kwargs = getattr(bound, "kwargs", {})
+    assert [t["function"]["name"] for t in kwargs["tools"]] == ["ScoredCritique"]
+    assert "response_format" not in kwargs
+    # Models whose with_structured_output takes no method keep their own (bind_tools here).
+    fake = ScriptedChatModel([{"feedback": "ok", "score": 5}])
+    assert structured_output(fake, ScoredCritique).invoke("grade")["parsed"].score == 5
