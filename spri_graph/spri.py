@@ -8,6 +8,7 @@ Both stages are the same draft -> critique -> refine loop (:mod:`spri_graph.loop
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -203,7 +204,14 @@ def _build(
     retry_policy: RetryPolicy | None,
     with_response: bool,
     review_principles: bool = False,
+    checked_queries: bool = False,
 ) -> StateGraph:
+    """Build the SPRI graph.
+
+    ``checked_queries=True`` is for batch jobs that check every query themselves and pass
+    neither ``messages`` nor a context: the graph is the two loops alone, without the
+    ``prepare`` and ``finalize`` steps, two graph steps fewer per record.
+    """
     validate_loop_settings(
         threshold=threshold,
         max_iterations=max_iterations,
@@ -250,8 +258,11 @@ def _build(
             input_schema=SPRIInput,
             output_schema=PrinciplesOutput,
         )
-    builder.add_node("prepare", _prepare)
-    builder.add_edge(START, "prepare")
+    entry = START
+    if not checked_queries:
+        builder.add_node("prepare", _prepare)
+        builder.add_edge(START, "prepare")
+        entry = "prepare"
     if not with_response:
         first = add_refine_loop(
             builder,
@@ -259,7 +270,7 @@ def _build(
             then=END,
             retry_policy=policy,
         )
-        builder.add_edge("prepare", first)
+        builder.add_edge(entry, first)
         return builder
     after_principles = "review_principles" if review_principles else "response_draft"
     first = add_refine_loop(
@@ -268,18 +279,19 @@ def _build(
         then=after_principles,
         retry_policy=policy,
     )
-    builder.add_edge("prepare", first)
+    builder.add_edge(entry, first)
     if review_principles:
         builder.add_node("review_principles", _review)
         builder.add_edge("review_principles", "response_draft")
     add_refine_loop(
         builder,
         loop("response", "response", "response_critiques"),
-        then="finalize",
+        then=END if checked_queries else "finalize",
         retry_policy=policy,
     )
-    builder.add_node("finalize", _finalize)
-    builder.add_edge("finalize", END)
+    if not checked_queries:
+        builder.add_node("finalize", _finalize)
+        builder.add_edge("finalize", END)
     return builder
 
 
@@ -396,3 +408,17 @@ def create_principles_graph(
         retry_policy=retry_policy,
         with_response=False,
     )
+
+
+def _create_batch_graph(model: ModelSpec = None, **options: Any) -> StateGraph:
+    """The SPRI graph for batch jobs that check every query before the run.
+
+    Takes the arguments of :func:`create_spri_graph` (with its defaults) but
+    ``review_principles``; the input is ``{"query": str}`` alone.
+    """
+    arguments = inspect.signature(create_spri_graph).bind(model, **options)
+    arguments.apply_defaults()
+    settings = dict(arguments.arguments)
+    if settings.pop("review_principles"):
+        raise ValueError("review_principles: not available in batch jobs")
+    return _build(settings.pop("model"), **settings, with_response=True, checked_queries=True)
