@@ -539,8 +539,15 @@ def test_workers_send_failures_to_the_errors_file(tmp_path: Path) -> None:
     assert "r5" not in ids_in(out)
 
 
-def test_a_worker_that_dies_stops_the_run_keeping_finished_lines(tmp_path: Path) -> None:
+def test_a_worker_that_dies_stops_the_run_keeping_finished_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
+    import sys
+
+    # Workers send each line at once here (the forked workers see the patched value); a
+    # worker killed at once loses only lines it had not sent yet, which run on resume.
+    monkeypatch.setattr(sys.modules["spri_graph.synthesize"], "_SEND_INTERVAL", 0)
 
     def die_on_7(messages: Sequence[BaseMessage]) -> Any:
         if query_of(messages) == "question 7":
@@ -556,6 +563,30 @@ def test_a_worker_that_dies_stops_the_run_keeping_finished_lines(tmp_path: Path)
     report = synthesize(records(12), model=content_model(), output=out)
     assert report.skipped == len(rows)
     assert sorted(ids_in(out)) == sorted(f"r{i}" for i in range(1, 13))
+
+
+def test_workers_send_lines_in_batches_and_flush_when_stopped() -> None:
+    import multiprocessing
+    import sys
+
+    module = sys.modules["spri_graph.synthesize"]
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+
+    async def main() -> list[Any]:
+        sink = module._PipeSink(sender)
+        sink.ok(b"one\n", (1, 1, 1, 1, 2))
+        sink.error(b"two\n")
+        assert not receiver.poll()  # held until the interval has passed
+        await asyncio.sleep(module._SEND_INTERVAL * 2)
+        first = receiver.recv()
+        sink.ok(b"three\n", (1, 0, 1, 1, 2))
+        sink.flush()  # what a stopping worker does
+        return [first, receiver.recv(), receiver.poll(0.1)]
+
+    first, second, more = asyncio.run(main())
+    assert first == ("lines", [("ok", b"one\n", (1, 1, 1, 1, 2)), ("error", b"two\n")])
+    assert second == ("lines", [("ok", b"three\n", (1, 0, 1, 1, 2))])
+    assert more is False  # each line was sent once
 
 
 # --------------------------------------------------------------------------- benchmark
