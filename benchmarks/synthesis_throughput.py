@@ -26,6 +26,7 @@ import asyncio
 import itertools
 import json
 import os
+import platform
 import re
 import resource
 import sys
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ideal = expected_calls * args.latency / args.concurrency
     rate = args.records / report.wall_time
     figures: dict[str, Any] = {
+        "python": platform.python_version(),
         "records": args.records,
         "latency_s": args.latency,
         "concurrency": args.concurrency,

@@ -34,7 +34,9 @@ Nothing is lost and nothing is written twice:
 One event loop spends a few milliseconds of CPU per record on graph bookkeeping, so an
 endpoint that answers hundreds of calls per second keeps a core busy. ``workers=N`` forks
 ``N`` processes that each run every ``N``-th record and send finished lines back to the
-parent, the only writer. Beyond one machine, see :mod:`spri_graph.ray`.
+parent, the only writer (in batches, each at most 50 ms old). On Python 3.12+ the loops
+synthesis owns start tasks eagerly, which keeps a busy loop's model calls going out sooner.
+Beyond one machine, see :mod:`spri_graph.ray`.
 """
 
 from __future__ import annotations
