@@ -1,5 +1,7 @@
 # Quick start: `make demo` and `make test`. Both create .venv/ and install what they need.
-PYTHON ?= python3
+# Python 3.12+ when there is one (synthesis runs faster there: eager asyncio tasks), else
+# python3. PYENV_VERSION picks an installed pyenv version without activating it.
+PYTHON ?= $(shell PYENV_VERSION=3.12 python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 QUESTION ?= How do I tell my team I am burning out?
