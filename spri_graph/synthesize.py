@@ -1170,10 +1170,6 @@ async def asynthesize(
     )
     report = job.report
     sink = _FileSink(report, on_progress)
-    # Loaded once here rather than by each worker as it starts.
-    _event_loop_factory()
-    if job.workers > 1:
-        _libc()
     report._started = time.perf_counter()
     try:
         await job.run(sink)
