@@ -8,7 +8,6 @@ Both stages are the same draft -> critique -> refine loop (:mod:`spri_graph.loop
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -39,7 +38,9 @@ __all__ = [
     "SPRIContext",
     "SPRIInput",
     "SPRIOutput",
+    "SPRI_OPTIONS",
     "SPRIState",
+    "create_batch_graph",
     "create_principles_graph",
     "create_spri_graph",
 ]
@@ -410,15 +411,47 @@ def create_principles_graph(
     )
 
 
-def _create_batch_graph(model: ModelSpec = None, **options: Any) -> StateGraph:
+SPRI_OPTIONS = frozenset(
+    {
+        "critic_model",
+        "threshold",
+        "max_iterations",
+        "critic_output",
+        "critic_parse_retries",
+        "seed_examples",
+        "prompts",
+        "retry_policy",
+    }
+)
+"""Keyword options of :func:`create_spri_graph` that batch jobs pass through (not
+``model``, and not ``review_principles``, which needs a person)."""
+
+
+def create_batch_graph(model: ModelSpec = None, **options: Any) -> StateGraph:
     """The SPRI graph for batch jobs that check every query before the run.
 
-    Takes the arguments of :func:`create_spri_graph` (with its defaults) but
-    ``review_principles``; the input is ``{"query": str}`` alone.
+    Takes the options in :data:`SPRI_OPTIONS` (with :func:`create_spri_graph`'s defaults);
+    the input is ``{"query": str}`` alone, and the graph has no ``prepare`` or ``finalize``
+    step.
+
+    Raises:
+        ValueError: If an option is unknown or a setting is out of range.
     """
-    arguments = inspect.signature(create_spri_graph).bind(model, **options)
-    arguments.apply_defaults()
-    settings = dict(arguments.arguments)
-    if settings.pop("review_principles"):
-        raise ValueError("review_principles: not available in batch jobs")
-    return _build(settings.pop("model"), **settings, with_response=True, checked_queries=True)
+    unknown = sorted(set(options) - SPRI_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"{unknown[0]}: not an option of batch SPRI runs "
+            f"(options: {', '.join(sorted(SPRI_OPTIONS))})"
+        )
+    settings: dict[str, Any] = {
+        "critic_model": None,
+        "threshold": 4,
+        "max_iterations": 4,
+        "critic_output": None,
+        "critic_parse_retries": 1,
+        "seed_examples": None,
+        "prompts": None,
+        "retry_policy": None,
+        **options,
+    }
+    return _build(model, **settings, with_response=True, checked_queries=True)

@@ -66,7 +66,7 @@ from langgraph.types import RetryPolicy
 
 from spri_graph.loop import default_retry_policy
 from spri_graph.models import ModelSpec
-from spri_graph.spri import _create_batch_graph, create_spri_graph
+from spri_graph.spri import create_batch_graph, create_spri_graph
 
 __all__ = [
     "InputError",
@@ -959,7 +959,7 @@ def _prepare(
 
     policy = spri_options.get("retry_policy") or default_retry_policy()
     spri_options = {**spri_options, "retry_policy": policy}
-    graph = _create_batch_graph(model, critic_model=critic_model, **spri_options).compile()
+    graph = create_batch_graph(model, critic_model=critic_model, **spri_options).compile()
     fields = _Fields(query=query_field, id=id_field)
     source = _open_source(records)
     try:

@@ -16,7 +16,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.types import RetryPolicy
 
 from spri_graph.loop import is_transient_error
-from spri_graph.spri import _create_batch_graph, create_spri_graph
+from spri_graph.spri import create_batch_graph, create_spri_graph
 from spri_graph.synthesize import (
     InputError,
     SynthesisReport,
@@ -125,13 +125,13 @@ def test_batch_graph_is_the_two_loops_with_the_same_results() -> None:
         "Feedback: follows them. [RESULT] 4",
     ]
     options = {"threshold": 4, "max_iterations": 3, "retry_policy": FAST_RETRY}
-    batch = _create_batch_graph(ScriptedChatModel(refine_once), **options).compile()
+    batch = create_batch_graph(ScriptedChatModel(refine_once), **options).compile()
     full = create_spri_graph(ScriptedChatModel(refine_once), **options).compile()
     assert set(full.get_graph().nodes) - set(batch.get_graph().nodes) == {"prepare", "finalize"}
     query = {"query": "How do I apologise to a friend?"}
     assert batch.invoke(query) == full.invoke(query)
     with pytest.raises(ValueError, match="review_principles"):
-        _create_batch_graph(ScriptedChatModel([]), review_principles=True)
+        create_batch_graph(ScriptedChatModel([]), review_principles=True)
 
 
 def test_output_loads_with_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
