@@ -18,30 +18,18 @@ from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import StateGraph
 from langgraph.types import RetryPolicy
 
-from spri_graph.judge import create_judge_graph
-from spri_graph.loop import CriticOutput
+from spri_graph.judge import JUDGE_DEFAULTS, create_judge_graph
 from spri_graph.models import ModelSpec
+from spri_graph.nodes import message_text
+from spri_graph.settings import CriticOutput
 
 __all__ = ["create_async_spri_evaluator", "create_spri_evaluator"]
 
 EvaluatorResult = dict[str, Any]
 
-_GRAPH_DEFAULTS: dict[str, Any] = {
-    "critic_model": None,
-    "threshold": 4,
-    "max_iterations": 4,
-    "reference_free": True,
-    "critic_output": None,
-    "prompts": None,
-    "retry_policy": None,
-}
 _INSTRUCTION_KEYS = ("instruction", "question", "query", "input", "prompt")
 _RESPONSE_KEYS = ("response", "output", "answer", "outputs", "content")
 _REFERENCE_KEYS = ("reference_answer", "reference", "answer", "expected", "output", "response")
-
-
-def _message_text(message: BaseMessage) -> str:
-    return message.text if isinstance(message.text, str) else message.text()
 
 
 def _last_message(messages: Any, kind: type[BaseMessage], role: str) -> str | None:
@@ -49,7 +37,7 @@ def _last_message(messages: Any, kind: type[BaseMessage], role: str) -> str | No
         return None
     for message in reversed(messages):
         if isinstance(message, kind):
-            return _message_text(message)
+            return message_text(message)
         if isinstance(message, Mapping) and message.get("role") == role:
             content = message.get("content")
             return content if isinstance(content, str) else None
@@ -61,7 +49,7 @@ def _text(value: Any, *, field: str, key: str | None, keys: tuple[str, ...], rol
     if isinstance(value, str):
         return value
     if isinstance(value, BaseMessage):
-        return _message_text(value)
+        return message_text(value)
     if not isinstance(value, Mapping):
         raise ValueError(f"{field} must be a string or a dict, got {type(value).__name__}")
     if key is not None:
@@ -104,7 +92,7 @@ def _build(
     if judge is not None:
         if model is not None:
             raise ValueError("model: pass either model or judge=, not both")
-        changed = [name for name, value in graph_kwargs.items() if value != _GRAPH_DEFAULTS[name]]
+        changed = [name for name, value in graph_kwargs.items() if value != JUDGE_DEFAULTS[name]]
         if changed:
             raise ValueError(
                 f"{', '.join(changed)}: these configure the built-in judge; with judge= set "

@@ -9,54 +9,37 @@ refine loop as the SPRI graph (:mod:`spri_graph.loop`):
 ``-(done)-> judgment_draft -> judgment_critique -(refine)-> judgment_refine -> ...``
 ``-(done)-> finalize``
 
-:func:`create_rubric_graph` is the rubric stage alone. Two baselines grade in one call, so you
-can compare SPRI rubrics against them on your own data: :func:`create_vanilla_judge` (a
-generic rubric) and :func:`create_fixed_rubric_judge` (a rubric you give, e.g. a benchmark's
-gold rubric per instance).
-
-Rubrics are written in a fixed text layout (see :data:`spri_graph.prompts.RUBRIC_LAYOUT`) and
-read by :func:`parse_rubric`. A rubric the model did not write in that layout never stops a
-run: whatever text it wrote becomes the criteria, and each score level it left out gets the
-generic description of that level from :data:`GENERIC_RUBRIC`, so grading always has a full
-1-5 ladder and the rubric critic sees (and can fault) exactly what the grader will use.
+:func:`create_rubric_graph` is the rubric stage alone. The one-call baselines
+(:func:`~spri_graph.create_vanilla_judge`, :func:`~spri_graph.create_fixed_rubric_judge`) live
+in :mod:`spri_graph.baselines` and share this module's states and ``prepare`` / ``finalize``
+nodes. Rubrics themselves (:class:`~spri_graph.Rubric`, :func:`~spri_graph.parse_rubric`)
+live in :mod:`spri_graph.rubric`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Annotated, Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import RetryPolicy
-from pydantic import BaseModel, Field, ValidationError
 from typing_extensions import TypedDict
 
 from spri_graph.critique import Critique, Judgment, parse_judgment
-from spri_graph.loop import (
-    CriticOutput,
-    RefineLoop,
-    StageUsage,
-    _add_usage,
-    _Call,
-    _empty_usage,
-    _Node,
-    add_refine_loop,
-    context_value,
-    default_retry_policy,
-    merge_usage,
-    validate_loop_settings,
-)
-from spri_graph.models import ModelSpec, is_local_model, resolve_model, resolve_model_cached
+from spri_graph.loop import RefineLoop, add_refine_loop
+from spri_graph.models import ModelSpec, resolve_model_cached
+from spri_graph.nodes import StageUsage, merge_usage, message_text
 from spri_graph.prompts import JUDGE_PROMPTS, resolve_prompts
+from spri_graph.rubric import GENERIC_RUBRIC, Rubric, coerce_rubric, parse_rubric
+from spri_graph.settings import CriticOutput, LoopSettings, check_context
 from spri_graph.spri import SPRIContext
 
 __all__ = [
     "GENERIC_RUBRIC",
+    "JUDGE_DEFAULTS",
     "FixedRubricInput",
     "JudgeInput",
     "JudgeOutput",
@@ -64,182 +47,21 @@ __all__ = [
     "Rubric",
     "RubricInput",
     "RubricOutput",
-    "create_fixed_rubric_judge",
+    "check_reference_free",
     "create_judge_graph",
     "create_rubric_graph",
-    "create_vanilla_judge",
+    "finalize_judgment",
+    "judge_prepare",
+    "judge_prompt_inputs",
     "parse_rubric",
+    "render_judgment",
 ]
 
 
-class Rubric(BaseModel):
-    """A 1-5 scoring rubric: a criteria question and what each score level looks like."""
-
-    criteria: str = Field(description="What a response must get right, as one question.")
-    score1_description: str = Field(description="What a response that deserves 1 looks like.")
-    score2_description: str = Field(description="What a response that deserves 2 looks like.")
-    score3_description: str = Field(description="What a response that deserves 3 looks like.")
-    score4_description: str = Field(description="What a response that deserves 4 looks like.")
-    score5_description: str = Field(description="What a response that deserves 5 looks like.")
-
-    @property
-    def descriptions(self) -> tuple[str, str, str, str, str]:
-        """The five level descriptions, score 1 first."""
-        return (
-            self.score1_description,
-            self.score2_description,
-            self.score3_description,
-            self.score4_description,
-            self.score5_description,
-        )
-
-    def render(self) -> str:
-        """The rubric in the text layout the prompts use (and :func:`parse_rubric` reads).
-
-        Example:
-            >>> print(GENERIC_RUBRIC.render().splitlines()[1])
-            Score 1: The response ignores the instruction, or is wrong, unhelpful or harmful.
-        """
-        lines = [f"Criteria: {self.criteria}"]
-        lines += [f"Score {n}: {text}" for n, text in enumerate(self.descriptions, 1)]
-        return "\n".join(lines)
-
-
-GENERIC_RUBRIC = Rubric(
-    criteria="Does the response fulfil the instruction helpfully, accurately and completely?",
-    score1_description=("The response ignores the instruction, or is wrong, unhelpful or harmful."),
-    score2_description=(
-        "The response addresses the instruction only in part, with major errors or omissions."
-    ),
-    score3_description=(
-        "The response addresses the instruction acceptably, with noticeable errors, gaps or "
-        "unclear parts."
-    ),
-    score4_description=(
-        "The response fulfils the instruction well, with only minor errors or omissions."
-    ),
-    score5_description=(
-        "The response fulfils the instruction fully, accurately and clearly, with no "
-        "meaningful flaws."
-    ),
-)
-"""The vanilla judge's rubric, and the fallback for levels a written rubric leaves out."""
-
-_MARKUP = " \t*_#>|-"
-_LEVEL_LINE = re.compile(
-    r"^[\s#*_>|-]*(?:score|level)[\s*_]*\[?([1-5])(?!\d)\]?[\s*_]*(?:[:.)=\u2013\u2014-]|points?)?"
-    r"[\s*_]*(.*)$",
-    re.IGNORECASE,
-)
-_NUMBERED_LINE = re.compile(r"^[\s#*_>|-]*\(?([1-5])(?!\d)[\s*_]*[:.)\u2013\u2014-][\s*_]*(.*)$")
-_CRITERIA_LINE = re.compile(
-    r"^[\s#*_>|-]*(?:criteria|criterion)(?:\s+question)?[\s*_]*[:.\u2013\u2014-]?[\s*_]*(.*)$",
-    re.IGNORECASE,
-)
-
-
-def _from_json(text: str) -> dict[str, str] | None:
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    try:
-        data = json.loads(text[start : end + 1])
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    fields = ["criteria", *(f"score{n}_description" for n in range(1, 6))]
-    found = {key: data[key].strip() for key in fields if isinstance(data.get(key), str)}
-    return found or None
-
-
-def _read_layout(text: str, level_line: re.Pattern[str]) -> dict[str, str]:
-    buckets: dict[str, list[str]] = {"preamble": []}
-    current = "preamble"
-    for line in text.splitlines():
-        if level := level_line.match(line):
-            current = f"score{level.group(1)}_description"
-            buckets[current] = [level.group(2)]
-        elif current == "preamble" and (criteria := _CRITERIA_LINE.match(line)):
-            current = "criteria"
-            buckets[current] = [criteria.group(1)]
-        else:
-            buckets[current].append(line)
-    fields = {
-        key: " ".join(part.strip(_MARKUP) for part in lines if part.strip(_MARKUP)).strip()
-        for key, lines in buckets.items()
-    }
-    preamble = fields.pop("preamble")
-    if not fields.get("criteria"):
-        fields["criteria"] = preamble
-    return fields
-
-
-def parse_rubric(text: str) -> Rubric:
-    r"""Read a rubric written in the ``Criteria: ...`` / ``Score 1: ...`` layout.
-
-    Also reads Markdown variants (``**Score 1:**``, ``### Criteria``), ``Score 1 - ...``,
-    multi-line level descriptions, a plain ``1.`` .. ``5.`` list when it has all five levels,
-    and a JSON object with the :class:`Rubric` field names. Never fails: text outside the
-    layout becomes the criteria, and a level the text leaves out gets the generic
-    description of that level (from :data:`GENERIC_RUBRIC`).
-
-    Args:
-        text: The model's rubric.
-
-    Returns:
-        The :class:`Rubric`.
-
-    Example:
-        >>> rubric = parse_rubric(
-        ...     "Criteria: Is the haiku 5-7-5?\nScore 1: Not a haiku.\n"
-        ...     "Score 5: Exactly 5-7-5\nand vivid."
-        ... )
-        >>> rubric.criteria, rubric.score5_description
-        ('Is the haiku 5-7-5?', 'Exactly 5-7-5 and vivid.')
-        >>> rubric.score3_description == GENERIC_RUBRIC.score3_description
-        True
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string, got {type(text).__name__}")
-    fields = _from_json(text) or _read_layout(text, _LEVEL_LINE)
-    if not any(key.startswith("score") for key in fields):
-        numbered = _read_layout(text, _NUMBERED_LINE)
-        if all(numbered.get(f"score{n}_description") for n in range(1, 6)):
-            fields = numbered
-    defaults = GENERIC_RUBRIC.model_dump()
-    return Rubric(**{key: fields.get(key) or defaults[key] for key in defaults})
-
-
-def _coerce_rubric(value: Any, field: str) -> Rubric:
-    """Accept a :class:`Rubric`, a dict of its fields, or rubric text."""
-    if isinstance(value, Rubric):
-        return value
-    if isinstance(value, Mapping):
-        try:
-            return Rubric.model_validate(dict(value))
-        except ValidationError as exc:
-            missing = [".".join(map(str, e["loc"])) for e in exc.errors()]
-            raise ValueError(
-                f"{field} must have non-empty string fields criteria and "
-                f"score1_description..score5_description; bad or missing: {', '.join(missing)}"
-            ) from None
-    if isinstance(value, str):
-        if not value.strip():
-            raise ValueError(f"{field} must be non-empty rubric text")
-        return parse_rubric(value)
-    raise ValueError(
-        f"{field} must be a Rubric, a dict of its fields or rubric text, got {type(value).__name__}"
-    )
-
-
-def _render_judgment(judgment: Judgment) -> str:
+def render_judgment(judgment: Judgment) -> str:
+    """A grading in the ``<feedback>..</feedback><score>N</score>`` layout the critic reads."""
     score = "none given" if judgment.score is None else f"{judgment.score:g}"
     return f"<feedback>{judgment.feedback}</feedback><score>{score}</score>"
-
-
-def _message_text(message: BaseMessage) -> str:
-    return message.text if isinstance(message.text, str) else message.text()
 
 
 # --------------------------------------------------------------------------- state
@@ -311,24 +133,19 @@ def _text_field(state: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _check_context() -> None:
-    for key in ("threshold", "max_iterations"):
-        value = context_value(key)
-        if value is not None:
-            validate_loop_settings(**{key: value})
-    for key in ("model", "critic_model"):
-        value = context_value(key)
-        if value is not None:
-            if not isinstance(value, str):
-                raise ValueError(f"context {key} must be a model string, got {value!r}")
-            resolve_model_cached(value, field=key)
-
-
-def _prepare_node(
+def judge_prepare(
     *, with_response: bool, reference_free: bool, rubric: Rubric | None, rubric_from_input: bool
 ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """The ``prepare`` node of the judge graphs: validate the input before any model call.
+
+    Args:
+        with_response: Require a ``response`` (a judge; not the rubric stage alone).
+        reference_free: Ignore ``reference_answer`` (else require it).
+        rubric: A fixed rubric to grade with, if any.
+        rubric_from_input: Take the rubric from the input (falling back to ``rubric``).
+    """
+
     def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate the input before any model is called."""
         update: dict[str, Any] = {"instruction": _text_field(state, "instruction")}
         if with_response:
             update["response"] = _text_field(state, "response")
@@ -346,16 +163,18 @@ def _prepare_node(
                     "rubric: missing; pass rubric= to create_fixed_rubric_judge or a 'rubric' "
                     "in the input"
                 )
-            update["rubric"] = rubric if given is None else _coerce_rubric(given, "rubric")
+            update["rubric"] = rubric if given is None else coerce_rubric(given, "rubric")
         elif rubric is not None:
             update["rubric"] = rubric
-        _check_context()
+        check_context()
         return update
 
     return prepare
 
 
-def _prompt_inputs(reference_free: bool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+def judge_prompt_inputs(reference_free: bool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """The judge prompts' variables from the state (the reference only when used)."""
+
     def inputs(state: Mapping[str, Any]) -> dict[str, Any]:
         reference = None if reference_free else state.get("reference_answer")
         rubric = state.get("rubric")
@@ -371,7 +190,8 @@ def _prompt_inputs(reference_free: bool) -> Callable[[Mapping[str, Any]], dict[s
     return inputs
 
 
-def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+def finalize_judgment(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``finalize`` node of the judge graphs: the output keys from the final grading."""
     judgment: Judgment = state["judgment"]
     return {
         "score": judgment.score,
@@ -381,45 +201,11 @@ def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _grade_node(model: Runnable, prompt: ChatPromptTemplate, reference_free: bool) -> Runnable:
-    """One grading call (the baselines): prompt -> model -> :func:`parse_judgment`.
-
-    Built like the refine loop's nodes: the sync and async paths share everything but the
-    ``invoke`` / ``ainvoke`` line, and the model call carries the stage's run name and tags.
-    """
-    inputs = _prompt_inputs(reference_free)
-
-    def call(state: Mapping[str, Any]) -> _Call:
-        name = context_value("model")
-        return _Call(
-            runnable=resolve_model_cached(name, field="model") if name else model,
-            messages=prompt.format_messages(**inputs(state)),
-            run_name="spri:judgment:grade",
-            tags=("spri", "spri:judgment", "spri:judgment:grade"),
-            metadata={"spri_stage": "judgment", "spri_step": "grade", "spri_iteration": 0},
-        )
-
-    def graded(message: BaseMessage) -> dict[str, Any]:
-        return {
-            "judgment": parse_judgment(_message_text(message)),
-            "usage": {"judgment": _add_usage(_empty_usage(), message, critic=False)},
-        }
-
-    def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        request = call(state)
-        return graded(request.runnable.invoke(request.messages, request.config(config)))
-
-    async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        request = call(state)
-        return graded(await request.runnable.ainvoke(request.messages, request.config(config)))
-
-    return _Node("grade", run, arun)
-
-
 # --------------------------------------------------------------------------- factories
 
 
-def _check_reference_free(reference_free: Any) -> None:
+def check_reference_free(reference_free: Any) -> None:
+    """Raise a ``ValueError`` unless ``reference_free`` is a bool."""
     if not isinstance(reference_free, bool):
         raise ValueError(f"reference_free must be True or False, got {reference_free!r}")
 
@@ -428,29 +214,16 @@ def _build_refined(
     model: ModelSpec,
     *,
     critic_model: ModelSpec,
-    threshold: int,
-    max_iterations: int,
+    settings: LoopSettings,
     reference_free: bool,
-    critic_output: CriticOutput | None,
-    critic_parse_retries: int,
     prompts: Mapping[str, ChatPromptTemplate | str] | None,
-    retry_policy: RetryPolicy | None,
     with_judgment: bool,
 ) -> StateGraph:
-    validate_loop_settings(
-        threshold=threshold,
-        max_iterations=max_iterations,
-        critic_output="text" if critic_output is None else critic_output,
-        critic_parse_retries=critic_parse_retries,
-    )
-    _check_reference_free(reference_free)
+    check_reference_free(reference_free)
     stage_prompts = resolve_prompts(JUDGE_PROMPTS, prompts)
-    base = resolve_model(model, field="model")
-    critic = None if critic_model is None else resolve_model(critic_model, field="critic_model")
-    if critic_output is None:
-        critic_output = "structured" if is_local_model(critic or base) else "text"
-    policy = default_retry_policy() if retry_policy is None else retry_policy
-    inputs = _prompt_inputs(reference_free)
+    models = settings.resolve(model, critic_model)
+    policy = settings.policy
+    inputs = judge_prompt_inputs(reference_free)
 
     def loop(
         name: str,
@@ -461,8 +234,8 @@ def _build_refined(
     ) -> RefineLoop:
         return RefineLoop(
             name=name,
-            model=base,
-            critic_model=critic,
+            model=models.base,
+            critic_model=models.critic,
             draft_prompt=stage_prompts[f"{name}_draft"],
             critique_prompt=stage_prompts[f"{name}_critique"],
             refine_prompt=stage_prompts[f"{name}_refine"],
@@ -471,10 +244,10 @@ def _build_refined(
             prompt_inputs=inputs,
             parse_candidate=parse,
             render_candidate=render,
-            threshold=threshold,
-            max_iterations=max_iterations,
-            critic_output=critic_output,
-            critic_parse_retries=critic_parse_retries,
+            threshold=settings.threshold,
+            max_iterations=settings.max_iterations,
+            critic_output=models.critic_output,
+            critic_parse_retries=settings.critic_parse_retries,
             resolve_model=resolve_model_cached,
         )
 
@@ -486,7 +259,7 @@ def _build_refined(
     )
     builder.add_node(
         "prepare",
-        _prepare_node(
+        judge_prepare(
             with_response=with_judgment,
             reference_free=reference_free,
             rubric=None,
@@ -497,14 +270,14 @@ def _build_refined(
         "judgment",
         "judgment",
         "judgment_critiques",
-        lambda message: parse_judgment(_message_text(message)),
-        _render_judgment,
+        lambda message: parse_judgment(message_text(message)),
+        render_judgment,
     )
     rubric = loop(
         "rubric",
         "rubric",
         "rubric_critiques",
-        lambda message: parse_rubric(_message_text(message)),
+        lambda message: parse_rubric(message_text(message)),
         Rubric.render,
     )
     builder.add_edge(START, "prepare")
@@ -519,9 +292,24 @@ def _build_refined(
     )
     if with_judgment:
         add_refine_loop(builder, judgment, then="finalize", retry_policy=policy)
-        builder.add_node("finalize", _finalize)
+        builder.add_node("finalize", finalize_judgment)
         builder.add_edge("finalize", END)
     return builder
+
+
+JUDGE_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "critic_model": None,
+        "threshold": 4,
+        "max_iterations": 4,
+        "reference_free": True,
+        "critic_output": None,
+        "critic_parse_retries": 1,
+        "prompts": None,
+        "retry_policy": None,
+    }
+)
+"""The defaults of :func:`create_judge_graph`'s options (for wrappers such as evaluators)."""
 
 
 def create_judge_graph(
@@ -597,13 +385,15 @@ def create_judge_graph(
     return _build_refined(
         model,
         critic_model=critic_model,
-        threshold=threshold,
-        max_iterations=max_iterations,
+        settings=LoopSettings(
+            threshold=threshold,
+            max_iterations=max_iterations,
+            critic_output=critic_output,
+            critic_parse_retries=critic_parse_retries,
+            retry_policy=retry_policy,
+        ),
         reference_free=reference_free,
-        critic_output=critic_output,
-        critic_parse_retries=critic_parse_retries,
         prompts=prompts,
-        retry_policy=retry_policy,
         with_judgment=True,
     )
 
@@ -641,140 +431,14 @@ def create_rubric_graph(
     return _build_refined(
         model,
         critic_model=critic_model,
-        threshold=threshold,
-        max_iterations=max_iterations,
-        reference_free=reference_free,
-        critic_output=critic_output,
-        critic_parse_retries=critic_parse_retries,
-        prompts=prompts,
-        retry_policy=retry_policy,
-        with_judgment=False,
-    )
-
-
-def _build_single(
-    model: ModelSpec,
-    *,
-    rubric: Rubric | None,
-    rubric_from_input: bool,
-    reference_free: bool,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None,
-    retry_policy: RetryPolicy | None,
-) -> StateGraph:
-    _check_reference_free(reference_free)
-    prompt = resolve_prompts({"judgment_draft": JUDGE_PROMPTS["judgment_draft"]}, prompts)[
-        "judgment_draft"
-    ]
-    base = resolve_model(model, field="model")
-    policy = default_retry_policy() if retry_policy is None else retry_policy
-    builder = StateGraph(
-        JudgeState,
-        context_schema=SPRIContext,
-        input_schema=FixedRubricInput if rubric_from_input else JudgeInput,
-        output_schema=JudgeOutput,
-    )
-    builder.add_node(
-        "prepare",
-        _prepare_node(
-            with_response=True,
-            reference_free=reference_free,
-            rubric=rubric,
-            rubric_from_input=rubric_from_input,
+        settings=LoopSettings(
+            threshold=threshold,
+            max_iterations=max_iterations,
+            critic_output=critic_output,
+            critic_parse_retries=critic_parse_retries,
+            retry_policy=retry_policy,
         ),
-    )
-    builder.add_node("grade", _grade_node(base, prompt, reference_free), retry_policy=policy)
-    builder.add_node("finalize", _finalize)
-    builder.add_edge(START, "prepare")
-    builder.add_edge("prepare", "grade")
-    builder.add_edge("grade", "finalize")
-    builder.add_edge("finalize", END)
-    return builder
-
-
-def create_vanilla_judge(
-    model: ModelSpec = None,
-    *,
-    reference_free: bool = True,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
-) -> StateGraph:
-    """Create the vanilla baseline: one absolute grading against :data:`GENERIC_RUBRIC`.
-
-    This is the generic LLM-as-a-judge that instance-specific rubrics are compared with.
-
-    Args:
-        model: The judge model (same forms as :func:`create_judge_graph`).
-        reference_free: As in :func:`create_judge_graph`.
-        prompts: Override for ``judgment_draft``.
-        retry_policy: Retry policy for transient model errors.
-
-    Returns:
-        An uncompiled :class:`~langgraph.graph.StateGraph` with the input and output of
-        :func:`create_judge_graph` (the critiques are empty lists).
-
-    Example:
-        >>> from langchain_core.language_models import GenericFakeChatModel
-        >>> reply = "<feedback>Fine.</feedback><score>4</score>"
-        >>> model = GenericFakeChatModel(messages=iter([reply]))
-        >>> out = create_vanilla_judge(model).compile().invoke(
-        ...     {"instruction": "Say hi.", "response": "Hello!"}
-        ... )
-        >>> out["score"], out["rubric"] == GENERIC_RUBRIC
-        (4.0, True)
-    """
-    return _build_single(
-        model,
-        rubric=GENERIC_RUBRIC,
-        rubric_from_input=False,
         reference_free=reference_free,
         prompts=prompts,
-        retry_policy=retry_policy,
-    )
-
-
-def create_fixed_rubric_judge(
-    model: ModelSpec = None,
-    *,
-    rubric: Rubric | Mapping[str, str] | str | None = None,
-    reference_free: bool = True,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
-) -> StateGraph:
-    r"""Create the fixed-rubric baseline: one absolute grading against a given rubric.
-
-    Give one rubric for every input here, or a ``rubric`` per input (e.g. a benchmark's
-    hand-written rubric for each instance), which overrides this one.
-
-    Args:
-        model: The judge model (same forms as :func:`create_judge_graph`).
-        rubric: A :class:`Rubric`, a dict of its fields, or rubric text in the
-            ``Criteria:`` / ``Score N:`` layout; ``None`` requires a rubric in every input.
-        reference_free: As in :func:`create_judge_graph`.
-        prompts: Override for ``judgment_draft``.
-        retry_policy: Retry policy for transient model errors.
-
-    Returns:
-        An uncompiled :class:`~langgraph.graph.StateGraph` with the input of
-        :func:`create_judge_graph` plus an optional ``rubric``, and its output.
-
-    Raises:
-        ValueError: If ``rubric`` is malformed; at run time, if neither the factory nor the
-            input gives a rubric.
-
-    Example:
-        >>> from langchain_core.language_models import GenericFakeChatModel
-        >>> reply = "<feedback>Warm.</feedback><score>5</score>"
-        >>> model = GenericFakeChatModel(messages=iter([reply]))
-        >>> judge = create_fixed_rubric_judge(model, rubric="Criteria: Polite?\nScore 5: Warm.")
-        >>> judge.compile().invoke({"instruction": "Say hi.", "response": "Hello!"})["score"]
-        5.0
-    """
-    fixed = None if rubric is None else _coerce_rubric(rubric, "rubric")
-    return _build_single(
-        model,
-        rubric=fixed,
-        rubric_from_input=True,
-        reference_free=reference_free,
-        prompts=prompts,
-        retry_policy=retry_policy,
+        with_judgment=False,
     )

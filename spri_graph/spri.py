@@ -20,18 +20,11 @@ from langgraph.types import RetryPolicy, interrupt
 from typing_extensions import TypedDict
 
 from spri_graph.critique import Critique, clean_text
-from spri_graph.loop import (
-    CriticOutput,
-    RefineLoop,
-    StageUsage,
-    add_refine_loop,
-    context_value,
-    default_retry_policy,
-    merge_usage,
-    validate_loop_settings,
-)
-from spri_graph.models import ModelSpec, is_local_model, resolve_model, resolve_model_cached
+from spri_graph.loop import RefineLoop, add_refine_loop
+from spri_graph.models import ModelSpec, resolve_model_cached
+from spri_graph.nodes import StageUsage, merge_usage, message_text
 from spri_graph.prompts import SPRI_PROMPTS, SeedExample, format_seed_examples, resolve_prompts
+from spri_graph.settings import CriticOutput, LoopSettings, check_context
 
 __all__ = [
     "PrinciplesOutput",
@@ -114,24 +107,16 @@ def _prepare(state: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(
                 "query: missing; pass a non-empty string 'query' or a human message in 'messages'"
             )
-        query = humans[-1].text if isinstance(humans[-1].text, str) else humans[-1].text()
+        query = message_text(humans[-1])
     if not isinstance(query, str):
         raise ValueError(f"query must be a string, got {type(query).__name__}")
     if not query.strip():
-        raise ValueError("query must be a non-empty string, got only whitespace")
+        got = "an empty string" if not query else "only whitespace"
+        raise ValueError(f"query must be a non-empty string, got {got}")
     goal = state.get("goal")
     if goal is not None and not isinstance(goal, str):
         raise ValueError(f"goal must be a string or None, got {type(goal).__name__}")
-    for key in ("threshold", "max_iterations"):
-        value = context_value(key)
-        if value is not None:
-            validate_loop_settings(**{key: value})
-    for key in ("model", "critic_model"):
-        value = context_value(key)
-        if value is not None:
-            if not isinstance(value, str):
-                raise ValueError(f"context {key} must be a model string, got {value!r}")
-            resolve_model_cached(value, field=key)
+    check_context()
     return {"query": query}
 
 
@@ -196,13 +181,9 @@ def _build(
     model: ModelSpec,
     *,
     critic_model: ModelSpec,
-    threshold: int,
-    max_iterations: int,
-    critic_output: CriticOutput | None,
-    critic_parse_retries: int,
+    settings: LoopSettings,
     seed_examples: Sequence[SeedExample] | None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None,
-    retry_policy: RetryPolicy | None,
     with_response: bool,
     review_principles: bool = False,
     checked_queries: bool = False,
@@ -213,38 +194,27 @@ def _build(
     neither ``messages`` nor a context: the graph is the two loops alone, without the
     ``prepare`` and ``finalize`` steps, two graph steps fewer per record.
     """
-    validate_loop_settings(
-        threshold=threshold,
-        max_iterations=max_iterations,
-        critic_output="text" if critic_output is None else critic_output,
-        critic_parse_retries=critic_parse_retries,
-    )
     stage_prompts = resolve_prompts(SPRI_PROMPTS, prompts)
     examples_section = format_seed_examples(seed_examples)
-    base = resolve_model(model, field="model")
-    critic = None if critic_model is None else resolve_model(critic_model, field="critic_model")
-    if critic_output is None:
-        critic_output = "structured" if is_local_model(critic or base) else "text"
-    policy = default_retry_policy() if retry_policy is None else retry_policy
+    models = settings.resolve(model, critic_model)
+    policy = settings.policy
 
     def loop(name: str, candidate_key: str, critiques_key: str) -> RefineLoop:
         return RefineLoop(
             name=name,
-            model=base,
-            critic_model=critic,
+            model=models.base,
+            critic_model=models.critic,
             draft_prompt=stage_prompts[f"{name}_draft"],
             critique_prompt=stage_prompts[f"{name}_critique"],
             refine_prompt=stage_prompts[f"{name}_refine"],
             candidate_key=candidate_key,
             critiques_key=critiques_key,
             prompt_inputs=lambda state: _inputs(state, examples_section),
-            parse_candidate=lambda message: clean_text(
-                message.text if isinstance(message.text, str) else message.text()
-            ),
-            threshold=threshold,
-            max_iterations=max_iterations,
-            critic_output=critic_output,
-            critic_parse_retries=critic_parse_retries,
+            parse_candidate=lambda message: clean_text(message_text(message)),
+            threshold=settings.threshold,
+            max_iterations=settings.max_iterations,
+            critic_output=models.critic_output,
+            critic_parse_retries=settings.critic_parse_retries,
             resolve_model=resolve_model_cached,
         )
 
@@ -358,13 +328,15 @@ def create_spri_graph(
     return _build(
         model,
         critic_model=critic_model,
-        threshold=threshold,
-        max_iterations=max_iterations,
-        critic_output=critic_output,
-        critic_parse_retries=critic_parse_retries,
+        settings=LoopSettings(
+            threshold=threshold,
+            max_iterations=max_iterations,
+            critic_output=critic_output,
+            critic_parse_retries=critic_parse_retries,
+            retry_policy=retry_policy,
+        ),
         seed_examples=seed_examples,
         prompts=prompts,
-        retry_policy=retry_policy,
         with_response=True,
         review_principles=review_principles,
     )
@@ -400,13 +372,15 @@ def create_principles_graph(
     return _build(
         model,
         critic_model=critic_model,
-        threshold=threshold,
-        max_iterations=max_iterations,
-        critic_output=critic_output,
-        critic_parse_retries=critic_parse_retries,
+        settings=LoopSettings(
+            threshold=threshold,
+            max_iterations=max_iterations,
+            critic_output=critic_output,
+            critic_parse_retries=critic_parse_retries,
+            retry_policy=retry_policy,
+        ),
         seed_examples=seed_examples,
         prompts=prompts,
-        retry_policy=retry_policy,
         with_response=False,
     )
 
@@ -443,15 +417,15 @@ def create_batch_graph(model: ModelSpec = None, **options: Any) -> StateGraph:
             f"{unknown[0]}: not an option of batch SPRI runs "
             f"(options: {', '.join(sorted(SPRI_OPTIONS))})"
         )
-    settings: dict[str, Any] = {
-        "critic_model": None,
-        "threshold": 4,
-        "max_iterations": 4,
-        "critic_output": None,
-        "critic_parse_retries": 1,
-        "seed_examples": None,
-        "prompts": None,
-        "retry_policy": None,
-        **options,
-    }
-    return _build(model, **settings, with_response=True, checked_queries=True)
+    seed_examples = options.pop("seed_examples", None)
+    prompts = options.pop("prompts", None)
+    critic_model = options.pop("critic_model", None)
+    return _build(
+        model,
+        critic_model=critic_model,
+        settings=LoopSettings(**options),
+        seed_examples=seed_examples,
+        prompts=prompts,
+        with_response=True,
+        checked_queries=True,
+    )
