@@ -55,6 +55,7 @@ __all__ = [
     "judge_prompt_inputs",
     "parse_rubric",
     "render_judgment",
+    "text_field",
 ]
 
 
@@ -122,7 +123,8 @@ class JudgeState(FixedRubricInput, JudgeOutput, total=False):
 # --------------------------------------------------------------------------- nodes
 
 
-def _text_field(state: Mapping[str, Any], key: str) -> str:
+def text_field(state: Mapping[str, Any], key: str) -> str:
+    """``state[key]`` when it is a non-empty string, else a ``ValueError`` naming ``key``."""
     value = state.get(key)
     if value is None:
         raise ValueError(f"{key}: missing; pass a non-empty string {key!r}")
@@ -146,12 +148,12 @@ def judge_prepare(
     """
 
     def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
-        update: dict[str, Any] = {"instruction": _text_field(state, "instruction")}
+        update: dict[str, Any] = {"instruction": text_field(state, "instruction")}
         if with_response:
-            update["response"] = _text_field(state, "response")
+            update["response"] = text_field(state, "response")
         reference = state.get("reference_answer")
         if not reference_free:
-            update["reference_answer"] = _text_field(state, "reference_answer")
+            update["reference_answer"] = text_field(state, "reference_answer")
         elif reference is not None and not isinstance(reference, str):
             raise ValueError(
                 f"reference_answer must be a string or None, got {type(reference).__name__}"
