@@ -22,6 +22,7 @@ from spri_graph.evaluators import create_async_spri_evaluator, create_spri_evalu
 from spri_graph.judge import JudgeInput, JudgeOutput, create_judge_graph, create_rubric_graph
 from spri_graph.loop import RefineLoop, RefineLoopState, add_refine_loop, create_refine_loop
 from spri_graph.metrics import Agreement, AgreementTable, agreement, agreement_by
+from spri_graph.middleware import SPRIMiddleware
 from spri_graph.models import resolve_model
 from spri_graph.nodes import StageUsage
 from spri_graph.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
@@ -61,6 +62,7 @@ __all__ = [
     "Rubric",
     "SPRIContext",
     "SPRIInput",
+    "SPRIMiddleware",
     "SPRIOutput",
     "SPRIState",
     "ScoredCritique",

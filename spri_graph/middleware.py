@@ -1,0 +1,395 @@
+"""SPRI inside agents: situated principles for every turn of a ``create_agent`` agent.
+
+:class:`SPRIMiddleware` plugs the SPRI stages into :func:`langchain.agents.create_agent`:
+
+* ``before_agent`` - once per user turn, the principles stage writes (and critiques and
+  refines) principles for the turn's last human message;
+* ``wrap_model_call`` - every model call of the turn gets them in its system message (the
+  stored conversation is left as it is);
+* ``after_model`` - with ``refine_answer=True``, the agent's final answer (an AI message
+  without tool calls) goes through the response loop's critique -> refine steps and
+  replaces the stored answer (same message id).
+
+The state keys it adds all start with ``spri_``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
+from langchain.agents.middleware.types import OmitFromInput, PrivateStateAttr
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.prompts import ChatPromptTemplate
+from langgraph.config import get_config
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import RetryPolicy
+from typing_extensions import NotRequired, TypedDict
+
+from spri_graph.critique import Critique
+from spri_graph.loop import RefineLoop, add_refine_loop
+from spri_graph.models import ModelSpec
+from spri_graph.nodes import StageUsage, merge_usage, message_text
+from spri_graph.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
+from spri_graph.settings import CriticOutput, LoopSettings, ResolvedModels
+from spri_graph.spri import SPRIContext, create_principles_graph
+
+__all__ = ["PRINCIPLES_SECTION", "SPRIAgentState", "SPRIMiddleware", "SPRITurn"]
+
+PRINCIPLES_SECTION = (
+    "### Principles\nFollow these principles in your answer to the user's latest message:\n"
+    "{principles}"
+)
+"""How the turn's principles are added to the agent's system message."""
+
+
+class SPRITurn(TypedDict):
+    """The user turn the stored principles were written for."""
+
+    message_id: str
+    """Id of the turn's last human message (``"index:<n>"`` when it has no id)."""
+    query: str
+    """That message's text."""
+    goal: str | None
+    """The ``goal`` of the agent's runtime context, if any."""
+
+
+class SPRIAgentState(AgentState[Any]):
+    """Agent state keys added by :class:`SPRIMiddleware` (all prefixed ``spri_``)."""
+
+    spri_principles: NotRequired[Annotated[str, OmitFromInput]]
+    """The principles of the current turn."""
+    spri_principle_critiques: NotRequired[Annotated[list[Critique], OmitFromInput]]
+    """The critiques the principles stage made this turn."""
+    spri_response_critiques: NotRequired[Annotated[list[Critique], OmitFromInput]]
+    """The critiques of this turn's final answer (``refine_answer=True``)."""
+    spri_usage: NotRequired[Annotated[dict[str, StageUsage], OmitFromInput]]
+    """This turn's SPRI model calls and tokens by stage (``principles``, ``response``)."""
+    spri_turn: NotRequired[Annotated[SPRITurn, PrivateStateAttr]]
+    """The turn the principles belong to, so they are made once per turn."""
+
+
+class _AnswerState(TypedDict, total=False):
+    query: str
+    goal: str | None
+    principles: str
+    response: str
+    response_critiques: list[Critique]
+    usage: Annotated[dict[str, StageUsage], merge_usage]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a hook needs: at most one SPRI graph run, then the state update from its output."""
+
+    graph: CompiledStateGraph | None
+    inputs: dict[str, Any]
+    finish: Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+def _run(plan: _Plan | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    out = (
+        {}
+        if plan.graph is None
+        else plan.graph.invoke(plan.inputs, get_config(), context=SPRIContext())
+    )
+    return plan.finish(out)
+
+
+async def _arun(plan: _Plan | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    out = (
+        {}
+        if plan.graph is None
+        else await plan.graph.ainvoke(plan.inputs, get_config(), context=SPRIContext())
+    )
+    return plan.finish(out)
+
+
+def _goal(runtime: Runtime[Any]) -> str | None:
+    context = getattr(runtime, "context", None)
+    if context is None:
+        return None
+    goal = context.get("goal") if isinstance(context, Mapping) else getattr(context, "goal", None)
+    if goal is not None and not isinstance(goal, str):
+        raise ValueError(f"context goal must be a string or None, got {type(goal).__name__}")
+    return goal or None
+
+
+def _last_human(state: Mapping[str, Any]) -> tuple[str, str]:
+    """The id (or position) and text of the turn's last human message."""
+    messages = state.get("messages")
+    if not messages:
+        raise ValueError(
+            "SPRIMiddleware: the agent state has no messages; invoke the agent with "
+            "{'messages': [...]} ending in the user's message"
+        )
+    for index in range(len(messages) - 1, -1, -1):
+        message = messages[index]
+        if isinstance(message, HumanMessage):
+            query = message_text(message)
+            if not query.strip():
+                raise ValueError("SPRIMiddleware: the last human message has no text")
+            return message.id or f"index:{index}", query
+    raise ValueError("SPRIMiddleware: the agent state has no human message to write principles for")
+
+
+def _with_section(system: SystemMessage | None, section: str) -> SystemMessage:
+    if system is None:
+        return SystemMessage(section)
+    content = system.content
+    if isinstance(content, str):
+        content = f"{content}\n\n{section}" if content else section
+    else:
+        content = [*content, {"type": "text", "text": f"\n\n{section}"}]
+    return system.model_copy(update={"content": content})
+
+
+class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
+    """Situated principles for every turn of a ``create_agent`` agent.
+
+    Once per user turn, before the agent's first model call, the principles stage of SPRI
+    writes principles for the turn's last human message (critiqued and refined as in
+    :func:`~spri_graph.create_principles_graph`). Every model call of that turn gets them
+    in its system message; tool calls and tool results within the turn reuse them, and so
+    does a run resumed from a checkpoint mid-turn. With ``refine_answer=True`` the agent's
+    final answer is critiqued against the principles and refined by the response loop;
+    answers that call tools, and structured responses, are left alone.
+
+    State keys (none clash with the agent's own): ``spri_principles``,
+    ``spri_principle_critiques``, ``spri_response_critiques``, ``spri_usage`` (model calls
+    and tokens of this turn, by stage) and the private ``spri_turn``. A ``goal`` in the
+    agent's runtime context (a mapping or an object with a ``goal`` attribute) is given to
+    the principle writer. The SPRI calls run as nested graphs with the hook's config, so
+    they are traced under the agent's run and streamed with ``stream_mode="messages"``
+    (tagged ``spri:<stage>:<step>``); the SPRI settings do not read the agent's context.
+
+    Args:
+        model: Base model of the SPRI loops: a chat model, a model string (``"local"``,
+            ``"openai:gpt-4o-mini"``, ...), or ``None`` for ``$SPRI_MODEL`` / the embedded
+            local model. It need not be the agent's model.
+        critic_model: Critic model; defaults to ``model``.
+        threshold: Score (1-5) at which a critique accepts the principles or the answer.
+        max_iterations: Most critiques per stage (at least 1).
+        critic_output: ``"text"``, ``"structured"`` or ``None`` (structured for the
+            embedded local model, text otherwise).
+        critic_parse_retries: Re-asks when a text critique carries no readable score.
+        prompts: Prompt overrides keyed like :data:`~spri_graph.SPRI_PROMPTS`; the answer
+            refinement uses ``response_critique`` and ``response_refine``.
+        seed_examples: Few-shot ``{"query", "principles"}`` examples for the principle writer.
+        retry_policy: Retry policy for transient model errors inside the SPRI loops.
+        principles: ``True`` to write principles each turn, a string to use fixed
+            principles instead, ``False`` for none.
+        refine_answer: Critique and refine the agent's final answer against the principles.
+
+    Raises:
+        ValueError: If a setting is out of range, a model string cannot be resolved, or
+            ``refine_answer=True`` comes with ``principles=False``. Unknown options raise
+            ``TypeError``. When a turn starts without messages or without a human message,
+            the agent run raises a ``ValueError``.
+
+    Example:
+        >>> from langchain.agents import create_agent
+        >>> from langchain_core.language_models import GenericFakeChatModel
+        >>> spri_model = GenericFakeChatModel(messages=iter(["1. Be brief.", "Good. [RESULT] 5"]))
+        >>> agent_model = GenericFakeChatModel(messages=iter(["Sleep eight hours."]))
+        >>> agent = create_agent(agent_model, middleware=[SPRIMiddleware(spri_model)])
+        >>> out = agent.invoke({"messages": [{"role": "user", "content": "Tips to rest?"}]})
+        >>> out["spri_principles"], out["messages"][-1].content
+        ('1. Be brief.', 'Sleep eight hours.')
+    """
+
+    state_schema = SPRIAgentState
+
+    def __init__(
+        self,
+        model: ModelSpec = None,
+        *,
+        critic_model: ModelSpec = None,
+        threshold: int = 4,
+        max_iterations: int = 4,
+        critic_output: CriticOutput | None = None,
+        critic_parse_retries: int = 1,
+        prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
+        seed_examples: Sequence[SeedExample] | None = None,
+        retry_policy: RetryPolicy | None = None,
+        principles: bool | str = True,
+        refine_answer: bool = False,
+    ) -> None:
+        super().__init__()
+        settings = LoopSettings(
+            threshold=threshold,
+            max_iterations=max_iterations,
+            critic_output=critic_output,
+            critic_parse_retries=critic_parse_retries,
+            retry_policy=retry_policy,
+        )
+        if not isinstance(principles, bool) and not (
+            isinstance(principles, str) and principles.strip()
+        ):
+            raise ValueError(
+                f"principles must be True, False or a non-empty string, got {principles!r}"
+            )
+        if not isinstance(refine_answer, bool):
+            raise ValueError(f"refine_answer must be True or False, got {refine_answer!r}")
+        if refine_answer and principles is False:
+            raise ValueError(
+                "refine_answer=True needs principles to critique the answer against; pass "
+                "principles=True (written each turn) or a string of fixed principles"
+            )
+        stage_prompts = resolve_prompts(SPRI_PROMPTS, prompts)
+        models = settings.resolve(model, critic_model)
+        self.principles = principles
+        self.refine_answer = refine_answer
+        self.model = models.base
+        self.critic_model = models.critic
+        self._principles_graph: CompiledStateGraph | None = None
+        if principles is True:
+            self._principles_graph = create_principles_graph(
+                models.base,
+                critic_model=models.critic,
+                seed_examples=seed_examples,
+                prompts=prompts,
+                **settings.as_kwargs(),
+            ).compile(name="spri_principles")
+        self._answer_graph = (
+            _answer_graph(models, settings, stage_prompts) if refine_answer else None
+        )
+
+    # ------------------------------------------------------------------ plans (sync = async)
+
+    def _start_turn(self, state: Mapping[str, Any], runtime: Runtime[Any]) -> _Plan | None:
+        if self.principles is False:
+            return None  # nothing to steer with (and refine_answer needs principles)
+        message_id, query = _last_human(state)
+        if (state.get("spri_turn") or {}).get("message_id") == message_id:
+            return None  # this turn's principles exist (a new run on the same turn, a resume)
+        turn = SPRITurn(message_id=message_id, query=query, goal=_goal(runtime))
+
+        def finish(out: Mapping[str, Any]) -> dict[str, Any]:
+            # ``out`` is empty when the principles are fixed.
+            update: dict[str, Any] = {
+                "spri_turn": turn,
+                "spri_principles": out.get("principles", self.principles),
+                "spri_principle_critiques": out.get("principle_critiques", []),
+                "spri_usage": {"principles": out["usage"]["principles"]} if out else {},
+            }
+            if self.refine_answer:
+                update["spri_response_critiques"] = []
+            return update
+
+        return _Plan(self._principles_graph, {"query": query, "goal": turn["goal"]}, finish)
+
+    def _review_answer(self, state: Mapping[str, Any]) -> _Plan | None:
+        if self._answer_graph is None:
+            return None
+        messages = state.get("messages") or []
+        answer = messages[-1] if messages else None
+        if not isinstance(answer, AIMessage) or answer.tool_calls or answer.invalid_tool_calls:
+            return None
+        if state.get("structured_response") is not None:
+            return None  # the answer is the structured response's source: leave it as is
+        turn, principles = state.get("spri_turn"), state.get("spri_principles")
+        draft = message_text(answer)
+        if not turn or not principles or not draft.strip():
+            return None
+
+        def finish(out: Mapping[str, Any]) -> dict[str, Any]:
+            usage = {**(state.get("spri_usage") or {}), "response": out["usage"]["response"]}
+            update = {"spri_response_critiques": out["response_critiques"], "spri_usage": usage}
+            if out["response"] != draft:
+                update["messages"] = [answer.model_copy(update={"content": out["response"]})]
+            return update
+
+        inputs = {
+            "query": turn["query"],
+            "goal": turn["goal"],
+            "principles": principles,
+            "response": draft,
+            "response_critiques": [],
+        }
+        return _Plan(self._answer_graph, inputs, finish)
+
+    def _steer(self, request: ModelRequest) -> ModelRequest:
+        principles = request.state.get("spri_principles")
+        if self.principles is False or not principles:
+            return request
+        section = PRINCIPLES_SECTION.format(principles=principles)
+        return request.override(system_message=_with_section(request.system_message, section))
+
+    # ------------------------------------------------------------------ hooks
+
+    def before_agent(self, state: SPRIAgentState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Write the turn's principles, unless this turn already has them."""
+        return _run(self._start_turn(state, runtime))
+
+    async def abefore_agent(
+        self, state: SPRIAgentState, runtime: Runtime[Any]
+    ) -> dict[str, Any] | None:
+        """Async :meth:`before_agent`."""
+        return await _arun(self._start_turn(state, runtime))
+
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ModelResponse:
+        """Call the model with the turn's principles added to its system message."""
+        return handler(self._steer(request))
+
+    async def awrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], Any]
+    ) -> ModelResponse:
+        """Async :meth:`wrap_model_call`."""
+        return await handler(self._steer(request))
+
+    def after_model(self, state: SPRIAgentState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Critique and refine a final answer (``refine_answer=True``)."""
+        return _run(self._review_answer(state))
+
+    async def aafter_model(
+        self, state: SPRIAgentState, runtime: Runtime[Any]
+    ) -> dict[str, Any] | None:
+        """Async :meth:`after_model`."""
+        return await _arun(self._review_answer(state))
+
+
+def _answer_graph(
+    models: ResolvedModels, settings: LoopSettings, prompts: Mapping[str, ChatPromptTemplate]
+) -> CompiledStateGraph:
+    """The response loop, entered at its critique: the agent drafted the answer."""
+    loop = RefineLoop(
+        name="response",
+        model=models.base,
+        critic_model=models.critic,
+        draft_prompt=prompts["response_draft"],
+        critique_prompt=prompts["response_critique"],
+        refine_prompt=prompts["response_refine"],
+        candidate_key="response",
+        critiques_key="response_critiques",
+        prompt_inputs=_answer_inputs,
+        threshold=settings.threshold,
+        max_iterations=settings.max_iterations,
+        critic_output=models.critic_output,
+        critic_parse_retries=settings.critic_parse_retries,
+    )
+    builder = StateGraph(_AnswerState, context_schema=SPRIContext)
+    add_refine_loop(builder, loop, then=END, retry_policy=settings.policy)
+    builder.add_edge(START, loop.nodes[1])
+    return builder.compile(name="spri_answer")
+
+
+def _answer_inputs(state: Mapping[str, Any]) -> dict[str, Any]:
+    goal = state.get("goal")
+    return {
+        "query": state["query"],
+        "goal_section": f"\n### Response Goal: {goal}" if goal else "",
+        "examples_section": "",
+        "principles": state["principles"],
+        "response": state["response"],
+    }
