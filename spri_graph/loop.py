@@ -19,6 +19,7 @@ the model calls it needs and receives their results, so only the few lines that 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -28,12 +29,14 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy
+from langgraph.types import CachePolicy, RetryPolicy
 from typing_extensions import TypedDict
 
 from spri_graph.critique import Critique, ScoredCritique, clean_text, parse_critique
 from spri_graph.nodes import (
+    Join,
     ModelCall,
+    Spawn,
     StageUsage,
     Step,
     add_usage,
@@ -64,6 +67,7 @@ __all__ = [
     "default_retry_policy",
     "is_transient_error",
     "merge_usage",
+    "speculation_key",
     "structured_output",
     "validate_loop_settings",
 ]
@@ -97,6 +101,8 @@ class RefineLoop:
         critic_output: ``"text"`` (parse ``[RESULT] N``) or ``"structured"``.
         critic_parse_retries: Re-asks when a text critique has no readable score.
         resolve_model: Resolves model names given per run through the graph's context.
+        critic_tags: Extra tags for the critic's calls, e.g. ``("nostream",)`` to keep the
+            critic's tokens out of LangGraph's ``stream_mode="messages"``.
     """
 
     name: str
@@ -115,6 +121,7 @@ class RefineLoop:
     critic_output: CriticOutput = "text"
     critic_parse_retries: int = 1
     resolve_model: ModelResolver | None = None
+    critic_tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier():
@@ -171,15 +178,23 @@ def _usage_update(loop: RefineLoop, usage: StageUsage) -> dict[str, Any]:
     return {"usage": {loop.name: usage}}
 
 
-def _draft_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
+def _draft_call(loop: RefineLoop, state: Mapping[str, Any]) -> ModelCall:
     model, _ = _models(loop)
     messages = loop.draft_prompt.format_messages(**loop.prompt_inputs(state))
-    message = yield _call(loop, model, messages, "draft", 0)
+    return _call(loop, model, messages, "draft", 0)
+
+
+def _drafted(loop: RefineLoop, message: BaseMessage) -> dict[str, Any]:
     return {
         loop.candidate_key: loop.parse_candidate(message),
         loop.critiques_key: [],
         **_usage_update(loop, add_usage(empty_usage(), message, critic=False)),
     }
+
+
+def _draft_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
+    message = yield _draft_call(loop, state)
+    return _drafted(loop, message)
 
 
 def _critique_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
@@ -196,7 +211,14 @@ def _critique_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
         critic = structured_output(critic, ScoredCritique)
     critique = Critique(feedback="", score=None)
     for _attempt in range(loop.critic_parse_retries + 1):
-        result = yield _call(loop, critic, messages, "critique", iteration)
+        result = yield ModelCall.for_stage(
+            critic,
+            messages,
+            stage=loop.name,
+            step="critique",
+            iteration=iteration,
+            tags=loop.critic_tags,
+        )
         if loop.critic_output == "structured":
             raw, parsed = result["raw"], result["parsed"]
             usage = add_usage(usage, raw, critic=True)
@@ -235,19 +257,96 @@ def _refine_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
     }
 
 
+def _decide(loop: RefineLoop, critiques: Sequence[Critique]) -> Literal["refine", "done"]:
+    threshold, max_iterations = _settings(loop)
+    last = critiques[-1] if critiques else None
+    if last is None or last.score is None:
+        return "done"
+    if last.score >= threshold or len(critiques) >= max_iterations:
+        return "done"
+    return "refine"
+
+
 def _router(loop: RefineLoop) -> Callable[[Mapping[str, Any]], Literal["refine", "done"]]:
     def route(state: Mapping[str, Any]) -> Literal["refine", "done"]:
-        critiques: list[Critique] = state.get(loop.critiques_key) or []
-        threshold, max_iterations = _settings(loop)
-        last = critiques[-1] if critiques else None
-        if last is None or last.score is None:
-            return "done"
-        if last.score >= threshold or len(critiques) >= max_iterations:
-            return "done"
-        return "refine"
+        return _decide(loop, state.get(loop.critiques_key) or [])
 
     route.__name__ = f"route_{loop.name}"
     return route
+
+
+# --------------------------------------------------------------------------- speculation
+
+
+def speculation_key(ahead: RefineLoop) -> str:
+    """State key recording whether ``ahead``'s draft was made speculatively and kept."""
+    return f"{ahead.name}_speculative"
+
+
+def _speculative_critique_step(
+    loop: RefineLoop, ahead: RefineLoop, state: Mapping[str, Any]
+) -> Step:
+    """The first critique, with ``ahead``'s draft started from the same candidate.
+
+    If the critique accepts the candidate, the draft is kept (``ahead``'s draft node is
+    skipped); if not, it is discarded without waiting for it.
+    """
+    handle = None
+    if not state.get(loop.critiques_key):
+        handle = yield Spawn(_draft_call(ahead, state))
+    update = yield from _critique_step(loop, state)
+    if handle is None:
+        return {**update, speculation_key(ahead): False}
+    if _decide(loop, update[loop.critiques_key]) == "refine":
+        wasted = {**empty_usage(), "model_calls": 1}
+        usage = {**update["usage"], "speculation": wasted}
+        return {**update, "usage": usage, speculation_key(ahead): False}
+    message = yield Join(handle)
+    drafted = _drafted(ahead, message)
+    usage = {**update["usage"], **drafted["usage"]}
+    return {**update, **drafted, "usage": usage, speculation_key(ahead): True}
+
+
+def _speculative_router(
+    loop: RefineLoop, ahead: RefineLoop
+) -> Callable[[Mapping[str, Any]], Literal["refine", "done", "drafted"]]:
+    def route(state: Mapping[str, Any]) -> Literal["refine", "done", "drafted"]:
+        decision = _decide(loop, state.get(loop.critiques_key) or [])
+        if decision == "done" and state.get(speculation_key(ahead)):
+            return "drafted"
+        return decision
+
+    route.__name__ = f"route_{loop.name}"
+    return route
+
+
+# --------------------------------------------------------------------------- caching
+
+
+def _identity(model: Runnable | None) -> str:
+    if model is None:
+        return ""
+    params = getattr(model, "_identifying_params", None) or {}
+    kind = type(model)
+    return f"{kind.__module__}.{kind.__qualname__}:{sorted(params.items())!r}"
+
+
+def _cache_key(loop: RefineLoop, prompt: ChatPromptTemplate, step: str) -> Callable[..., str]:
+    """A node's cache key: the models, the prompt it would send and what it appends to."""
+    models = f"{_identity(loop.model)}|{_identity(loop.critic_model)}|{loop.critic_output}"
+
+    def key(state: Mapping[str, Any]) -> str:
+        inputs = loop.prompt_inputs(state)
+        if step != "draft":
+            inputs["candidate"] = loop.render_candidate(state.get(loop.candidate_key))
+            critiques = list(state.get(loop.critiques_key) or [])
+            inputs["feedback"] = critiques[-1].feedback if critiques else ""
+            inputs["critiques"] = [c.model_dump() for c in critiques]
+            inputs["usage"] = (state.get("usage") or {}).get(loop.name)
+        messages = [m.model_dump_json() for m in prompt.format_messages(**inputs)]
+        return json.dumps([loop.name, step, models, messages, inputs], default=str)
+
+    return key
 
 
 def add_refine_loop(
@@ -256,6 +355,8 @@ def add_refine_loop(
     *,
     then: str,
     retry_policy: RetryPolicy | None = None,
+    cache_policy: CachePolicy | None = None,
+    speculate: RefineLoop | None = None,
 ) -> str:
     """Add a refine loop's nodes and edges to ``builder``.
 
@@ -268,19 +369,45 @@ def add_refine_loop(
         loop: The loop's models, prompts, keys and settings.
         then: Node (or ``END``) to go to when the loop is done.
         retry_policy: Retry policy for the model nodes.
+        cache_policy: Cache the loop's nodes with LangGraph's node cache (pass a cache at
+            ``compile(cache=...)``). The key is the loop's models and the prompt each node
+            would send (plus the critiques and usage it appends to); ``key_func`` is
+            replaced, ``ttl`` is kept.
+        speculate: The loop that runs next (``then`` must be its draft node). Its draft
+            starts from the first candidate while the critic grades that candidate; if the
+            critique accepts it, the draft is kept and the next loop starts at its critique,
+            else the draft is discarded without waiting for it. The state must also hold
+            ``<speculate.name>_speculative`` (a bool).
 
     Returns:
         The name of the loop's first node (``<name>_draft``).
     """
     draft, critique, refine = loop.nodes
-    for name, step in ((draft, _draft_step), (critique, _critique_step), (refine, _refine_step)):
-        node = step_node(name, functools.partial(step, loop))
-        builder.add_node(name, node, retry_policy=retry_policy)
+    if speculate is not None and then != speculate.nodes[0]:
+        raise ValueError(f"speculate: then must be {speculate.nodes[0]!r}, got {then!r}")
+    steps = {
+        draft: (_draft_step, loop.draft_prompt, "draft"),
+        critique: (_critique_step, loop.critique_prompt, "critique"),
+        refine: (_refine_step, loop.refine_prompt, "refine"),
+    }
+    for name, (step, prompt, kind) in steps.items():
+        body = functools.partial(step, loop)
+        if speculate is not None and kind == "critique":
+            body = functools.partial(_speculative_critique_step, loop, speculate)
+        policy = None
+        if cache_policy is not None:
+            policy = CachePolicy(key_func=_cache_key(loop, prompt, kind), ttl=cache_policy.ttl)
+        builder.add_node(
+            name, step_node(name, body), retry_policy=retry_policy, cache_policy=policy
+        )
     builder.add_edge(draft, critique)
-    route = _router(loop)
-    builder.add_conditional_edges(
-        critique, route_node(route.__name__, route), {"refine": refine, "done": then}
-    )
+    if speculate is None:
+        route = _router(loop)
+        targets = {"refine": refine, "done": then}
+    else:
+        route = _speculative_router(loop, speculate)
+        targets = {"refine": refine, "done": then, "drafted": speculate.nodes[1]}
+    builder.add_conditional_edges(critique, route_node(route.__name__, route), targets)
     builder.add_edge(refine, critique)
     return draft
 

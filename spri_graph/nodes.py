@@ -12,15 +12,23 @@ Every model-calling node in spri-graph is a *step*: a generator that yields the
 
     builder.add_node("grade", step_node("grade", grade))
 
+A step can also start a call in the background with ``handle = yield Spawn(call)`` and
+collect it later with ``result = yield Join(handle)``; a spawned call the step never joins
+is cancelled (async) or left to finish unobserved (sync) when the step returns, so it never
+holds up the node.
+
 Usage accounting (:class:`StageUsage`, :func:`add_usage`) and per-run settings
 (:func:`context_value`) live here too, since every step uses them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import inspect
 from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +39,9 @@ from langgraph.runtime import get_runtime
 from typing_extensions import TypedDict
 
 __all__ = [
+    "Join",
     "ModelCall",
+    "Spawn",
     "StageUsage",
     "Step",
     "StepNode",
@@ -194,8 +204,24 @@ class ModelCall:
         return merged  # type: ignore[return-value]
 
 
-Step = Generator[ModelCall, Any, dict[str, Any]]
-"""A node body: yields :class:`ModelCall` requests, receives results, returns the update."""
+@dataclass(frozen=True)
+class Spawn:
+    """Ask the driver to start ``call`` in the background; the step receives a handle."""
+
+    call: ModelCall
+
+
+@dataclass(frozen=True)
+class Join:
+    """Ask the driver for the result of a spawned call (waiting for it if needed)."""
+
+    handle: Any
+
+
+Request = ModelCall | Spawn | Join
+Step = Generator[Request, Any, dict[str, Any]]
+"""A node body: yields :class:`ModelCall` requests (or :class:`Spawn` / :class:`Join`),
+receives their results, and returns the state update."""
 
 
 class StepNode(Runnable[Any, Any]):
@@ -227,6 +253,37 @@ class StepNode(Runnable[Any, Any]):
         return await self.afunc(input, config or {})
 
 
+_BACKGROUND = ThreadPoolExecutor(thread_name_prefix="spri-spawn")
+
+
+def _serve(request: Request, config: RunnableConfig, spawned: list[Future[Any]]) -> Any:
+    """Carry out one request of a step, synchronously."""
+    if isinstance(request, ModelCall):
+        return request.runnable.invoke(request.messages, request.config(config))
+    if isinstance(request, Spawn):
+        call, context = request.call, contextvars.copy_context()
+        future = _BACKGROUND.submit(
+            context.run, call.runnable.invoke, call.messages, call.config(config)
+        )
+        spawned.append(future)
+        return future
+    return request.handle.result()
+
+
+async def _aserve(
+    request: Request, config: RunnableConfig, spawned: list[asyncio.Future[Any]]
+) -> Any:
+    """Carry out one request of a step on the running event loop."""
+    if isinstance(request, ModelCall):
+        return await request.runnable.ainvoke(request.messages, request.config(config))
+    if isinstance(request, Spawn):
+        call = request.call
+        task = asyncio.ensure_future(call.runnable.ainvoke(call.messages, call.config(config)))
+        spawned.append(task)
+        return task
+    return await request.handle
+
+
 def step_node(name: str, step: Callable[[Mapping[str, Any]], Step]) -> StepNode:
     """Wrap a step (``state -> generator``) as a node that runs sync or async.
 
@@ -242,21 +299,29 @@ def step_node(name: str, step: Callable[[Mapping[str, Any]], Step]) -> StepNode:
 
     def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         gen = step(state)
+        spawned: list[Future[Any]] = []
         try:
-            call = next(gen)
+            request = next(gen)
             while True:
-                call = gen.send(call.runnable.invoke(call.messages, call.config(config)))
+                request = gen.send(_serve(request, config, spawned))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            for future in spawned:
+                future.cancel()
 
     async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         gen = step(state)
+        spawned: list[asyncio.Future[Any]] = []
         try:
-            call = next(gen)
+            request = next(gen)
             while True:
-                call = gen.send(await call.runnable.ainvoke(call.messages, call.config(config)))
+                request = gen.send(await _aserve(request, config, spawned))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
+        finally:
+            for task in spawned:
+                task.cancel()
 
     return StepNode(name, run, arun)
 

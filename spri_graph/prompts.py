@@ -70,7 +70,7 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
     "principles_draft": ChatPromptTemplate.from_messages(
         [
             ("system", _PRINCIPLE_ROLE + "{examples_section}"),
-            ("human", "### Question: {query}{goal_section}\n### Principles:"),
+            ("human", "{history_section}### Question: {query}{goal_section}\n### Principles:"),
         ]
     ),
     "principles_critique": ChatPromptTemplate.from_messages(
@@ -80,7 +80,7 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
                 CRITIQUE_FORMAT
                 + "### Instruction to Evaluate:\n"
                 + _PRINCIPLE_ROLE.removeprefix("### ")
-                + "\n[Question: {query}]{goal_section}\n\n"
+                + "\n{history_section}[Question: {query}]{goal_section}\n\n"
                 "### Principles to Evaluate:\n{candidate}\n\n"
                 "### Score Rubric:\n"
                 "How useful are the principles for guiding an answer to the question?\n"
@@ -105,7 +105,8 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
             ),
             (
                 "human",
-                "### Question: {query}{goal_section}\n### Principles: {candidate}\n"
+                "{history_section}### Question: {query}{goal_section}\n"
+                "### Principles: {candidate}\n"
                 "### Feedback: {feedback}\n### Refined Principles:",
             ),
         ]
@@ -113,7 +114,11 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
     "response_draft": ChatPromptTemplate.from_messages(
         [
             ("system", _RESPONSE_ROLE),
-            ("human", "### Question: {query}\n### Principles: {principles}\n\n### Response:"),
+            (
+                "human",
+                "{history_section}### Question: {query}\n### Principles: {principles}\n\n"
+                "### Response:",
+            ),
         ]
     ),
     "response_critique": ChatPromptTemplate.from_messages(
@@ -123,7 +128,7 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
                 CRITIQUE_FORMAT
                 + "### Instruction to Evaluate:\n"
                 + _RESPONSE_ROLE.removeprefix("### ")
-                + "\n[Question: {query}]\n[Principles: {principles}]\n\n"
+                + "\n{history_section}[Question: {query}]\n[Principles: {principles}]\n\n"
                 "### Response to Evaluate:\n{candidate}\n\n"
                 "### Score Rubric:\n"
                 "How closely does the answer follow the principles?\n"
@@ -147,7 +152,7 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
             ),
             (
                 "human",
-                "### Question: {query}\n### Principles: {principles}\n"
+                "{history_section}### Question: {query}\n### Principles: {principles}\n"
                 "### Response: {candidate}\n### Feedback: {feedback}\n### Refined Response:",
             ),
         ]

@@ -8,15 +8,16 @@ Both stages are the same draft -> critique -> refine loop (:mod:`spri_graph.loop
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
-from langgraph.types import RetryPolicy, interrupt
+from langgraph.types import CachePolicy, RetryPolicy
 from typing_extensions import TypedDict
 
 from spri_graph.critique import Critique, clean_text
@@ -24,6 +25,7 @@ from spri_graph.loop import RefineLoop, add_refine_loop
 from spri_graph.models import ModelSpec, resolve_model_cached
 from spri_graph.nodes import StageUsage, merge_usage, message_text
 from spri_graph.prompts import SPRI_PROMPTS, SeedExample, format_seed_examples, resolve_prompts
+from spri_graph.review import review_principles
 from spri_graph.settings import CriticOutput, LoopSettings, check_context
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "create_batch_graph",
     "create_principles_graph",
     "create_spri_graph",
+    "format_conversation",
 ]
 
 
@@ -76,7 +79,14 @@ class SPRIOutput(TypedDict, total=False):
 
 
 class SPRIState(SPRIInput, SPRIOutput, total=False):
-    """Full state of the SPRI graph."""
+    """Full state of the SPRI graph.
+
+    ``conversation`` holds the earlier turns shown to the prompts (see ``history``), and
+    ``response_speculative`` whether a speculative response draft was kept.
+    """
+
+    conversation: str
+    response_speculative: bool
 
 
 @dataclass
@@ -98,16 +108,48 @@ class SPRIContext:
     max_iterations: int | None = None
 
 
-def _prepare(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the input and settle the query before any model is called."""
+_SPEAKERS = {"human": "User", "ai": "Assistant"}
+
+
+def format_conversation(messages: Sequence[AnyMessage], limit: int) -> str:
+    """The last ``limit`` user/assistant messages as a transcript ("" when none).
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage
+        >>> print(format_conversation(
+        ...     [HumanMessage("Packing list for a week-long hike?"), AIMessage("Tent, ...")], 6
+        ... ))
+        User: Packing list for a week-long hike?
+        Assistant: Tent, ...
+    """
+    turns = [m for m in messages if m.type in _SPEAKERS and message_text(m).strip()]
+    if limit <= 0 or not turns:
+        return ""
+    return "\n".join(f"{_SPEAKERS[m.type]}: {message_text(m).strip()}" for m in turns[-limit:])
+
+
+def _prepare_node(history: int) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate the input and settle the query before any model is called."""
+        update = _settle_query(state, history)
+        check_context()
+        return update
+
+    return prepare
+
+
+def _settle_query(state: Mapping[str, Any], history: int) -> dict[str, Any]:
     query = state.get("query")
+    conversation = ""
     if query is None:
-        humans = [m for m in state.get("messages") or [] if isinstance(m, HumanMessage)]
+        messages = list(state.get("messages") or [])
+        humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
         if not humans:
             raise ValueError(
                 "query: missing; pass a non-empty string 'query' or a human message in 'messages'"
             )
-        query = message_text(humans[-1])
+        query = message_text(messages[humans[-1]])
+        conversation = format_conversation(messages[: humans[-1]], history)
     if not isinstance(query, str):
         raise ValueError(f"query must be a string, got {type(query).__name__}")
     if not query.strip():
@@ -116,13 +158,16 @@ def _prepare(state: Mapping[str, Any]) -> dict[str, Any]:
     goal = state.get("goal")
     if goal is not None and not isinstance(goal, str):
         raise ValueError(f"goal must be a string or None, got {type(goal).__name__}")
-    check_context()
-    return {"query": query}
+    return {"query": query, "conversation": conversation}
 
 
 def _inputs(state: Mapping[str, Any], examples_section: str) -> dict[str, Any]:
     goal = state.get("goal")
+    conversation = state.get("conversation")
     return {
+        "history_section": (
+            f"### Conversation so far:\n{conversation}\n\n" if conversation else ""
+        ),
         "query": state["query"],
         "goal_section": f"\n### Response Goal: {goal}" if goal else "",
         "examples_section": examples_section,
@@ -131,50 +176,39 @@ def _inputs(state: Mapping[str, Any], examples_section: str) -> dict[str, Any]:
     }
 
 
-_REVIEW_HOW = "Resume with True to approve, or with edited principles (a string)."
-
-
-def _review_edit(decision: Any) -> str | None:
-    """The edited principles ("" to approve as they are), or ``None`` if unreadable."""
-    if decision is True or decision is None or decision in ("approve", "approved", "ok"):
-        return ""
-    if isinstance(decision, Mapping):
-        if decision.get("action") == "approve" and "principles" not in decision:
-            return ""
-        decision = decision.get("principles")
-    if not isinstance(decision, str) or not decision.strip():
-        return None
-    return decision.strip()
-
-
-def _review(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Pause for a person to approve or edit the principles.
-
-    Resume with ``Command(resume=True)`` (or ``"approve"``) to keep them, or with the edited
-    principles as a string (or ``{"principles": "..."}``) to replace them. An unreadable
-    answer pauses again, with an ``error`` saying what was expected, so the thread can
-    still be resumed.
-    """
-    request: dict[str, Any] = {
-        "principles": state["principles"],
-        "principle_critiques": [c.model_dump() for c in state.get("principle_critiques", [])],
-        "instructions": _REVIEW_HOW,
-    }
-    decision = interrupt(request)
-    while (edited := _review_edit(decision)) is None:
-        request = {
-            **request,
-            "error": f"review: cannot use {decision!r:.80}; expected True to approve or "
-            "edited principles as a non-empty string",
-        }
-        decision = interrupt(request)
-    return {"principles": edited} if edited else {}
-
-
 def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
     if state.get("messages"):
         return {"messages": [AIMessage(content=state["response"], name="spri")]}
     return {}
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What a factory call asks of the graph's shape, beyond the loop settings."""
+
+    with_response: bool = True
+    review_principles: bool = False
+    checked_queries: bool = False
+    history: int = 6
+    speculative: bool = False
+    cache_policy: CachePolicy | None = None
+    stream_critiques: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.history, bool) or not isinstance(self.history, int) or self.history < 0:
+            raise ValueError(f"history must be an integer >= 0, got {self.history!r}")
+        for name in ("review_principles", "speculative", "stream_critiques"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.speculative and self.review_principles:
+            raise ValueError(
+                "speculative: cannot be combined with review_principles (a person may still "
+                "change the principles the response would be drafted from)"
+            )
+        if self.cache_policy is not None and not isinstance(self.cache_policy, CachePolicy):
+            raise ValueError(
+                f"cache_policy must be a langgraph.types.CachePolicy, got {self.cache_policy!r}"
+            )
 
 
 def _build(
@@ -184,13 +218,11 @@ def _build(
     settings: LoopSettings,
     seed_examples: Sequence[SeedExample] | None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None,
-    with_response: bool,
-    review_principles: bool = False,
-    checked_queries: bool = False,
+    shape: _Shape,
 ) -> StateGraph:
     """Build the SPRI graph.
 
-    ``checked_queries=True`` is for batch jobs that check every query themselves and pass
+    ``shape.checked_queries`` is for batch jobs that check every query themselves and pass
     neither ``messages`` nor a context: the graph is the two loops alone, without the
     ``prepare`` and ``finalize`` steps, two graph steps fewer per record.
     """
@@ -216,51 +248,47 @@ def _build(
             critic_output=models.critic_output,
             critic_parse_retries=settings.critic_parse_retries,
             resolve_model=resolve_model_cached,
+            critic_tags=() if shape.stream_critiques else (TAG_NOSTREAM,),
         )
 
-    if with_response:
-        builder = StateGraph(
-            SPRIState, context_schema=SPRIContext, input_schema=SPRIInput, output_schema=SPRIOutput
-        )
-    else:
-        builder = StateGraph(
-            SPRIState,
-            context_schema=SPRIContext,
-            input_schema=SPRIInput,
-            output_schema=PrinciplesOutput,
-        )
+    builder = StateGraph(
+        SPRIState,
+        context_schema=SPRIContext,
+        input_schema=SPRIInput,
+        output_schema=SPRIOutput if shape.with_response else PrinciplesOutput,
+    )
     entry = START
-    if not checked_queries:
-        builder.add_node("prepare", _prepare)
+    if not shape.checked_queries:
+        builder.add_node("prepare", _prepare_node(shape.history))
         builder.add_edge(START, "prepare")
         entry = "prepare"
-    if not with_response:
-        first = add_refine_loop(
-            builder,
-            loop("principles", "principles", "principle_critiques"),
-            then=END,
-            retry_policy=policy,
-        )
-        builder.add_edge(entry, first)
-        return builder
-    after_principles = "review_principles" if review_principles else "response_draft"
+    principles = loop("principles", "principles", "principle_critiques")
+    response = loop("response", "response", "response_critiques")
+    if not shape.with_response:
+        then = END
+    else:
+        then = "review_principles" if shape.review_principles else response.nodes[0]
     first = add_refine_loop(
         builder,
-        loop("principles", "principles", "principle_critiques"),
-        then=after_principles,
+        principles,
+        then=then,
         retry_policy=policy,
+        cache_policy=shape.cache_policy,
+        speculate=response if shape.speculative and shape.with_response else None,
     )
     builder.add_edge(entry, first)
-    if review_principles:
-        builder.add_node("review_principles", _review)
-        builder.add_edge("review_principles", "response_draft")
+    if not shape.with_response:
+        return builder
+    if shape.review_principles:
+        builder.add_node("review_principles", review_principles)
+        builder.add_edge("review_principles", response.nodes[0])
     add_refine_loop(
         builder,
-        loop("response", "response", "response_critiques"),
-        then=END if checked_queries else "finalize",
+        response,
+        then=END if shape.checked_queries else "finalize",
         retry_policy=policy,
     )
-    if not checked_queries:
+    if not shape.checked_queries:
         builder.add_node("finalize", _finalize)
         builder.add_edge("finalize", END)
     return builder
@@ -278,6 +306,10 @@ def create_spri_graph(
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
     review_principles: bool = False,
+    history: int = 6,
+    speculative: bool = False,
+    cache_policy: CachePolicy | None = None,
+    stream_critiques: bool = True,
 ) -> StateGraph:
     """Create the SPRI graph: situated principles, then a response aligned to them.
 
@@ -302,6 +334,21 @@ def create_spri_graph(
             defaults to :func:`spri_graph.default_retry_policy`.
         review_principles: Pause with ``interrupt()`` after the principles stage so a person
             can approve or edit them (needs a checkpointer).
+        history: With ``messages`` as input, how many earlier user/assistant messages the
+            prompts see as the conversation so far (``0``: the last human message alone).
+        speculative: Draft the response from the first principles while the critic grades
+            them. If they pass, the draft is kept (one critique's wait saved); if they are
+            refined, it is discarded without waiting and the response is drafted from the
+            final principles. With deterministic models the result equals a sequential run.
+        cache_policy: Cache the principles stage with LangGraph's node cache, e.g.
+            ``CachePolicy(ttl=3600)``, and compile with ``cache=InMemoryCache()`` or
+            ``SqliteCache(path=...)``: a repeated question (same query, goal, conversation,
+            models, prompts and seed examples) then makes no principle-stage calls. Entries
+            expire after ``ttl`` seconds; clear them with ``graph.clear_cache()`` or by
+            deleting the SQLite file.
+        stream_critiques: ``False`` tags the critic's calls ``nostream`` so their tokens stay
+            out of ``stream_mode="messages"`` (a chat UI then shows the principles and the
+            answer forming, not the critic's text).
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph`; compile it with the
@@ -337,8 +384,13 @@ def create_spri_graph(
         ),
         seed_examples=seed_examples,
         prompts=prompts,
-        with_response=True,
-        review_principles=review_principles,
+        shape=_Shape(
+            review_principles=review_principles,
+            history=history,
+            speculative=speculative,
+            cache_policy=cache_policy,
+            stream_critiques=stream_critiques,
+        ),
     )
 
 
@@ -353,6 +405,9 @@ def create_principles_graph(
     seed_examples: Sequence[SeedExample] | None = None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
+    history: int = 6,
+    cache_policy: CachePolicy | None = None,
+    stream_critiques: bool = True,
 ) -> StateGraph:
     """Create the principles stage alone: situated principles for a query.
 
@@ -381,7 +436,12 @@ def create_principles_graph(
         ),
         seed_examples=seed_examples,
         prompts=prompts,
-        with_response=False,
+        shape=_Shape(
+            with_response=False,
+            history=history,
+            cache_policy=cache_policy,
+            stream_critiques=stream_critiques,
+        ),
     )
 
 
@@ -395,6 +455,7 @@ SPRI_OPTIONS = frozenset(
         "seed_examples",
         "prompts",
         "retry_policy",
+        "speculative",
     }
 )
 """Keyword options of :func:`create_spri_graph` that batch jobs pass through (not
@@ -420,12 +481,12 @@ def create_batch_graph(model: ModelSpec = None, **options: Any) -> StateGraph:
     seed_examples = options.pop("seed_examples", None)
     prompts = options.pop("prompts", None)
     critic_model = options.pop("critic_model", None)
+    shape = _Shape(checked_queries=True, speculative=options.pop("speculative", False))
     return _build(
         model,
         critic_model=critic_model,
         settings=LoopSettings(**options),
         seed_examples=seed_examples,
         prompts=prompts,
-        with_response=True,
-        checked_queries=True,
+        shape=shape,
     )
