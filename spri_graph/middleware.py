@@ -21,13 +21,15 @@ from typing import Annotated, Any
 
 from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
 from langchain.agents.middleware.types import OmitFromInput, PrivateStateAttr
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.prompts import ChatPromptTemplate
+from langgraph.cache.base import BaseCache
 from langgraph.config import get_config
+from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import RetryPolicy
+from langgraph.types import CachePolicy, RetryPolicy
 from typing_extensions import NotRequired, TypedDict
 
 from spri_graph.critique import Critique
@@ -36,7 +38,7 @@ from spri_graph.models import ModelSpec
 from spri_graph.nodes import StageUsage, merge_usage, message_text
 from spri_graph.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
 from spri_graph.settings import CriticOutput, LoopSettings, ResolvedModels
-from spri_graph.spri import SPRIContext, create_principles_graph
+from spri_graph.spri import SPRIContext, create_principles_graph, format_conversation
 
 __all__ = ["PRINCIPLES_SECTION", "SPRIAgentState", "SPRIMiddleware", "SPRITurn"]
 
@@ -56,6 +58,8 @@ class SPRITurn(TypedDict):
     """That message's text."""
     goal: str | None
     """The ``goal`` of the agent's runtime context, if any."""
+    conversation: str
+    """The earlier user/assistant messages the prompts see (``history`` of them)."""
 
 
 class SPRIAgentState(AgentState[Any]):
@@ -76,6 +80,7 @@ class SPRIAgentState(AgentState[Any]):
 class _AnswerState(TypedDict, total=False):
     query: str
     goal: str | None
+    conversation: str
     principles: str
     response: str
     response_critiques: list[Critique]
@@ -123,8 +128,8 @@ def _goal(runtime: Runtime[Any]) -> str | None:
     return goal or None
 
 
-def _last_human(state: Mapping[str, Any]) -> tuple[str, str]:
-    """The id (or position) and text of the turn's last human message."""
+def _last_human(state: Mapping[str, Any]) -> tuple[Sequence[AnyMessage], int]:
+    """The messages and the position of the last human message, which must have text."""
     messages = state.get("messages")
     if not messages:
         raise ValueError(
@@ -134,10 +139,9 @@ def _last_human(state: Mapping[str, Any]) -> tuple[str, str]:
     for index in range(len(messages) - 1, -1, -1):
         message = messages[index]
         if isinstance(message, HumanMessage):
-            query = message_text(message)
-            if not query.strip():
+            if not message_text(message).strip():
                 raise ValueError("SPRIMiddleware: the last human message has no text")
-            return message.id or f"index:{index}", query
+            return messages, index
     raise ValueError("SPRIMiddleware: the agent state has no human message to write principles for")
 
 
@@ -185,6 +189,15 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
             refinement uses ``response_critique`` and ``response_refine``.
         seed_examples: Few-shot ``{"query", "principles"}`` examples for the principle writer.
         retry_policy: Retry policy for transient model errors inside the SPRI loops.
+        history: How many earlier user/assistant messages of the conversation the SPRI
+            prompts see (``0``: the turn's question alone).
+        cache_policy: Cache the principles stage with LangGraph's node cache (see
+            :func:`~spri_graph.create_spri_graph`): a repeated question (same conversation,
+            goal, models and prompts) then makes no principle-stage calls.
+        cache: The node cache for ``cache_policy``: ``InMemoryCache()`` or
+            ``SqliteCache(path=...)`` (the agent's own ``cache=`` does not reach it).
+        stream_critiques: ``False`` keeps the critic's tokens out of
+            ``stream_mode="messages"`` (they are tagged ``nostream``).
         principles: ``True`` to write principles each turn, a string to use fixed
             principles instead, ``False`` for none.
         refine_answer: Critique and refine the agent's final answer against the principles.
@@ -220,6 +233,10 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
         seed_examples: Sequence[SeedExample] | None = None,
         retry_policy: RetryPolicy | None = None,
+        history: int = 6,
+        cache_policy: CachePolicy | None = None,
+        cache: BaseCache | None = None,
+        stream_critiques: bool = True,
         principles: bool | str = True,
         refine_answer: bool = False,
     ) -> None:
@@ -250,17 +267,26 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         self.refine_answer = refine_answer
         self.model = models.base
         self.critic_model = models.critic
-        self._principles_graph: CompiledStateGraph | None = None
-        if principles is True:
-            self._principles_graph = create_principles_graph(
-                models.base,
-                critic_model=models.critic,
-                seed_examples=seed_examples,
-                prompts=prompts,
-                **settings.as_kwargs(),
-            ).compile(name="spri_principles")
+        self.history = history
+        # Built (and so checked) even when the principles are fixed.
+        principles_graph = create_principles_graph(
+            models.base,
+            critic_model=models.critic,
+            seed_examples=seed_examples,
+            prompts=prompts,
+            history=history,
+            cache_policy=cache_policy,
+            stream_critiques=stream_critiques,
+            **settings.as_kwargs(),
+        )
+        self._principles_graph = (
+            principles_graph.compile(name="spri_principles", cache=cache)
+            if principles is True
+            else None
+        )
+        critic_tags = () if stream_critiques else (TAG_NOSTREAM,)
         self._answer_graph = (
-            _answer_graph(models, settings, stage_prompts) if refine_answer else None
+            _answer_graph(models, settings, stage_prompts, critic_tags) if refine_answer else None
         )
 
     # ------------------------------------------------------------------ plans (sync = async)
@@ -268,10 +294,16 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
     def _start_turn(self, state: Mapping[str, Any], runtime: Runtime[Any]) -> _Plan | None:
         if self.principles is False:
             return None  # nothing to steer with (and refine_answer needs principles)
-        message_id, query = _last_human(state)
+        messages, index = _last_human(state)
+        message_id = messages[index].id or f"index:{index}"
         if (state.get("spri_turn") or {}).get("message_id") == message_id:
             return None  # this turn's principles exist (a new run on the same turn, a resume)
-        turn = SPRITurn(message_id=message_id, query=query, goal=_goal(runtime))
+        turn = SPRITurn(
+            message_id=message_id,
+            query=message_text(messages[index]),
+            goal=_goal(runtime),
+            conversation=format_conversation(messages[:index], self.history),
+        )
 
         def finish(out: Mapping[str, Any]) -> dict[str, Any]:
             # ``out`` is empty when the principles are fixed.
@@ -285,7 +317,9 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
                 update["spri_response_critiques"] = []
             return update
 
-        return _Plan(self._principles_graph, {"query": query, "goal": turn["goal"]}, finish)
+        # Given the messages, the principles stage also sees the conversation so far.
+        inputs = {"messages": messages[: index + 1], "goal": turn["goal"]}
+        return _Plan(self._principles_graph, inputs, finish)
 
     def _review_answer(self, state: Mapping[str, Any]) -> _Plan | None:
         if self._answer_graph is None:
@@ -311,6 +345,7 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         inputs = {
             "query": turn["query"],
             "goal": turn["goal"],
+            "conversation": turn["conversation"],
             "principles": principles,
             "response": draft,
             "response_critiques": [],
@@ -360,7 +395,10 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
 
 
 def _answer_graph(
-    models: ResolvedModels, settings: LoopSettings, prompts: Mapping[str, ChatPromptTemplate]
+    models: ResolvedModels,
+    settings: LoopSettings,
+    prompts: Mapping[str, ChatPromptTemplate],
+    critic_tags: tuple[str, ...],
 ) -> CompiledStateGraph:
     """The response loop, entered at its critique: the agent drafted the answer."""
     loop = RefineLoop(
@@ -377,6 +415,7 @@ def _answer_graph(
         max_iterations=settings.max_iterations,
         critic_output=models.critic_output,
         critic_parse_retries=settings.critic_parse_retries,
+        critic_tags=critic_tags,
     )
     builder = StateGraph(_AnswerState, context_schema=SPRIContext)
     add_refine_loop(builder, loop, then=END, retry_policy=settings.policy)
@@ -385,8 +424,9 @@ def _answer_graph(
 
 
 def _answer_inputs(state: Mapping[str, Any]) -> dict[str, Any]:
-    goal = state.get("goal")
+    goal, conversation = state.get("goal"), state.get("conversation")
     return {
+        "history_section": f"### Conversation so far:\n{conversation}\n\n" if conversation else "",
         "query": state["query"],
         "goal_section": f"\n### Response Goal: {goal}" if goal else "",
         "examples_section": "",
