@@ -37,6 +37,7 @@ from spri_graph.spri import (
     create_principles_graph,
     create_spri_graph,
 )
+from spri_graph.streaming import SPRIEvent, aspri_events, spri_events
 from spri_graph.synthesize import (
     InputError,
     SynthesisInterrupted,
@@ -61,6 +62,7 @@ __all__ = [
     "RefineLoopState",
     "Rubric",
     "SPRIContext",
+    "SPRIEvent",
     "SPRIInput",
     "SPRIMiddleware",
     "SPRIOutput",
@@ -72,6 +74,7 @@ __all__ = [
     "add_refine_loop",
     "agreement",
     "agreement_by",
+    "aspri_events",
     "asynthesize",
     "create_async_spri_evaluator",
     "create_fixed_rubric_judge",
@@ -88,6 +91,7 @@ __all__ = [
     "parse_judgment",
     "parse_rubric",
     "resolve_model",
+    "spri_events",
     "synthesize",
 ]
 

@@ -323,12 +323,19 @@ def _speculative_router(
 # --------------------------------------------------------------------------- caching
 
 
+_NOT_IDENTITY = {"callbacks", "callback_manager", "cache", "verbose", "tags", "metadata"}
+
+
 def _identity(model: Runnable | None) -> str:
+    """The model's class and configuration, as text (for cache keys)."""
     if model is None:
         return ""
-    params = getattr(model, "_identifying_params", None) or {}
     kind = type(model)
-    return f"{kind.__module__}.{kind.__qualname__}:{sorted(params.items())!r}"
+    try:
+        config: Any = model.model_dump(mode="json", exclude=_NOT_IDENTITY)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - not pydantic, or holds values JSON cannot show
+        config = sorted((getattr(model, "_identifying_params", None) or {}).items())
+    return f"{kind.__module__}.{kind.__qualname__}:{json.dumps(config, default=str)}"
 
 
 def _cache_key(loop: RefineLoop, prompt: ChatPromptTemplate, step: str) -> Callable[..., str]:

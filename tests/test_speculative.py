@@ -1,0 +1,231 @@
+"""Speculative drafting: the same results as a sequential run, with the waits overlapped."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import BaseMessage
+
+from spri_graph import create_spri_graph
+from spri_graph.critique import clean_text
+from tests.conftest import reference_dir
+from tests.fakes import ScriptedChatModel
+from tests.test_traces import SEEDS, _critiques, _series
+
+WASTED = "(a response to principles that were later refined)"
+
+
+def _prompt(messages: Sequence[BaseMessage]) -> str:
+    return str(messages[-1].content)
+
+
+def _between(text: str, start: str, end: str) -> str:
+    return clean_text(text.split(start, 1)[1].split(end, 1)[0])
+
+
+class _Replies:
+    """Replies chosen by the prompt: the candidate it quotes picks the trace's next item.
+
+    A candidate seen again (a trace may repeat itself) moves on to its next occurrence, in
+    the order the prompts arrive; sequential and speculative runs send them in one order.
+    """
+
+    def __init__(self, items: list[str]) -> None:
+        self.items = items
+        self.cleaned = [clean_text(item) for item in items]
+        self.seen: Counter[str] = Counter()
+
+    def position(self, candidate: str) -> int:
+        indexes = [i for i, text in enumerate(self.cleaned) if text == candidate]
+        assert indexes, f"candidate not in the trace: {candidate[:80]!r}"
+        k = self.seen[candidate]
+        self.seen[candidate] += 1
+        return indexes[min(k, len(indexes) - 1)]
+
+    def after(self, candidate: str) -> str:
+        return self.items[self.position(candidate) + 1]
+
+
+def prompt_keyed_models(trace: dict) -> tuple[ScriptedChatModel, ScriptedChatModel]:
+    """A base and a critic model whose replies depend on the prompt, not on call order."""
+    principles = _Replies(_series(trace, "principle_raw", "principle_refined_iter_"))
+    responses = _Replies(_series(trace, "init_response", "response_refined_iter_"))
+    critiqued_principles = _Replies(principles.items)
+    critiqued_responses = _Replies(responses.items)
+    p_crit = _critiques(trace, "principles_critique_iter_")
+    r_crit = _critiques(trace, "response_critique_iter_")
+    final_principles = clean_text(trace["principle_final"])
+    lock = threading.Lock()
+
+    def base(messages: Sequence[BaseMessage]) -> str:
+        text = _prompt(messages)
+        with lock:
+            if text.endswith("### Refined Principles:"):
+                return principles.after(_between(text, "### Principles: ", "\n### Feedback"))
+            if text.endswith("### Principles:"):
+                return principles.items[0]
+            if text.endswith("### Refined Response:"):
+                return responses.after(_between(text, "### Response: ", "\n### Feedback"))
+            assert text.endswith("### Response:"), text[-200:]
+            if _between(text, "### Principles: ", "\n\n### Response:") != final_principles:
+                return WASTED
+            return responses.items[0]
+
+    def critic(messages: Sequence[BaseMessage]) -> str:
+        text = _prompt(messages)
+        with lock:
+            if "### Principles to Evaluate:\n" in text:
+                candidate = _between(text, "### Principles to Evaluate:\n", "\n\n### Score")
+                return p_crit[critiqued_principles.position(candidate)]
+            candidate = _between(text, "### Response to Evaluate:\n", "\n\n### Score")
+            return r_crit[critiqued_responses.position(candidate)]
+
+    return (
+        ScriptedChatModel([base], cycle=True, name_="base"),
+        ScriptedChatModel([critic], cycle=True, name_="critic"),
+    )
+
+
+def _all_traces() -> Iterator[tuple[str, dict]]:
+    folder = reference_dir("spri_traces")
+    for path in sorted(Path(folder).glob("*.jsonl")):
+        for line in path.open():
+            yield path.name, json.loads(line)
+
+
+def _run(name: str, trace: dict, *, speculative: bool) -> dict[str, Any]:
+    base, critic = prompt_keyed_models(trace)
+    graph = create_spri_graph(
+        base,
+        critic_model=critic,
+        critic_parse_retries=0,
+        seed_examples=SEEDS if name.startswith("seed-default") else None,
+        speculative=speculative,
+    ).compile()
+    return graph.invoke({"query": trace["Reddit Post"], "goal": trace["appraisal_dimension_aim"]})
+
+
+def _result(out: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: out[key]
+        for key in ("principles", "response", "principle_critiques", "response_critiques")
+    }
+
+
+def test_speculative_and_sequential_runs_agree_on_every_shared_trace() -> None:
+    kept = wasted = 0
+    for name, trace in _all_traces():
+        sequential = _run(name, trace, speculative=False)
+        speculative = _run(name, trace, speculative=True)
+        assert _result(speculative) == _result(sequential), trace["Reddit ID"]
+        assert speculative["response"] == clean_text(trace["response_final"])
+        assert speculative["usage"]["response"] == sequential["usage"]["response"]
+        if "speculation" in speculative["usage"]:
+            wasted += 1
+            assert trace["iteration_principle"] > 1
+        else:
+            kept += 1
+            assert trace["iteration_principle"] == 1
+    assert kept + wasted == 90 and kept > 0 and wasted > 0
+
+
+async def test_speculative_async_matches_sync_on_a_refined_and_an_accepted_trace() -> None:
+    traces = list(_all_traces())
+    accepted = next(t for t in traces if t[1]["iteration_principle"] == 1)
+    refined = next(t for t in traces if t[1]["iteration_principle"] > 1)
+    for name, trace in (accepted, refined):
+        base, critic = prompt_keyed_models(trace)
+        graph = create_spri_graph(
+            base,
+            critic_model=critic,
+            critic_parse_retries=0,
+            seed_examples=SEEDS if name.startswith("seed-default") else None,
+            speculative=True,
+        ).compile()
+        query = {"query": trace["Reddit Post"], "goal": trace["appraisal_dimension_aim"]}
+        out = await graph.ainvoke(query)
+        assert _result(out) == _result(_run(name, trace, speculative=False))
+
+
+def _timed(reply: str, delay: float, log: list[tuple[str, float, float]], label: str) -> Callable:
+    def answer(messages: Sequence[BaseMessage]) -> str:
+        start = time.monotonic()
+        time.sleep(delay)
+        log.append((label, start, time.monotonic()))
+        return reply
+
+    return answer
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_the_first_critique_and_the_response_draft_overlap_in_time(mode: str) -> None:
+    log: list[tuple[str, float, float]] = []
+    base = ScriptedChatModel(
+        [
+            _timed("1. Be kind.", 0.0, log, "principles_draft"),
+            _timed("Say it kindly.", 0.3, log, "response_draft"),
+        ]
+    )
+    critic = ScriptedChatModel(
+        [
+            _timed("Feedback: useful. [RESULT] 5", 0.3, log, "principles_critique"),
+            _timed("Feedback: follows them. [RESULT] 5", 0.0, log, "response_critique"),
+        ]
+    )
+    graph = create_spri_graph(base, critic_model=critic, speculative=True).compile()
+    query = {"query": "How do I say no to my boss?"}
+    out = graph.invoke(query) if mode == "sync" else await graph.ainvoke(query)
+    assert out["response"] == "Say it kindly."
+    spans = {label: (start, end) for label, start, end in log}
+    critique, draft = spans["principles_critique"], spans["response_draft"]
+    assert draft[0] < critique[1] and critique[0] < draft[1]  # the two calls overlap
+    assert out["usage"]["response"]["model_calls"] == 1 and "speculation" not in out["usage"]
+
+
+async def test_a_wasted_draft_does_not_hold_up_the_loop() -> None:
+    # The critic rejects the first principles quickly; the speculative draft is slow and
+    # must be abandoned, not awaited.
+    drafts: list[str] = []
+
+    def base(messages: Sequence[BaseMessage]) -> str:
+        text = _prompt(messages)
+        if text.endswith("### Response:"):
+            drafts.append(text)
+            if "v1" in text:
+                time.sleep(2.0)
+            return "An answer."
+        return "Principles v2." if "Refined" in text else "Principles v1."
+
+    critic = ScriptedChatModel(
+        ["Feedback: vague. [RESULT] 2", "Feedback: good. [RESULT] 5", "Feedback: ok [RESULT] 5"]
+    )
+    graph = create_spri_graph(
+        ScriptedChatModel([base], cycle=True), critic_model=critic, speculative=True
+    ).compile()
+    start = time.monotonic()
+    out = await graph.ainvoke({"query": "Q?"})
+    assert time.monotonic() - start < 1.5
+    assert out["principles"] == "Principles v2." and out["response"] == "An answer."
+    assert out["usage"]["speculation"]["model_calls"] == 1
+    assert any("v2" in d for d in drafts)
+
+
+def test_speculative_needs_no_review_and_a_bool() -> None:
+    model = ScriptedChatModel([])
+    with pytest.raises(ValueError, match="speculative: cannot be combined with review"):
+        create_spri_graph(model, speculative=True, review_principles=True)
+    with pytest.raises(ValueError, match="speculative must be True or False"):
+        create_spri_graph(model, speculative="yes")  # type: ignore[arg-type]
+
+
+def test_the_drawn_graph_shows_the_speculative_shortcut() -> None:
+    graph = create_spri_graph(ScriptedChatModel([]), speculative=True).compile()
+    mermaid = graph.get_graph().draw_mermaid()
+    assert "principles_critique -. &nbsp;drafted&nbsp; .-> response_critique" in mermaid
