@@ -40,7 +40,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from spri_graph import create_spri_graph
-from spri_graph.synthesize import synthesize
+from spri_graph.synthesis import synthesize
 
 _RECORD = re.compile(r"record (\d+)\b")
 

@@ -38,7 +38,7 @@ from spri_graph.spri import (
     create_spri_graph,
 )
 from spri_graph.streaming import SPRIEvent, aspri_events, spri_events
-from spri_graph.synthesize import (
+from spri_graph.synthesis import (
     InputError,
     SynthesisInterrupted,
     SynthesisReport,

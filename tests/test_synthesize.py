@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import os
 import random
 import re
 import threading
@@ -17,13 +19,19 @@ from langgraph.types import RetryPolicy
 
 from spri_graph.loop import is_transient_error
 from spri_graph.spri import create_batch_graph, create_spri_graph
-from spri_graph.synthesize import (
+from spri_graph.synthesis import (
     InputError,
+    Record,
+    RecordRunner,
     SynthesisReport,
     asynthesize,
+    check_writable,
     errors_path_for,
     synthesize,
 )
+from spri_graph.synthesis import read_jsonl as read_jsonl_lines
+from spri_graph.synthesis import workers as worker_pool
+from spri_graph.synthesis.output import LineWriter
 from tests.fakes import ScriptedChatModel, transient_error
 
 QUESTION = re.compile(r"Question: (.+?)(?:\]|\n|$)")
@@ -505,6 +513,106 @@ def test_input_file_must_exist_and_differ_from_output(tmp_path: Path) -> None:
         synthesize(src, model=content_model(), output=src)
 
 
+# --------------------------------------------------------------------------- unwritable output
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory where no file can be created, whoever runs the tests."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o500)
+        yield folder
+        folder.chmod(0o700)
+        return
+    # Root ignores permission bits; sysfs refuses new files even to root.
+    folder = Path("/sys")
+    probe = folder / "spri-probe.jsonl"
+    try:
+        probe.open("a").close()
+    except OSError:
+        yield folder
+        return
+    probe.unlink()
+    pytest.skip("no directory here refuses new files")
+
+
+@pytest.mark.parametrize("which", ["output", "errors"])
+def test_an_unwritable_output_fails_before_any_model_call(
+    tmp_path: Path, unwritable_dir: Path, which: str
+) -> None:
+    model = content_model()
+    target = unwritable_dir / "spri-test.jsonl"
+    options: dict[str, Any] = {"output": tmp_path / "o.jsonl", which: target}
+    with pytest.raises(ValueError, match=f"^{which}: cannot write to '{target}' \\(") as info:
+        synthesize(records(3), model=model, **options)
+    assert len(str(info.value).splitlines()) == 1
+    assert model.calls == []
+    assert not target.exists() and not (tmp_path / "o.jsonl").exists()
+
+
+def test_check_writable_leaves_files_as_they_were(tmp_path: Path) -> None:
+    existing = tmp_path / "kept.jsonl"
+    existing.write_text('{"id": 1}\n')
+    assert check_writable(existing) == existing
+    assert existing.read_text() == '{"id": 1}\n'
+    new = tmp_path / "new.jsonl"
+    check_writable(new, field="errors")
+    assert not new.exists()  # created to try, then removed
+    with pytest.raises(ValueError, match="^errors: .* is a directory"):
+        check_writable(tmp_path, field="errors")
+
+
+class FullDisk:
+    """Makes writes to one file fail with ENOSPC after ``keep`` whole lines.
+
+    The failing write puts half its line on disk first, as a disk that fills up mid-line
+    does, so the run leaves a torn last line.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, path: Path, keep: int) -> None:
+        self.path, self.keep, self.lines = path, keep, 0
+        real = LineWriter.write
+
+        def write(writer: LineWriter, data: bytes) -> None:
+            if writer.path != self.path:
+                return real(writer, data)
+            if self.lines >= self.keep:
+                real(writer, data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real(writer, data)
+            self.lines += 1
+
+        monkeypatch.setattr(LineWriter, "write", write)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_write_that_fails_mid_run_keeps_the_finished_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    out = tmp_path / "o.jsonl"
+    with monkeypatch.context() as patch:
+        FullDisk(patch, out, keep=5)
+        with pytest.raises(OSError, match="No space left on device") as info:
+            synthesize(records(12), model=content_model(), output=out, workers=workers)
+    message = str(info.value)
+    assert info.value.errno == errno.ENOSPC
+    assert str(out) in message and "5 written" in message
+    assert message.endswith("run the same command again to resume")
+    kept = out.read_text().splitlines(keepends=True)
+    assert len(kept) == 6 and not kept[-1].endswith("\n")  # 5 whole lines and a torn one
+    finished = [json.loads(line)["id"] for line in kept[:5]]
+
+    model = content_model()
+    report = synthesize(records(12), model=model, output=out)
+    assert (report.repaired, report.skipped, report.completed) == (1, 5, 7)
+    assert len(model.calls) == 7 * 4  # the finished records did not run again
+    ids = ids_in(out)
+    assert ids[:5] == finished
+    assert sorted(ids) == sorted(f"r{i}" for i in range(1, 13))
+
+
 # --------------------------------------------------------------------------- workers
 
 
@@ -542,12 +650,9 @@ def test_workers_send_failures_to_the_errors_file(tmp_path: Path) -> None:
 def test_a_worker_that_dies_stops_the_run_keeping_finished_lines(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
-    import sys
-
     # Workers send each line at once here (the forked workers see the patched value); a
     # worker killed at once loses only lines it had not sent yet, which run on resume.
-    monkeypatch.setattr(sys.modules["spri_graph.synthesize"], "_SEND_INTERVAL", 0)
+    monkeypatch.setattr(worker_pool, "SEND_INTERVAL", 0)
 
     def die_on_7(messages: Sequence[BaseMessage]) -> Any:
         if query_of(messages) == "question 7":
@@ -567,26 +672,99 @@ def test_a_worker_that_dies_stops_the_run_keeping_finished_lines(
 
 def test_workers_send_lines_in_batches_and_flush_when_stopped() -> None:
     import multiprocessing
-    import sys
 
-    module = sys.modules["spri_graph.synthesize"]
     receiver, sender = multiprocessing.Pipe(duplex=False)
+    one, two, three = (Record(n, f"r{n}", f"question {n}") for n in (1, 2, 3))
 
     async def main() -> list[Any]:
-        sink = module._PipeSink(sender)
-        sink.ok(b"one\n", (1, 1, 1, 1, 2))
-        sink.error(b"two\n")
+        sink = worker_pool.PipeSink(sender)
+        sink.ok(one, {"id": "r1"}, (1, 1, 1, 1, 2))
+        sink.error(two, {"id": "r2"})
         assert not receiver.poll()  # held until the interval has passed
-        await asyncio.sleep(module._SEND_INTERVAL * 2)
+        await asyncio.sleep(worker_pool.SEND_INTERVAL * 2)
         first = receiver.recv()
-        sink.ok(b"three\n", (1, 0, 1, 1, 2))
+        sink.ok(three, {"id": "r3"}, (1, 0, 1, 1, 2))
         sink.flush()  # what a stopping worker does
         return [first, receiver.recv(), receiver.poll(0.1)]
 
     first, second, more = asyncio.run(main())
-    assert first == ("lines", [("ok", b"one\n", (1, 1, 1, 1, 2)), ("error", b"two\n")])
-    assert second == ("lines", [("ok", b"three\n", (1, 0, 1, 1, 2))])
+    assert first == (
+        "lines",
+        [("ok", b'{"id": "r1"}\n', (1, 1, 1, 1, 2)), ("error", b'{"id": "r2"}\n')],
+    )
+    assert second == ("lines", [("ok", b'{"id": "r3"}\n', (1, 0, 1, 1, 2))])
     assert more is False  # each line was sent once
+
+
+# --------------------------------------------------------------------------- reader, runner
+
+
+def test_read_jsonl_is_lazy_and_numbers_lines(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"a": 1}\n\n{"a": \n[2]\n{"a": 3}\n')
+    problems: list[tuple[int, str]] = []
+    rows = read_jsonl_lines(src, problems)
+    assert next(rows) == (1, {"a": 1})
+    assert problems == []  # nothing past line 1 was read yet
+    assert list(rows) == [(5, {"a": 3})]
+    assert [number for number, _ in problems] == [3, 4]
+    assert problems[0][1].startswith("not valid JSON (")
+    assert problems[1][1] == "expected a JSON object, got list"
+    with pytest.raises(InputError, match="line 3: not valid JSON"):
+        list(read_jsonl_lines(src))
+    with pytest.raises(FileNotFoundError):
+        next(read_jsonl_lines(tmp_path / "missing.jsonl"))
+
+
+def test_record_runner_keeps_input_order_and_turns_failures_into_lines() -> None:
+    from langchain_core.runnables import RunnableLambda
+
+    async def grade(inputs: dict[str, Any]) -> dict[str, Any]:
+        n = inputs["n"]
+        await asyncio.sleep(0.001 * (7 - n))  # later records finish first
+        if n == 4:
+            raise ValueError("no grade for 4")
+        return {"score": n, "usage": {"grade": {"model_calls": 1, "total_tokens": n}}}
+
+    runner = RecordRunner(
+        RunnableLambda(grade),
+        to_input=lambda record: {"n": record.value["n"]},
+        to_line=lambda record, out: {**record.value, "score": out["score"]},
+        concurrency=3,
+    )
+    rows = [Record(number, f"r{number}", {"n": number}) for number in range(1, 7)]
+
+    class Sink:
+        def __init__(self) -> None:
+            self.lines: list[dict[str, Any]] = []
+            self.usage: list[Any] = []
+
+        def ok(self, record: Record, line: dict[str, Any], usage: Any) -> None:
+            self.lines.append(line)
+            self.usage.append(usage)
+
+        def error(self, record: Record, line: dict[str, Any]) -> None:
+            self.lines.append(line)
+
+    sink = Sink()
+    asyncio.run(runner.run(rows, sink, ordered=True))
+    assert [line["id"] if "error_type" in line else line["n"] for line in sink.lines] == [
+        1,
+        2,
+        3,
+        "r4",
+        5,
+        6,
+    ]
+    assert sink.lines[3] == {
+        "id": "r4",
+        "record": 4,
+        "error_type": "ValueError",
+        "message": "no grade for 4",
+        "attempts": 1,
+    }
+    assert sink.usage[0] == (1, 0, 0, 0, 1)
+    assert asyncio.run(runner.collect(rows)) == sink.lines
 
 
 # --------------------------------------------------------------------------- benchmark

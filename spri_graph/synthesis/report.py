@@ -1,0 +1,115 @@
+"""What a synthesis run reports: :class:`SynthesisReport` and :class:`SynthesisInterrupted`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["SynthesisInterrupted", "SynthesisReport"]
+
+
+@dataclass
+class SynthesisReport:
+    """What a synthesis run did; updated live while it runs.
+
+    Attributes:
+        output: The output JSONL file.
+        errors_path: The errors JSONL file (written only when a record fails).
+        records: Records in the input.
+        skipped: Records already in the output when the run started (resume).
+        completed: Records written to the output by this run.
+        failed: Records written to the errors file by this run.
+        repaired: Torn lines cut off the end of the output before resuming (0 or 1).
+        model_calls: Base-model calls (drafts and refinements) of completed records.
+        critic_calls: Critic calls of completed records.
+        input_tokens: Prompt tokens of completed records, as the models reported them.
+        output_tokens: Completion tokens of completed records.
+        total_tokens: All tokens of completed records.
+        wall_time: Seconds from the first record started to the last finished.
+        interrupted: Whether the run was stopped (Ctrl-C) before it finished.
+    """
+
+    output: Path
+    errors_path: Path
+    records: int = 0
+    skipped: int = 0
+    completed: int = 0
+    failed: int = 0
+    repaired: int = 0
+    model_calls: int = 0
+    critic_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    wall_time: float = 0.0
+    interrupted: bool = False
+    _started: float | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def todo(self) -> int:
+        """Records this run set out to process (not already in the output)."""
+        return self.records - self.skipped
+
+    @property
+    def remaining(self) -> int:
+        """Records neither written nor failed yet (re-run them with ``resume=True``)."""
+        return self.todo - self.completed - self.failed
+
+    @property
+    def calls(self) -> int:
+        """All model calls of completed records (base and critic)."""
+        return self.model_calls + self.critic_calls
+
+    @property
+    def rate(self) -> float:
+        """Records finished (written or failed) per second."""
+        elapsed = self.elapsed
+        return (self.completed + self.failed) / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started (the final wall time once it ended)."""
+        if self._started is None:
+            return self.wall_time
+        return time.perf_counter() - self._started
+
+    def start_clock(self) -> None:
+        """Mark the start of the run: :attr:`elapsed` and :attr:`rate` count from now."""
+        self._started = time.perf_counter()
+
+    def stop_clock(self) -> None:
+        """Mark the end of the run: set :attr:`wall_time` (a no-op if it never started)."""
+        if self._started is not None:
+            self.wall_time = time.perf_counter() - self._started
+            self._started = None
+
+    def summary(self) -> str:
+        """A few lines for people: records, failures, model calls, tokens, wall time."""
+        status = "interrupted" if self.interrupted else "done"
+        lines = [
+            f"synthesis {status}: {self.completed} written, {self.failed} failed, "
+            f"{self.skipped} already done, {self.remaining} not run "
+            f"({self.records} records in the input)",
+            f"model calls: {self.calls} ({self.model_calls} base, {self.critic_calls} critic); "
+            f"tokens: {self.total_tokens} ({self.input_tokens} in, {self.output_tokens} out)",
+            f"wall time: {self.wall_time:.1f}s ({self.rate:.1f} records/s)",
+            f"output: {self.output}",
+        ]
+        if self.repaired:
+            lines.append("a torn last line of the output was cut off; its record ran again")
+        if self.failed:
+            lines.append(f"errors: {self.errors_path}")
+        return "\n".join(lines)
+
+
+class SynthesisInterrupted(KeyboardInterrupt):
+    """Raised by :func:`~spri_graph.synthesize` on Ctrl-C, after every finished line was kept.
+
+    Attributes:
+        report: The report of the interrupted run.
+    """
+
+    def __init__(self, report: SynthesisReport) -> None:
+        super().__init__("synthesis interrupted")
+        self.report = report
