@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable
 
-from spri_graph.loop import validate_loop_settings
-from spri_graph.spri import create_spri_graph
-from spri_graph.synthesize import output_record
+from spri_graph.settings import validate_loop_settings
+from spri_graph.spri import SPRI_OPTIONS, create_spri_graph
+from spri_graph.synthesis import Record, output_record, spri_runner
 
 if TYPE_CHECKING:
     import pyarrow
@@ -37,14 +37,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SPRIBatchRunner", "output_schema", "synthesize_dataset"]
 
-ModelSource = str | Runnable | Callable[[], Any] | None
+ModelSource = str | Runnable[Any, Any] | Callable[[], Any] | None
 """A model for the workers: a string, a picklable chat model, or a zero-argument factory."""
 
-_SPRI_OPTIONS = frozenset(inspect.signature(create_spri_graph).parameters) - {
-    "model",
-    "critic_model",
-    "review_principles",
-}
+_OPTIONS = SPRI_OPTIONS - {"critic_model"}  # critic_model is an argument of its own
 
 
 def _require_ray() -> Any:
@@ -98,6 +94,9 @@ def output_schema(id_type: pyarrow.DataType) -> pyarrow.Schema:
 class SPRIBatchRunner:
     """Runs batches of records through one compiled SPRI graph (one per Ray actor).
 
+    The records run on a :class:`~spri_graph.synthesis.RecordRunner`, as in
+    :func:`~spri_graph.synthesize`; a row that fails comes back with ``error`` set.
+
     Args:
         model: Base model: a string, a picklable chat model or a zero-argument factory.
         critic_model: Critic model in the same forms; defaults to ``model``.
@@ -116,13 +115,18 @@ class SPRIBatchRunner:
         concurrency: int,
         spri_options: Mapping[str, Any],
     ) -> None:
-        self.graph = create_spri_graph(
+        graph = create_spri_graph(
             _materialize(model), critic_model=_materialize(critic_model), **spri_options
         ).compile()
         self.query_field = query_field
         self.id_field = id_field
-        self.concurrency = concurrency
-        self.recursion_limit = 10 + 4 * int(spri_options.get("max_iterations", 4))
+        self.runner = spri_runner(
+            graph,
+            concurrency=concurrency,
+            max_iterations=spri_options.get("max_iterations", 4),
+            to_line=_row,
+            to_error=_error_row,
+        )
         self.loop = asyncio.new_event_loop()
 
     def __call__(self, batch: pyarrow.Table) -> pyarrow.Table:
@@ -141,25 +145,20 @@ class SPRIBatchRunner:
         return pa.Table.from_pylist(results, schema=schema)
 
     async def run(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Run rows concurrently (at most ``concurrency`` at once)."""
-        gate = asyncio.Semaphore(self.concurrency)
+        """Run rows concurrently (at most ``concurrency`` at once); results in row order."""
+        records = [
+            Record(number, row[self.id_field], row[self.query_field])
+            for number, row in enumerate(rows, 1)
+        ]
+        return await self.runner.collect(records)
 
-        async def one(row: dict[str, Any]) -> dict[str, Any]:
-            rid, query = row[self.id_field], row[self.query_field]
-            async with gate:
-                try:
-                    result = await self.graph.ainvoke(
-                        {"query": query},
-                        {
-                            "recursion_limit": self.recursion_limit,
-                            "metadata": {"spri_record_id": rid},
-                        },
-                    )
-                except Exception as exc:  # noqa: BLE001 - returned with the row
-                    return {"id": rid, "error": f"{type(exc).__name__}: {exc}"}
-            return {**output_record(rid, query, result), "error": None}
 
-        return list(await asyncio.gather(*(one(row) for row in rows)))
+def _row(record: Record, output: Mapping[str, Any]) -> dict[str, Any]:
+    return {**output_record(record.id, record.value, output), "error": None}
+
+
+def _error_row(record: Record, exc: Exception, attempts: int) -> dict[str, Any]:
+    return {"id": record.id, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def _check_model(name: str, source: Any) -> None:
@@ -251,11 +250,11 @@ def synthesize_dataset(
     for name, field in (("query_field", query_field), ("id_field", id_field)):
         if not isinstance(field, str) or not field:
             raise ValueError(f"{name} must be a non-empty string, got {field!r}")
-    unknown = sorted(set(spri_options) - _SPRI_OPTIONS)
+    unknown = sorted(set(spri_options) - _OPTIONS)
     if unknown:
         raise ValueError(
             f"{unknown[0]}: not an option of synthesize_dataset "
-            f"(options: {', '.join(sorted(_SPRI_OPTIONS))})"
+            f"(options: {', '.join(sorted(_OPTIONS))})"
         )
     validate_loop_settings(
         threshold=spri_options.get("threshold", 4),
