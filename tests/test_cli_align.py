@@ -135,6 +135,7 @@ def test_json_document(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
         "usage",
         "seconds",
     }
+    assert (doc["model"], doc["critic_model"]) == ("ScriptedChatModel", "ScriptedChatModel")
     assert (doc["question"], doc["goal"], doc["principles"], doc["response"]) == (
         QUERY,
         None,
@@ -173,9 +174,10 @@ def test_help_lists_align_and_every_command() -> None:
         [SPRI, "--help"], capture_output=True, text=True, timeout=60, env=env(), check=True
     ).stdout
     assert "align" in out and "answer a question with SPRI" in out
-    from spri_graph.cli import _COMMANDS
+    from spri_graph.cli.common import COMMANDS
 
-    for name in _COMMANDS:
+    assert set(COMMANDS) == {"align", "judge", "agreement", "synthesize"}
+    for name in COMMANDS:
         assert name in out
 
 
@@ -253,6 +255,20 @@ def test_align_help_is_complete() -> None:
             ["align", QUERY, "--model", "openai:gpt-4o-mini"],
             "--model: cannot use model 'openai:gpt-4o-mini'",
         ),
+        (
+            ["align", QUERY, "--model", "nosuchprovider:foo"],
+            "--model: cannot use model 'nosuchprovider:foo': unknown provider 'nosuchprovider'; "
+            "expected 'provider:name' (e.g. openai:gpt-4o-mini), 'local', "
+            "'gguf:/path/model.gguf', or a model name with --base-url",
+        ),
+        (
+            ["align", QUERY, "--model", "openai:gpt-4o-mini", "--chat-format", "chatml"],
+            "--chat-format: only applies to local GGUF models",
+        ),
+        (
+            ["align", QUERY, "--model", "m", "--base-url", "http://x/v1", "--chat-format", "gemma"],
+            "--chat-format: only applies to local GGUF models",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -262,6 +278,36 @@ def test_bad_input_is_one_line_and_exit_2(
     assert code == 2 and out == ""
     assert err.startswith(f"spri: error: {message}")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--model", "gguf:/m.gguf", "--chat-format", "gemma"], [("--model", "gemma")]),
+        (["--model", "local"], [("--model", None)]),
+        (
+            ["--model", "openai:gpt-4o-mini", "--critic-model", "local", "--chat-format", "chatml"],
+            [("--model", None), ("--critic-model", "chatml")],
+        ),
+    ],
+)
+def test_chat_format_goes_to_local_models_only(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    expected: list[tuple[str, str | None]],
+) -> None:
+    model = ScriptedChatModel(["P", "fine [RESULT] 5", "R", "fine [RESULT] 5"])
+    seen: list[tuple[str, str | None]] = []
+
+    def resolve(name: str | None, *, field: str, **kwargs: Any) -> ScriptedChatModel:
+        seen.append((field, kwargs.get("chat_format")))
+        return model
+
+    monkeypatch.setattr(spri_graph.models, "resolve_model", resolve)
+    code, _, err = run(["align", QUERY, "--json", *argv], capsys)
+    assert code == 0, err
+    assert seen == expected
 
 
 def test_no_model_available(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):

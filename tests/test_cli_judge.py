@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-import spri_graph.cli as cli
+import spri_graph.models
 from spri_graph.cli import main
 from tests.conftest import ROOT, reference_dir
 from tests.fakes import ScriptedChatModel
@@ -56,7 +56,7 @@ class Judge:
 @pytest.fixture
 def judge(monkeypatch: pytest.MonkeyPatch) -> Judge:
     fake = Judge()
-    monkeypatch.setattr(cli, "resolve_cli_models", lambda args: (fake.model, None))
+    monkeypatch.setattr(spri_graph.models, "resolve_model", lambda *a, **k: fake.model)
     return fake
 
 
@@ -295,7 +295,9 @@ def test_judge_file_keeps_every_record_in_order_with_concurrency(
         {"feedback": "Applies the rubric.", "score": 5}
     ]
     assert 1 < judge.max_in_flight <= 3
-    assert capsys.readouterr().err.strip() == f"graded 8 records into {out}"
+    assert capsys.readouterr().err.strip() == (
+        f"graded 8 records into {out}; 8 with a readable score"
+    )
 
 
 def test_judge_file_records_failures_on_their_own_line(
@@ -378,3 +380,55 @@ def test_judge_output_feeds_agreement(
     report = json.loads(capsys.readouterr().out)
     assert report["pred"] == "judge_score" and report["overall"]["n"] == 5
     assert report["overall"]["pearson"] == pytest.approx(0.9, abs=1e-9)
+
+
+def test_judge_file_without_any_score_exits_1_saying_why(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [{"instruction": f"{i}?", "response": "no digits"} for i in range(3)]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    assert main(["judge", str(source), "-o", str(out), "--judge", "vanilla"]) == 1
+    assert one_line_error(capsys) == (
+        "spri: error: 0 of 3 graded records have a readable score: the model did not follow "
+        "the grading format; try --judge-output structured"
+    )
+    assert [g["judge_score"] for g in read_jsonl(out)] == [None, None, None]  # grades kept
+
+
+def test_judge_file_min_scored_sets_the_share_that_must_be_scored(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"instruction": "1?", "response": "answer=4"},
+        {"instruction": "2?", "response": "no digits"},
+        {"instruction": "3?", "response": "answer=2"},
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    args = ["judge", str(source), "-o", str(out), "--judge", "vanilla"]
+    assert main([*args, "--min-scored", "0.9"]) == 1
+    assert "2 of 3 graded records have a readable score (--min-scored 0.9)" in one_line_error(
+        capsys
+    )
+    assert main([*args, "--min-scored", "0.6"]) == 0
+    assert capsys.readouterr().err.strip().endswith("; 2 with a readable score")
+    assert main([*args, "--min-scored", "1.5"]) == 2
+    assert "--min-scored: expected a fraction from 0 to 1, got 1.5" in one_line_error(capsys)
+    assert main(["judge", "--instruction", "Q", "--response", "A", "--min-scored", "1"]) == 2
+    assert "--min-scored needs FILE.jsonl" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("where", ["missing-folder", "proc", "folder"])
+def test_judge_file_unwritable_output_exits_2_before_any_model_call(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [{"instruction": "1?", "response": "answer=2"}])
+    out = {
+        "missing-folder": tmp_path / "no" / "such" / "out.jsonl",
+        "proc": Path("/proc/spri-out.jsonl"),
+        "folder": tmp_path,
+    }[where]
+    assert main(["judge", str(source), "-o", str(out)]) == 2
+    assert one_line_error(capsys).startswith("spri: error: -o: ")
+    assert judge.model.calls == [] and not (out.exists() and out.is_file())

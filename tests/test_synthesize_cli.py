@@ -14,12 +14,11 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from spri_graph.cli import _SynthesisProgress
+from spri_graph.cli.progress import Progress
 
 QUESTION = re.compile(r"Question: (.+?)(?:\]|\n|$)")
 
@@ -330,16 +329,64 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_bar_shows_done_failed_rate_and_eta() -> None:
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """A clock for the progress bar that moves only when the test moves it."""
+    now = [1000.0]
+    monkeypatch.setattr("tqdm.std.time", lambda: now[0])
+    return now
+
+
+def test_progress_bar_shows_done_failed_rate_and_eta(clock: list[float]) -> None:
     stream = _Terminal()
-    progress = _SynthesisProgress(stream)
-    report = SimpleNamespace(completed=30, failed=2, todo=64, remaining=32, rate=16.0)
-    progress(report)
-    progress.end()
+    with Progress(desc="synthesize", stream=stream) as progress:
+        clock[0] += 2.0
+        progress.update(32, failed=2, total=64)
     text = stream.getvalue()
-    assert text.startswith("\r[###")
-    assert "32/64 done, 2 failed, 16.0 records/s, ETA 0:00:02" in text
+    assert text.startswith("\rsynthesize:")
+    assert re.search(r"32/64 \[00:02<00:02, 16\.00record/s, 2 failed\]", text), text
     assert text.endswith("\n")
+
+
+def test_progress_of_a_slow_run_shows_seconds_per_record(clock: list[float]) -> None:
+    stream = _Terminal()
+    with Progress(desc="synthesize", stream=stream) as progress:
+        for done in (1, 2, 3):
+            clock[0] += 40.0
+            progress.update(done, total=5)
+    last = stream.getvalue().rsplit("\r", 1)[-1]
+    assert "3/5 [02:00<01:20, 40.00s/record]" in last, last
+    assert "record/s" not in last
+
+
+def test_progress_in_a_log_is_a_line_every_interval(clock: list[float]) -> None:
+    stream = io.StringIO()
+    with Progress(desc="judge", total=100, stream=stream, log_interval=30) as progress:
+        for done in range(1, 101):
+            clock[0] += 1.0
+            progress.update(done, failed=done // 50)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "\r" not in stream.getvalue()
+    assert "30/100" in lines[0] and "60/100" in lines[1] and lines[1].endswith("1 failed]")
+
+
+def test_unwritable_outputs_exit_2_before_any_model_call(
+    server: ChatServer, tmp_path: Path
+) -> None:
+    src = write_input(tmp_path / "in.jsonl", 3)
+    for out, extra, where in [
+        (tmp_path / "missing" / "out.jsonl", [], "-o"),
+        (Path("/sys/spri-sft.jsonl"), [], "-o"),
+        (tmp_path / "out.jsonl", ["--errors", "/proc/spri-errors.jsonl"], "--errors"),
+    ]:
+        started = time.monotonic()
+        done = run_cli(synthesize_args(server, src, out, *extra))
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"spri: error: {where}: "), done.stderr
+        assert done.stderr.count("\n") == 1
+        assert time.monotonic() - started < 60  # no model call, no retries
+        assert not out.exists()
+    assert server.requests == 0
 
 
 @pytest.mark.integration

@@ -1,0 +1,64 @@
+"""The ``spri`` command line.
+
+One module per subcommand (``align``, ``judge``, ``agreement``, ``synthesize``), each
+registering itself with :func:`~spri_graph.cli.common.command`; what they share lives in
+:mod:`spri_graph.cli.common`, and the progress bar in :mod:`spri_graph.cli.progress`.
+
+Errors are one readable line on stderr and a non-zero exit code, never a traceback:
+2 for bad arguments or input, 1 for failures while running (e.g. an unreachable server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from spri_graph.cli import agreement, align, judge, synthesize  # noqa: F401 - registration
+from spri_graph.cli.common import COMMANDS, CLIError, CLIParser
+
+__all__ = ["CLIError", "build_parser", "main"]
+
+_ORDER = ("align", "judge", "agreement", "synthesize")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``spri`` argument parser with every subcommand.
+
+    Example:
+        >>> build_parser().parse_args(["agreement", "scores.jsonl"]).human
+        'human_score'
+    """
+    from spri_graph import __version__
+
+    parser = CLIParser(
+        prog="spri",
+        description="SPRI for LangGraph: situated principles, aligned responses, "
+        "instance-specific rubrics and SFT data synthesis.",
+    )
+    parser.add_argument("--version", action="version", version=f"spri-graph {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CLIParser)
+    sub.required = True
+    last = len(_ORDER)
+    for name in sorted(COMMANDS, key=lambda n: (_ORDER.index(n) if n in _ORDER else last, n)):
+        COMMANDS[name](sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``spri`` command line; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"spri: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print("spri: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError) as exc:
+        print(f"spri: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+        print(f"spri: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

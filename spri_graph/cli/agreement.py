@@ -1,0 +1,73 @@
+"""``spri agreement``: how well judge scores agree with human scores."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from spri_graph.cli.common import CLIError, bad_lines, command, positive_int, read_records
+
+__all__: list[str] = []
+
+
+@command("agreement")
+def _add_agreement(sub: Any) -> None:
+    parser = sub.add_parser(
+        "agreement",
+        help="agreement between judge scores and human scores in a JSONL file",
+        description="Pearson, Spearman, mean absolute error and Krippendorff's alpha (ordinal) "
+        "between two score columns, overall and per group. Pairs with a missing or unreadable "
+        "score are dropped and counted. Needs the 'metrics' extra.",
+    )
+    parser.add_argument("file", metavar="FILE.jsonl", help="one JSON object per line")
+    parser.add_argument(
+        "--human", default="human_score", metavar="COLUMN", help="default: human_score"
+    )
+    parser.add_argument(
+        "--pred", default="judge_score", metavar="COLUMN", help="default: judge_score"
+    )
+    parser.add_argument("--by", metavar="COLUMN", help="group by this column")
+    parser.add_argument(
+        "--parse",
+        action="store_true",
+        help="--pred holds raw judge output: read its score with parse_judgment",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON (full precision)")
+    parser.add_argument(
+        "--digits",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="decimals in the table (default: 3)",
+    )
+    parser.set_defaults(func=_run_agreement)
+
+
+def _run_agreement(args: argparse.Namespace) -> int:
+    import json
+
+    from spri_graph.metrics import agreement_by
+
+    problems: list[tuple[int, str]] = []
+    rows = [record for _, record in read_records(args.file, problems)]
+    if problems:
+        raise bad_lines(args.file, problems)
+    try:
+        table = agreement_by(rows, human=args.human, pred=args.pred, by=args.by, parse=args.parse)
+    except ImportError as exc:
+        raise CLIError(str(exc), code=1) from None
+    except ValueError as exc:
+        raise CLIError(f"{args.file}: {exc}", code=2) from None
+    if args.json:
+        report = {"file": args.file, "human": args.human, "pred": args.pred, "records": len(rows)}
+        print(json.dumps({**report, **table.as_dict()}, indent=2))
+        return 0
+    grouping = f" by {args.by}" if args.by else ""
+    print(f"{args.file}: {args.human} vs {args.pred}{grouping} ({len(rows)} records)")
+    print(table.format(args.digits))
+    overall = table.overall
+    print(
+        f"dropped {overall.dropped} of {len(rows)} pairs without a readable score "
+        f"(human: {overall.unreadable_human}, {args.pred}: {overall.unreadable_pred})"
+    )
+    return 0
