@@ -7,14 +7,18 @@
 
 * ``spri`` - situated principles, then a response aligned to them;
 * ``principles`` - the principles stage alone;
-* ``judge`` - an instance-specific rubric, then a refined grading of a response.
+* ``judge`` - an instance-specific rubric, then a refined grading of a response;
+* ``agent`` - a ``create_agent`` agent with two offline tools (:func:`calculator`,
+  :func:`convert_units`) and :class:`~spri_graph.SPRIMiddleware`: principles for each user
+  turn in its system message, and its final answer critiqued and refined against them.
 
 The model is ``$SPRI_MODEL`` when set, else the embedded local model, which loads on the
 first model call, not at import. Per-run settings come from the graphs' context
 (:class:`~spri_graph.SPRIContext`: ``model``, ``critic_model``, ``threshold``,
 ``max_iterations``): Studio shows them as assistant settings, and a run can change them
-with ``context={...}``. To keep the dev server fully offline, also set
-``LANGGRAPH_CLI_NO_ANALYTICS=1`` and ``LANGGRAPH_NO_VERSION_CHECK=true``.
+with ``context={...}``. The agent's input is ``{"messages": [...]}`` and its context an
+:class:`AgentContext` (a ``goal`` for the principle writer). To keep the dev server fully
+offline, also set ``LANGGRAPH_CLI_NO_ANALYTICS=1`` and ``LANGGRAPH_NO_VERSION_CHECK=true``.
 
 Example:
     >>> from spri_graph.graphs import spri
@@ -23,14 +27,36 @@ Example:
     >>> spri.invoke(  # doctest: +SKIP
     ...     {"query": "Tips for a first marathon?"}, context={"max_iterations": 2}
     ... )
+    >>> from spri_graph.graphs import calculator, convert_units
+    >>> calculator.invoke({"expression": "12 * (3 + 4.5)"})
+    '90'
+    >>> convert_units.invoke({"value": 10, "from_unit": "km", "to_unit": "mi"})
+    '6.21371 mi'
 """
 
 from __future__ import annotations
 
+import ast
+import operator
+from dataclasses import dataclass
+
+from langchain.agents import create_agent
+from langchain_core.tools import tool
+
 from spri_graph.judge import create_judge_graph
+from spri_graph.middleware import SPRIMiddleware
+from spri_graph.models import resolve_model
 from spri_graph.spri import create_principles_graph, create_spri_graph
 
-__all__ = ["judge", "principles", "spri"]
+__all__ = [
+    "AgentContext",
+    "agent",
+    "calculator",
+    "convert_units",
+    "judge",
+    "principles",
+    "spri",
+]
 
 spri = create_spri_graph().compile(name="spri")
 """The SPRI graph: principles, then a response guided by them."""
@@ -40,3 +66,110 @@ principles = create_principles_graph().compile(name="principles")
 
 judge = create_judge_graph().compile(name="judge")
 """The SPRI judge: a rubric for the instruction, then a grading of the response with it."""
+
+
+_OPERATORS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+
+
+def _evaluate(node: ast.AST) -> float:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 100:
+            raise ValueError("exponent too large")
+        return _OPERATORS[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
+        return _OPERATORS[type(node.op)](_evaluate(node.operand))
+    raise ValueError(f"unsupported expression: {ast.dump(node)[:60]}")
+
+
+@tool
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression: numbers, + - * / // % ** and parentheses.
+
+    Example: "12 * (3 + 4.5)".
+    """
+    try:
+        value = _evaluate(ast.parse(expression, mode="eval"))
+    except (SyntaxError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        return f"Error: {exc}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# Factors to a base unit per dimension: metres, kilograms, litres.
+_UNITS = {
+    "m": ("length", 1.0),
+    "km": ("length", 1000.0),
+    "cm": ("length", 0.01),
+    "mi": ("length", 1609.344),
+    "ft": ("length", 0.3048),
+    "in": ("length", 0.0254),
+    "kg": ("mass", 1.0),
+    "g": ("mass", 0.001),
+    "lb": ("mass", 0.45359237),
+    "oz": ("mass", 0.028349523125),
+    "l": ("volume", 1.0),
+    "ml": ("volume", 0.001),
+    "gal": ("volume", 3.785411784),
+}
+
+
+@tool
+def convert_units(value: float, from_unit: str, to_unit: str) -> str:
+    """Convert a length, mass, volume or temperature from one unit to another.
+
+    Units: m, km, cm, mi, ft, in; kg, g, lb, oz; l, ml, gal; c, f, k (temperatures).
+    """
+    source, target = from_unit.strip().lower(), to_unit.strip().lower()
+    temperatures = {"c": (1.0, 0.0), "f": (5 / 9, -32.0), "k": (1.0, -273.15)}
+    if source in temperatures and target in temperatures:
+        scale, offset = temperatures[source]
+        celsius = (value + offset) * scale
+        scale, offset = temperatures[target]
+        return f"{celsius / scale - offset:g} {to_unit}"
+    if source not in _UNITS or target not in _UNITS:
+        return f"Error: unknown unit {source if source not in _UNITS else target!r}"
+    (kind, factor), (target_kind, target_factor) = _UNITS[source], _UNITS[target]
+    if kind != target_kind:
+        return f"Error: cannot convert {kind} to {target_kind}"
+    return f"{value * factor / target_factor:g} {to_unit}"
+
+
+@dataclass
+class AgentContext:
+    """Per-run settings of the ``agent`` graph.
+
+    Attributes:
+        goal: What the answer should achieve; the principle writer takes it into account.
+    """
+
+    goal: str | None = None
+
+
+_MODEL = resolve_model(None)
+
+agent = create_agent(
+    _MODEL,
+    tools=[calculator, convert_units],
+    system_prompt=(
+        "You are a helpful assistant. Use the calculator for arithmetic and convert_units "
+        "for unit conversions, then answer in a few sentences."
+    ),
+    middleware=[SPRIMiddleware(_MODEL, max_iterations=2, refine_answer=True)],
+    context_schema=AgentContext,
+    name="agent",
+)
+"""A tool-using agent whose turns are steered by SPRI principles."""

@@ -41,7 +41,7 @@ def test_langgraph_json_serves_the_compiled_graphs() -> None:
     config = json.loads(CONFIG.read_text())
     assert config["dependencies"] == ["."]
     graphs = config["graphs"]
-    assert set(graphs) == {"spri", "principles", "judge"}
+    assert set(graphs) == {"spri", "principles", "judge", "agent"}
     for graph_id, spec in graphs.items():
         path, variable = spec.rsplit(":", 1)
         assert (ROOT / path).resolve() == ROOT / "spri_graph" / "graphs.py", graph_id
@@ -59,6 +59,15 @@ def test_graph_schemas_render_for_studio(factory: Any) -> None:
     context = graph.get_context_jsonschema()["properties"]
     assert set(context) == SETTINGS
     assert context["max_iterations"]["anyOf"][0]["type"] == "integer"
+
+
+def test_agent_graph_schemas_render_for_studio() -> None:
+    from spri_graph.graphs import agent
+
+    assert set(agent.get_input_jsonschema()["properties"]) == {"messages"}
+    output = set(agent.get_output_jsonschema()["properties"])
+    assert {"messages", "spri_principles", "spri_response_critiques", "spri_usage"} <= output
+    assert set(agent.get_context_jsonschema()["properties"]) == {"goal"}
 
 
 def test_judge_graph_schemas_render_for_studio() -> None:
@@ -90,6 +99,8 @@ IMPORT_CHECK = textwrap.dedent(
         "principles_nodes": sorted(graphs.principles.get_graph().nodes),
         "names": [graphs.spri.name, graphs.principles.name, graphs.judge.name],
         "judge_context": sorted(graphs.judge.get_context_jsonschema()["properties"]),
+        "agent_nodes": sorted(graphs.agent.get_graph().nodes),
+        "agent_name": graphs.agent.name,
     }
     try:
         graphs.spri.invoke({"query": "Q?"}, context={"max_iterations": 1})
@@ -118,6 +129,10 @@ def test_importing_the_graphs_loads_no_model() -> None:
     assert set(report["judge_context"]) == SETTINGS
     assert {"prepare", "principles_draft", "response_draft", "finalize"} <= set(report["nodes"])
     assert "response_draft" not in report["principles_nodes"]
+    assert report["agent_name"] == "agent"
+    assert {"model", "tools", "SPRIMiddleware.before_agent", "SPRIMiddleware.after_model"} <= set(
+        report["agent_nodes"]
+    )
     assert set(report["context"]) == SETTINGS
     # The first run is what loads the model (refused here, so the run fails).
     assert report["after_run"] >= 1
@@ -409,4 +424,53 @@ def test_dev_server_principles_and_judge_graphs_and_bad_context(dev_server: DevS
     assert "threshold must be an integer from 1 to 5, got 9" in json.dumps(errors[0])
     # The bad setting stopped the run before any model call.
     assert not bad["state"]["values"].get("principles")
+    assert dev_server.recorder.connections == []
+
+
+AGENT_QUESTION = "I run 5 km every morning. How many miles is that in a week?"
+
+
+@pytest.mark.integration
+def test_dev_server_runs_the_agent_on_the_local_model(dev_server: DevServer) -> None:
+    from langgraph_sdk import get_client
+
+    async def schemas() -> dict[str, Any]:
+        client = get_client(url=dev_server.url)
+        (assistant,) = await client.assistants.search(
+            graph_id="agent", metadata={"created_by": "system"}
+        )
+        return await client.assistants.get_schemas(assistant["assistant_id"])
+
+    schema = asyncio.run(schemas())
+    assert set(schema["input_schema"]["properties"]) == {"messages"}
+    assert "spri_principles" in schema["output_schema"]["properties"]
+    assert set(schema["context_schema"]["properties"]) == {"goal"}
+
+    inputs = {"messages": [{"role": "user", "content": AGENT_QUESTION}]}
+    result = asyncio.run(stream_run(dev_server.url, "agent", inputs, {"goal": "Be brief."}))
+    events, state = result["events"], result["state"]
+    assert [kind for kind, _ in events if kind == "error"] == [], events
+    assert state["next"] == []
+    nodes = [next(iter(data)) for kind, data in events if kind == "updates"]
+    assert nodes[0] == "SPRIMiddleware.before_agent"
+    assert nodes.count("SPRIMiddleware.before_agent") == 1
+    assert "model" in nodes and nodes[-1] == "SPRIMiddleware.after_model"
+
+    values = state["values"]
+    messages = values["messages"]
+    assert messages[0]["type"] == "human" and messages[0]["content"] == AGENT_QUESTION
+    final = messages[-1]
+    assert final["type"] == "ai" and not final.get("tool_calls")
+    assert isinstance(final["content"], str) and final["content"].strip()
+    # Principles for the turn (stored, not in the conversation), each stage critiqued.
+    assert values["spri_principles"].strip()
+    assert not any(m["type"] == "system" for m in messages)
+    for key in ("spri_principle_critiques", "spri_response_critiques"):
+        critiques = values[key]
+        assert 1 <= len(critiques) <= 2, critiques  # the agent's SPRI runs max_iterations=2
+        assert all(c["score"] in {1, 2, 3, 4, 5} for c in critiques), critiques
+    usage = values["spri_usage"]
+    assert usage["principles"]["critic_calls"] == len(values["spri_principle_critiques"])
+    assert usage["response"]["critic_calls"] == len(values["spri_response_critiques"])
+    assert "spri_turn" not in values or values["spri_turn"]["query"] == AGENT_QUESTION
     assert dev_server.recorder.connections == []
