@@ -26,7 +26,7 @@ from spri_graph.judgment import (
     clean_feedback,
     parse_judgment,
     quoted_texts,
-    read_score,
+    read_grading,
     without,
 )
 
@@ -145,7 +145,7 @@ def parse_critique(
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     scale = check_scale(scale)
-    reading = read_score(
+    reading = read_grading(
         text, critique_markers(scale), scale=scale, integer=True, quoted=quoted_texts(quoted)
     )
     score = None if reading.score is None else int(reading.score)

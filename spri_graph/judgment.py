@@ -97,7 +97,7 @@ class Marker:
 
 @dataclass(frozen=True)
 class Reading:
-    """What :func:`read_score` found: the score, the match it came from, later scores."""
+    """What :func:`read_grading` found: the score, the match it came from, later scores."""
 
     score: float | None
     match: re.Match[str] | None
@@ -133,7 +133,7 @@ def _matches(
     return [m for m in pattern.finditer(text) if not any(s <= m.start() < e for s, e in spans)]
 
 
-def read_score(
+def read_grading(
     text: str,
     markers: Sequence[Marker],
     *,
@@ -418,7 +418,7 @@ def parse_judgment(
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     scale = check_scale(scale)
-    reading = read_score(
+    reading = read_grading(
         text, judgment_markers(scale), scale=scale, integer=False, quoted=quoted_texts(quoted)
     )
     # The feedback of the grading read: the last block before its score, else the first.
