@@ -57,3 +57,48 @@ def test_evaluator_in_a_langsmith_evaluation_loop() -> None:
     for row in rows:
         assert set(row) == {"question", "spri_rubric_score", "vanilla_score"}
         assert row["vanilla_score"] == row["spri_rubric_score"] == 4.0
+
+
+def test_agent_middleware_with_and_without_answer_refinement(capsys) -> None:
+    example = load("agent_middleware")
+
+    def tool_call(name: str, **args: float) -> AIMessage:
+        return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call-{name}"}])
+
+    turn = [
+        "1. Give the weekly total in miles.",  # principles, accepted at once
+        "Feedback: Clear. [RESULT] 5",
+        tool_call("km_to_miles", km=12),
+        tool_call("multiply", a=7.456, b=7),
+        "About 52.2 miles.",
+    ]
+    model = ScriptedChatModel(
+        [
+            *turn,
+            *turn,
+            "Feedback: Shows no steps. [RESULT] 2",  # the second run critiques the answer
+            "12 km is 7.456 miles a day, so about 52.2 miles a week.",
+            "Feedback: Follows them. [RESULT] 5",
+        ]
+    )
+    plain, refined = example.main("I cycle 12 km a day. How many miles a week?", model)
+
+    assert plain["messages"][-1].content == "About 52.2 miles."
+    assert [m.content for m in plain["messages"] if m.type == "tool"] == ["7.456", "52.192"]
+    assert "spri_response_critiques" not in plain
+    assert refined["messages"][-1].content.startswith("12 km is 7.456 miles a day")
+    assert [c.score for c in refined["spri_response_critiques"]] == [2, 5]
+    assert model.remaining == 0
+    # Every agent call of a turn had the principles in its system message.
+    agent_calls = [c for c in model.calls if c["tools"]]
+    assert len(agent_calls) == 6
+    assert all("1. Give the weekly total" in c["messages"][0].content for c in agent_calls)
+
+    printed = capsys.readouterr().out
+    assert "state keys: spri_principle_critiques, spri_principles, spri_usage\n" in printed
+    assert (
+        "state keys: spri_principle_critiques, spri_principles, spri_response_critiques, "
+        "spri_usage\n" in printed
+    )
+    assert "usage[principles]: 1 model calls, 1 critic calls" in printed
+    assert "usage[response]: 1 model calls, 2 critic calls" in printed
