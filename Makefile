@@ -5,8 +5,12 @@ PYTHON ?= $(shell PYENV_VERSION=3.12 python3.12 -c 'import sys; print(sys.execut
 VENV := .venv
 BIN := $(VENV)/bin
 QUESTION ?= How do I tell my team I am burning out?
+# Test processes (pytest-xdist): one per core by default. Tests sharing a server stay together
+# (--dist loadgroup, see tests/conftest.py); the 15 slowest tests are listed at the end.
+WORKERS ?= auto
+PYTEST_ARGS ?=
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint typecheck format dist bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,20 +27,30 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-local
 	$(BIN)/spri align "$(QUESTION)"
 
+# Every test: unit tests, doctests, notebooks, integration.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check spri_graph tests benchmarks examples
 	$(BIN)/ruff format --check spri_graph tests benchmarks examples
+	$(BIN)/python -m mypy
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/python -m mypy
 
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff format spri_graph tests benchmarks examples
 	$(BIN)/ruff check --fix spri_graph tests benchmarks examples
+
+# The sdist and the wheel built from it, in dist/ (tests/test_packaging.py installs such a wheel).
+dist: $(VENV)/.installed-dev
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/synthesis_throughput.py --records 2000 --latency 0.05 --concurrency 64
 	$(BIN)/python benchmarks/local_model.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache dist
