@@ -415,7 +415,7 @@ def test_judge_file_min_scored_sets_the_share_that_must_be_scored(
     assert capsys.readouterr().err.strip().endswith("; 2 with a readable score")
     assert main([*args, "--min-scored", "1.5"]) == 2
     assert "--min-scored: expected a fraction from 0 to 1, got 1.5" in one_line_error(capsys)
-    assert main(["judge", "--instruction", "Q", "--response", "A", "--min-scored", "1"]) == 2
+    assert main(["judge", "--instruction", "Q", "--response", "A", "--min-scored", "0"]) == 2
     assert "--min-scored needs FILE.jsonl" in one_line_error(capsys)
 
 

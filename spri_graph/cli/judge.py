@@ -107,8 +107,14 @@ def _check_judge_args(args: argparse.Namespace) -> None:
         if args.json:
             raise CLIError("--json is for one grading; FILE mode writes JSONL to -o")
     else:
-        for flag in ("--output", "--use-reference", "--no-progress", "--min-scored"):
-            if getattr(args, flag.lstrip("-").replace("-", "_")) not in (None, False):
+        file_only = {
+            "--output": args.output,
+            "--use-reference": args.use_reference,
+            "--no-progress": args.no_progress,
+            "--min-scored": args.min_scored is not None,
+        }
+        for flag, given in file_only.items():
+            if given:
                 raise CLIError(f"{flag} needs FILE.jsonl")
         for name in ("instruction", "response"):
             value = getattr(args, name)
