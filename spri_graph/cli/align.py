@@ -116,7 +116,7 @@ class _AlignView:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def block(self, text: str, indent: str = "  ") -> None:
+    def block(self, text: str | None, indent: str = "  ") -> None:
         lines = (text or "").strip().splitlines() or ["(empty)"]
         self.write("\n".join(indent + line if line.strip() else "" for line in lines))
 
@@ -214,6 +214,7 @@ def _run_align(args: argparse.Namespace) -> int:
         inputs["goal"] = goal
     state: dict[str, Any] = {}
     started = time.perf_counter()
+    chunk: Any
     try:
         for mode, chunk in graph.stream(inputs, stream_mode=["updates", "values"]):
             if mode == "values":

@@ -310,9 +310,9 @@ async def _grade_file(
     graph: Any, args: argparse.Namespace, concurrency: int, sink: _GradeSink
 ) -> None:
     """Grade every record of FILE (read again, lazily), ``concurrency`` at once."""
-    keys = ("instruction", "response", "reference_answer", "rubric")
-    if not args.use_reference:
-        keys = ("instruction", "response", "rubric")
+    keys = ["instruction", "response", "rubric"]
+    if args.use_reference:
+        keys.append("reference_answer")
 
     def to_input(record: Record) -> dict[str, Any]:
         return {key: record.value[key] for key in keys if record.value.get(key) is not None}
