@@ -11,17 +11,17 @@ scale, and markers copied from the quoted text do not count.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 from spri_graph.judgment import (
     DEFAULT_SCALE,
     Judgment,
     Marker,
-    OnScale,
     check_scale,
     clean_feedback,
     parse_judgment,
@@ -41,19 +41,92 @@ __all__ = [
 ]
 
 
-class Critique(OnScale):
+class Critique(dict[str, Any]):
     """One critique of a candidate: written feedback and an integer score on ``scale``.
 
-    ``score`` is ``None`` when the critic's output carried no readable score. Dumps leave
-    out the default ``(1, 5)`` scale.
+    ``score`` is ``None`` when the critic's output carried no readable score. A critique
+    is a ``dict`` with attribute access (``critique.score`` or ``critique["score"]``), so
+    graph states holding critiques checkpoint, cache and serialize as plain data: resuming
+    a thread from a persistent checkpointer needs no serializer allow-list. A critique
+    restored from a checkpoint is a plain dict; :meth:`of` turns it back.
+
+    Example:
+        >>> critique = Critique(feedback="Too vague.", score=2)
+        >>> critique.score, critique["feedback"]
+        (2, 'Too vague.')
+        >>> Critique.of({"feedback": "Too vague.", "score": 2}) == critique
+        True
     """
 
-    feedback: str = Field(description="Written feedback on the candidate.")
-    score: int | None = Field(
-        default=None, description="Integer score on the scale, from low (worst) to high (best)."
-    )
-    raw: str | None = Field(default=None, description="The critic's raw output, when text.")
-    scale: tuple[int, int] = Field(default=DEFAULT_SCALE, description="The (low, high) scale.")
+    def __init__(
+        self,
+        feedback: str = "",
+        score: int | None = None,
+        raw: str | None = None,
+        scale: Sequence[int] = DEFAULT_SCALE,
+    ) -> None:
+        low, high = check_scale(scale)
+        if not isinstance(feedback, str):
+            raise ValueError(f"feedback must be a string, got {type(feedback).__name__}")
+        if score is not None and (
+            isinstance(score, bool) or not isinstance(score, int) or not low <= score <= high
+        ):
+            raise ValueError(
+                f"score must be an integer within the scale {(low, high)}, got {score!r}"
+            )
+        if raw is not None and not isinstance(raw, str):
+            raise ValueError(f"raw must be a string or None, got {type(raw).__name__}")
+        super().__init__(feedback=feedback, score=score, raw=raw)
+        if (low, high) != DEFAULT_SCALE:
+            self["scale"] = [low, high]
+
+    @classmethod
+    def of(cls, value: Mapping[str, Any]) -> Critique:
+        """A :class:`Critique` from a critique or a mapping of its fields."""
+        if isinstance(value, Critique):
+            return value
+        if not isinstance(value, Mapping):
+            raise ValueError(f"a critique must be a mapping, got {type(value).__name__}")
+        fields = {k: value[k] for k in ("feedback", "score", "raw", "scale") if k in value}
+        return cls(**fields)
+
+    @property
+    def feedback(self) -> str:
+        """Written feedback on the candidate."""
+        return str(self["feedback"])
+
+    @property
+    def score(self) -> int | None:
+        """Integer score on the scale, from low (worst) to high (best); ``None`` if unread."""
+        return self.get("score")
+
+    @property
+    def raw(self) -> str | None:
+        """The critic's raw output, when it wrote text."""
+        return self.get("raw")
+
+    @property
+    def scale(self) -> tuple[int, int]:
+        """The ``(low, high)`` scale of the score."""
+        low, high = self.get("scale") or DEFAULT_SCALE
+        return (low, high)
+
+    def model_dump(self, *, exclude: Iterable[str] = (), **_: Any) -> dict[str, Any]:
+        """The fields as a plain dict (the default scale left out), like a pydantic dump."""
+        data: dict[str, Any] = {"feedback": self.feedback, "score": self.score, "raw": self.raw}
+        if self.scale != DEFAULT_SCALE:
+            data["scale"] = self.scale
+        return {k: v for k, v in data.items() if k not in set(exclude)}
+
+    def __repr__(self) -> str:
+        return f"Critique(feedback={self.feedback!r}, score={self.score!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """Validate as a dict of the fields and build a :class:`Critique` (for schemas)."""
+        return core_schema.no_info_after_validator_function(cls.of, handler(dict[str, Any]))
 
 
 class ScoredCritique(BaseModel):

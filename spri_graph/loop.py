@@ -199,7 +199,7 @@ def _draft_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
 
 def _critique_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
     _, critic = _models(loop)
-    critiques: list[Critique] = list(state.get(loop.critiques_key) or [])
+    critiques: list[Critique] = _critiques(state, loop)
     usage = (state.get("usage") or {}).get(loop.name) or empty_usage()
     iteration = len(critiques) + 1
     inputs = {
@@ -242,7 +242,7 @@ def _critique_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
 
 def _refine_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
     model, _ = _models(loop)
-    critiques: list[Critique] = list(state.get(loop.critiques_key) or [])
+    critiques: list[Critique] = _critiques(state, loop)
     usage = (state.get("usage") or {}).get(loop.name) or empty_usage()
     inputs = {
         **loop.prompt_inputs(state),
@@ -257,6 +257,11 @@ def _refine_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
     }
 
 
+def _critiques(state: Mapping[str, Any], loop: RefineLoop) -> list[Critique]:
+    """The loop's critiques so far (restored from a checkpoint they are plain dicts)."""
+    return [Critique.of(c) for c in state.get(loop.critiques_key) or []]
+
+
 def _decide(loop: RefineLoop, critiques: Sequence[Critique]) -> Literal["refine", "done"]:
     threshold, max_iterations = _settings(loop)
     last = critiques[-1] if critiques else None
@@ -269,7 +274,7 @@ def _decide(loop: RefineLoop, critiques: Sequence[Critique]) -> Literal["refine"
 
 def _router(loop: RefineLoop) -> Callable[[Mapping[str, Any]], Literal["refine", "done"]]:
     def route(state: Mapping[str, Any]) -> Literal["refine", "done"]:
-        return _decide(loop, state.get(loop.critiques_key) or [])
+        return _decide(loop, _critiques(state, loop))
 
     route.__name__ = f"route_{loop.name}"
     return route
@@ -311,7 +316,7 @@ def _speculative_router(
     loop: RefineLoop, ahead: RefineLoop
 ) -> Callable[[Mapping[str, Any]], Literal["refine", "done", "drafted"]]:
     def route(state: Mapping[str, Any]) -> Literal["refine", "done", "drafted"]:
-        decision = _decide(loop, state.get(loop.critiques_key) or [])
+        decision = _decide(loop, _critiques(state, loop))
         if decision == "done" and state.get(speculation_key(ahead)):
             return "drafted"
         return decision
@@ -346,7 +351,7 @@ def _cache_key(loop: RefineLoop, prompt: ChatPromptTemplate, step: str) -> Calla
         inputs = loop.prompt_inputs(state)
         if step != "draft":
             inputs["candidate"] = loop.render_candidate(state.get(loop.candidate_key))
-            critiques = list(state.get(loop.critiques_key) or [])
+            critiques = _critiques(state, loop)
             inputs["feedback"] = critiques[-1].feedback if critiques else ""
             inputs["critiques"] = [c.model_dump() for c in critiques]
             inputs["usage"] = (state.get("usage") or {}).get(loop.name)

@@ -11,6 +11,8 @@ from typing import Any
 
 from langgraph.types import interrupt
 
+from spri_graph.critique import Critique
+
 __all__ = ["review_principles"]
 
 _REVIEW_HOW = "Resume with True to approve, or with edited principles (a string)."
@@ -39,7 +41,9 @@ def review_principles(state: Mapping[str, Any]) -> dict[str, Any]:
     """
     request: dict[str, Any] = {
         "principles": state["principles"],
-        "principle_critiques": [c.model_dump() for c in state.get("principle_critiques", [])],
+        "principle_critiques": [
+            Critique.of(c).model_dump() for c in state.get("principle_critiques", [])
+        ],
         "instructions": _REVIEW_HOW,
     }
     decision = interrupt(request)

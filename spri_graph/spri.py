@@ -177,9 +177,14 @@ def _inputs(state: Mapping[str, Any], examples_section: str) -> dict[str, Any]:
 
 
 def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+    # Critiques restored from a checkpoint (after a review pause) are plain dicts.
+    update: dict[str, Any] = {
+        key: [Critique.of(c) for c in state.get(key) or []]
+        for key in ("principle_critiques", "response_critiques")
+    }
     if state.get("messages"):
-        return {"messages": [AIMessage(content=state["response"], name="spri")]}
-    return {}
+        update["messages"] = [AIMessage(content=state["response"], name="spri")]
+    return update
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,80 +15,8 @@ from spri_graph import create_spri_graph
 from spri_graph.critique import clean_text
 from tests.conftest import reference_dir
 from tests.fakes import ScriptedChatModel
-from tests.test_traces import SEEDS, _critiques, _series
-
-WASTED = "(a response to principles that were later refined)"
-
-
-def _prompt(messages: Sequence[BaseMessage]) -> str:
-    return str(messages[-1].content)
-
-
-def _between(text: str, start: str, end: str) -> str:
-    return clean_text(text.split(start, 1)[1].split(end, 1)[0])
-
-
-class _Replies:
-    """Replies chosen by the prompt: the candidate it quotes picks the trace's next item.
-
-    A candidate seen again (a trace may repeat itself) moves on to its next occurrence, in
-    the order the prompts arrive; sequential and speculative runs send them in one order.
-    """
-
-    def __init__(self, items: list[str]) -> None:
-        self.items = items
-        self.cleaned = [clean_text(item) for item in items]
-        self.seen: Counter[str] = Counter()
-
-    def position(self, candidate: str) -> int:
-        indexes = [i for i, text in enumerate(self.cleaned) if text == candidate]
-        assert indexes, f"candidate not in the trace: {candidate[:80]!r}"
-        k = self.seen[candidate]
-        self.seen[candidate] += 1
-        return indexes[min(k, len(indexes) - 1)]
-
-    def after(self, candidate: str) -> str:
-        return self.items[self.position(candidate) + 1]
-
-
-def prompt_keyed_models(trace: dict) -> tuple[ScriptedChatModel, ScriptedChatModel]:
-    """A base and a critic model whose replies depend on the prompt, not on call order."""
-    principles = _Replies(_series(trace, "principle_raw", "principle_refined_iter_"))
-    responses = _Replies(_series(trace, "init_response", "response_refined_iter_"))
-    critiqued_principles = _Replies(principles.items)
-    critiqued_responses = _Replies(responses.items)
-    p_crit = _critiques(trace, "principles_critique_iter_")
-    r_crit = _critiques(trace, "response_critique_iter_")
-    final_principles = clean_text(trace["principle_final"])
-    lock = threading.Lock()
-
-    def base(messages: Sequence[BaseMessage]) -> str:
-        text = _prompt(messages)
-        with lock:
-            if text.endswith("### Refined Principles:"):
-                return principles.after(_between(text, "### Principles: ", "\n### Feedback"))
-            if text.endswith("### Principles:"):
-                return principles.items[0]
-            if text.endswith("### Refined Response:"):
-                return responses.after(_between(text, "### Response: ", "\n### Feedback"))
-            assert text.endswith("### Response:"), text[-200:]
-            if _between(text, "### Principles: ", "\n\n### Response:") != final_principles:
-                return WASTED
-            return responses.items[0]
-
-    def critic(messages: Sequence[BaseMessage]) -> str:
-        text = _prompt(messages)
-        with lock:
-            if "### Principles to Evaluate:\n" in text:
-                candidate = _between(text, "### Principles to Evaluate:\n", "\n\n### Score")
-                return p_crit[critiqued_principles.position(candidate)]
-            candidate = _between(text, "### Response to Evaluate:\n", "\n\n### Score")
-            return r_crit[critiqued_responses.position(candidate)]
-
-    return (
-        ScriptedChatModel([base], cycle=True, name_="base"),
-        ScriptedChatModel([critic], cycle=True, name_="critic"),
-    )
+from tests.test_traces import SEEDS
+from tests.trace_models import prompt_keyed_models
 
 
 def _all_traces() -> Iterator[tuple[str, dict]]:
@@ -195,7 +121,7 @@ async def test_a_wasted_draft_does_not_hold_up_the_loop() -> None:
     drafts: list[str] = []
 
     def base(messages: Sequence[BaseMessage]) -> str:
-        text = _prompt(messages)
+        text = str(messages[-1].content)
         if text.endswith("### Response:"):
             drafts.append(text)
             if "v1" in text:
