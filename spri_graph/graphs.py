@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import ast
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from langchain.agents import create_agent
+from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import tool
 
 from spri_graph.judge import create_judge_graph
@@ -56,10 +59,15 @@ __all__ = [
     "judge",
     "principles",
     "spri",
+    "spri_review",
 ]
 
 spri = create_spri_graph().compile(name="spri")
 """The SPRI graph: principles, then a response guided by them."""
+
+spri_review = create_spri_graph(review_principles=True).compile(name="spri_review")
+"""The SPRI graph with human review: it pauses after the principles stage. Resume the
+thread with ``Command(resume=True)`` to approve them or with edited principles (a string)."""
 
 principles = create_principles_graph().compile(name="principles")
 """The principles stage alone."""
@@ -68,7 +76,7 @@ judge = create_judge_graph().compile(name="judge")
 """The SPRI judge: a rubric for the instruction, then a grading of the response with it."""
 
 
-_OPERATORS = {
+_OPERATORS: dict[type[ast.AST], Callable[..., float]] = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
     ast.Mult: operator.mul,
@@ -85,7 +93,7 @@ def _evaluate(node: ast.AST) -> float:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
+        return cast(float, node.value)
     if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > 100:
@@ -159,7 +167,7 @@ class AgentContext:
     goal: str | None = None
 
 
-_MODEL = resolve_model(None)
+_MODEL = cast(BaseChatModel, resolve_model(None))
 
 agent = create_agent(
     _MODEL,

@@ -15,7 +15,7 @@ The state keys it adds all start with ``spri_``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -91,7 +91,7 @@ class _AnswerState(TypedDict, total=False):
 class _Plan:
     """What a hook needs: at most one SPRI graph run, then the state update from its output."""
 
-    graph: CompiledStateGraph | None
+    graph: CompiledStateGraph[Any, Any, Any, Any] | None
     inputs: dict[str, Any]
     finish: Callable[[Mapping[str, Any]], dict[str, Any]]
 
@@ -171,9 +171,15 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
     ``spri_principle_critiques``, ``spri_response_critiques``, ``spri_usage`` (model calls
     and tokens of this turn, by stage) and the private ``spri_turn``. A ``goal`` in the
     agent's runtime context (a mapping or an object with a ``goal`` attribute) is given to
-    the principle writer. The SPRI calls run as nested graphs with the hook's config, so
-    they are traced under the agent's run and streamed with ``stream_mode="messages"``
-    (tagged ``spri:<stage>:<step>``); the SPRI settings do not read the agent's context.
+    the principle writer; the SPRI settings do not read the agent's context.
+
+    The SPRI calls run as nested graphs with the hook's config: they are traced under the
+    agent's run, and with ``stream_mode="messages"`` they stream only when
+    ``subgraphs=True`` (tagged ``spri:<stage>:<step>``), so the top-level stream carries
+    the agent's own messages. A refined answer replaces the draft under the draft's
+    message id: ``"values"`` and ``"updates"`` show the replacement, while ``"messages"``
+    has already streamed the draft. Checkpointers store :class:`~spri_graph.Critique`
+    objects in the state (see :func:`~spri_graph.create_spri_graph` on serializers).
 
     Args:
         model: Base model of the SPRI loops: a chat model, a model string (``"local"``,
@@ -234,8 +240,8 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         seed_examples: Sequence[SeedExample] | None = None,
         retry_policy: RetryPolicy | None = None,
         history: int = 6,
-        cache_policy: CachePolicy | None = None,
-        cache: BaseCache | None = None,
+        cache_policy: CachePolicy[Any] | None = None,
+        cache: BaseCache[Any] | None = None,
         stream_critiques: bool = True,
         principles: bool | str = True,
         refine_answer: bool = False,
@@ -378,7 +384,9 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         return handler(self._steer(request))
 
     async def awrap_model_call(
-        self, request: ModelRequest, handler: Callable[[ModelRequest], Any]
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
     ) -> ModelResponse:
         """Async :meth:`wrap_model_call`."""
         return await handler(self._steer(request))
@@ -399,7 +407,7 @@ def _answer_graph(
     settings: LoopSettings,
     prompts: Mapping[str, ChatPromptTemplate],
     critic_tags: tuple[str, ...],
-) -> CompiledStateGraph:
+) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The response loop, entered at its critique: the agent drafted the answer."""
     loop = RefineLoop(
         name="response",
@@ -417,7 +425,7 @@ def _answer_graph(
         critic_parse_retries=settings.critic_parse_retries,
         critic_tags=critic_tags,
     )
-    builder = StateGraph(_AnswerState, context_schema=SPRIContext)
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(_AnswerState, context_schema=SPRIContext)
     add_refine_loop(builder, loop, then=END, retry_policy=settings.policy)
     builder.add_edge(START, loop.nodes[1])
     return builder.compile(name="spri_answer")
