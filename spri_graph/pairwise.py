@@ -126,10 +126,14 @@ def sum_usage(usages: Iterable[StageUsage]) -> StageUsage:
         >>> sum_usage([one, one])["total_tokens"]
         18
     """
-    total = empty_usage()
-    for usage in usages:
-        total = StageUsage(**{key: total[key] + usage.get(key, 0) for key in total})  # type: ignore[literal-required]
-    return total
+    runs = list(usages)
+    return StageUsage(
+        model_calls=sum(usage["model_calls"] for usage in runs),
+        critic_calls=sum(usage["critic_calls"] for usage in runs),
+        input_tokens=sum(usage["input_tokens"] for usage in runs),
+        output_tokens=sum(usage["output_tokens"] for usage in runs),
+        total_tokens=sum(usage["total_tokens"] for usage in runs),
+    )
 
 
 class OrderVerdict(TypedDict):
@@ -149,7 +153,9 @@ class OrderVerdict(TypedDict):
     feedback: str
 
 
-def _add_verdicts(left: list[OrderVerdict] | None, right: list[OrderVerdict] | None) -> list:
+def _add_verdicts(
+    left: list[OrderVerdict] | None, right: list[OrderVerdict] | None
+) -> list[OrderVerdict]:
     merged = [*(left or []), *(right or [])]
     return sorted(merged, key=lambda v: (v["round"], ORDERS.index(v["order"])))
 
@@ -197,7 +203,7 @@ class PairwiseState(PairwiseInput, PairwiseOutput, total=False):
 # --------------------------------------------------------------------------- nodes
 
 
-def check_judge_output(judge_output: Any, model: Runnable) -> JudgeOutputMode:
+def check_judge_output(judge_output: Any, model: Runnable[Any, Any]) -> JudgeOutputMode:
     """Validate ``judge_output`` and apply its default (structured for the local model)."""
     if judge_output is None:
         return "structured" if is_local_model(model) else "text"
@@ -212,7 +218,7 @@ def _shown(state: Mapping[str, Any], order: str) -> tuple[str, str]:
 
 
 def _grade_step(
-    model: Runnable,
+    model: Runnable[Any, Any],
     prompt: ChatPromptTemplate,
     *,
     judge_output: JudgeOutputMode,
@@ -257,16 +263,17 @@ def _grade_step(
     return grade
 
 
-def _identical(state: Mapping[str, Any]) -> bool:
+def _identical(state: PairwiseState) -> bool:
     return state["response_a"].strip() == state["response_b"].strip()
 
 
-def _decide(state: Mapping[str, Any]) -> dict[str, Any]:
+def _decide(state: PairwiseState) -> dict[str, Any]:
     verdicts: list[OrderVerdict] = list(state.get("verdicts") or [])
     update: dict[str, Any] = {"usage": {"pairwise": sum_usage(state.get("pairwise_usage") or [])}}
     if not verdicts:  # identical responses: nothing to grade
         return {**update, "winner": "tie", "consistent": True, "verdicts": []}
     last = [v["winner"] for v in verdicts if v["round"] == verdicts[-1]["round"]]
+    winner: Winner | None
     if None in last:
         winner, consistent = None, False
     elif last[0] == last[1]:
@@ -276,18 +283,18 @@ def _decide(state: Mapping[str, Any]) -> dict[str, Any]:
     return {**update, "winner": winner, "consistent": consistent}
 
 
-def _sends(state: Mapping[str, Any], round_: int) -> list[Send]:
+def _sends(state: PairwiseState, round_: int) -> list[Send]:
     keys = ("instruction", "response_a", "response_b", "reference_answer", "rubric")
-    payload = {key: state[key] for key in keys if key in state}
+    payload = {key: value for key, value in state.items() if key in keys}
     return [Send("grade", {**payload, "order": order, "round": round_}) for order in ORDERS]
 
 
-def _after_rubric(state: Mapping[str, Any]) -> list[Send] | str:
+def _after_rubric(state: PairwiseState) -> list[Send] | str:
     return "decide" if _identical(state) else _sends(state, 1)
 
 
-def _reasker(on_disagreement: OnDisagreement) -> Callable[[Mapping[str, Any]], Any]:
-    def after_decide(state: Mapping[str, Any]) -> list[Send] | str:
+def _reasker(on_disagreement: OnDisagreement) -> Callable[[PairwiseState], list[Send] | str]:
+    def after_decide(state: PairwiseState) -> list[Send] | str:
         verdicts = state.get("verdicts") or []
         first_round = bool(verdicts) and verdicts[-1]["round"] == 1
         if on_disagreement == "reask" and first_round and not state.get("consistent"):
@@ -328,7 +335,7 @@ def create_pairwise_judge_graph(
     critic_parse_retries: int = 1,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
-) -> StateGraph:
+) -> StateGraph[PairwiseState, SPRIContext, PairwiseInput, PairwiseOutput]:
     r"""Create a pairwise judge: one refined rubric, then A vs B graded in both orders.
 
     The rubric stage is :func:`~spri_graph.create_rubric_graph` (drafted for the
@@ -428,7 +435,7 @@ def create_pairwise_judge_graph(
         with_response=False, reference_free=reference_free, rubric=None, rubric_from_input=False
     )
 
-    def prepare_pair(state: Mapping[str, Any]) -> dict[str, Any]:
+    def prepare_pair(state: PairwiseState) -> dict[str, Any]:
         responses = {key: text_field(state, key) for key in ("response_a", "response_b")}
         return {**prepare(state), **responses}
 

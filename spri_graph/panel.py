@@ -80,7 +80,9 @@ class PanelJudgment(TypedDict):
     usage: StageUsage
 
 
-def _add_judgments(left: list[PanelJudgment] | None, right: list[PanelJudgment] | None) -> list:
+def _add_judgments(
+    left: list[PanelJudgment] | None, right: list[PanelJudgment] | None
+) -> list[PanelJudgment]:
     return sorted([*(left or []), *(right or [])], key=lambda judgment: judgment["index"])
 
 
@@ -142,7 +144,9 @@ def aggregate_scores(
     return value if count * 2 > len(readable) else None
 
 
-def panel_agreement(human: Sequence[Any], outputs: Sequence[Mapping[str, Any]]) -> dict:
+def panel_agreement(
+    human: Sequence[Any], outputs: Sequence[Mapping[str, Any]]
+) -> dict[str, Agreement]:
     """Agreement with human scores of a panel and of each of its judges.
 
     Args:
@@ -166,7 +170,9 @@ def panel_agreement(human: Sequence[Any], outputs: Sequence[Mapping[str, Any]]) 
     result: dict[str, Agreement] = {
         "panel": agreement(human, [out.get("score") for out in outputs])
     }
-    judgments = next((out["judgments"] for out in outputs if out.get("judgments")), [])
+    judgments: list[Mapping[str, Any]] = next(
+        (out["judgments"] for out in outputs if out.get("judgments")), []
+    )
     names = Counter(judgment["judge"] for judgment in judgments)
     for i, judgment in enumerate(judgments):
         name = (
@@ -180,7 +186,7 @@ def panel_agreement(human: Sequence[Any], outputs: Sequence[Mapping[str, Any]]) 
 # --------------------------------------------------------------------------- nodes
 
 
-def _judge_name(spec: ModelSpec, model: Runnable) -> str:
+def _judge_name(spec: ModelSpec, model: Runnable[Any, Any]) -> str:
     if isinstance(spec, str):
         return spec
     for attribute in ("model_name", "model", "model_id", "name_"):
@@ -190,13 +196,13 @@ def _judge_name(spec: ModelSpec, model: Runnable) -> str:
     return type(model).__name__
 
 
-def _member_node(members: Sequence[Runnable], names: Sequence[str]) -> StepNode:
+def _member_node(members: Sequence[Runnable[Any, Any]], names: Sequence[str]) -> StepNode:
     """The node one ``Send`` per judge runs: that judge grades, or abstains if it fails."""
 
     def request(state: Mapping[str, Any]) -> dict[str, Any]:
         return {key: state[key] for key in _GRADED_KEYS if key in state}
 
-    def record(index: int, out: Mapping[str, Any], error: BaseException | None) -> dict:
+    def record(index: int, out: Mapping[str, Any], error: BaseException | None) -> dict[str, Any]:
         judgment = PanelJudgment(
             judge=names[index],
             index=index,
@@ -294,7 +300,7 @@ def create_judge_panel(
     critic_parse_retries: int = 1,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
-) -> StateGraph:
+) -> StateGraph[PanelState, SPRIContext, JudgeInput, PanelOutput]:
     r"""Create a panel of judges that grade with one instance-specific SPRI rubric.
 
     The rubric is written, critiqued and refined once per instance by ``rubric_model``
@@ -389,15 +395,14 @@ def create_judge_panel(
         input_schema=JudgeInput,
         output_schema=PanelOutput,
     )
-    builder.add_node(
-        "prepare",
-        judge_prepare(
-            with_response=True,
-            reference_free=reference_free,
-            rubric=None,
-            rubric_from_input=False,
-        ),
+    check_input = judge_prepare(
+        with_response=True, reference_free=reference_free, rubric=None, rubric_from_input=False
     )
+
+    def prepare(state: PanelState) -> dict[str, Any]:
+        return check_input(state)
+
+    builder.add_node("prepare", prepare)
     builder.add_node("rubric", rubric)
     builder.add_node("judge", _member_node(members, names))
     builder.add_node("aggregate", _aggregator(aggregate, needed))

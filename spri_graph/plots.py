@@ -37,17 +37,19 @@ PlotKind = Literal["scatter", "heatmap"]
 _OVERALL = "overall"
 
 
-def _matplotlib() -> Any:
+def _matplotlib() -> type[Figure]:
     try:
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure as FigureClass
     except ImportError as exc:
         raise ImportError(
             f"plots need the 'plot' extra: pip install 'spri-graph[plot]' ({exc})"
         ) from exc
-    return Figure
+    return FigureClass
 
 
-def _pairs(rows: Iterable[Mapping[str, Any]], human: str, pred: str, parse: bool) -> list:
+def _pairs(
+    rows: Iterable[Mapping[str, Any]], human: str, pred: str, parse: bool
+) -> list[tuple[float, float]]:
     pairs = []
     for row in rows:
         h, p = read_score(row.get(human)), read_score(row.get(pred), parse=parse)
@@ -145,9 +147,10 @@ def plot_agreement(
     table = agreement_by(rows, human=human, pred=pred, by=by, parse=parse)
     figure_class = _matplotlib()
     groups: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows if by is not None else ():
-        key = row.get(by)
-        groups.setdefault(MISSING_GROUP if key is None else str(key), []).append(row)
+    if by is not None:
+        for row in rows:
+            key = row.get(by)
+            groups.setdefault(MISSING_GROUP if key is None else str(key), []).append(row)
     panels = [(name, groups[name], metrics) for name, metrics in table.groups.items()]
     panels.append((_OVERALL, rows, table.overall))
     width = min(columns, len(panels))
