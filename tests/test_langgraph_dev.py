@@ -41,7 +41,7 @@ def test_langgraph_json_serves_the_compiled_graphs() -> None:
     config = json.loads(CONFIG.read_text())
     assert config["dependencies"] == ["."]
     graphs = config["graphs"]
-    assert set(graphs) == {"spri", "principles", "judge", "agent"}
+    assert set(graphs) == {"spri", "spri_review", "principles", "judge", "agent"}
     for graph_id, spec in graphs.items():
         path, variable = spec.rsplit(":", 1)
         assert (ROOT / path).resolve() == ROOT / "spri_graph" / "graphs.py", graph_id
@@ -333,6 +333,42 @@ def test_dev_server_exposes_graphs_and_settings(dev_server: DevServer) -> None:
     assert {"score", "rubric"} <= set(schemas["judge"]["output_schema"]["properties"])
     assert "response" in schemas["spri"]["output_schema"]["properties"]
     assert "response" not in schemas["principles"]["output_schema"]["properties"]
+
+
+@pytest.mark.integration
+def test_dev_server_review_graph_pauses_and_resumes_with_edited_principles(
+    dev_server: DevServer,
+) -> None:
+    from langgraph_sdk import get_client
+
+    edited = "1. Name the feeling plainly.\n2. Suggest one small next step."
+
+    async def main() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        client = get_client(url=dev_server.url)
+        thread = await client.threads.create()
+        context = {"threshold": 1, "max_iterations": 1}
+        await client.runs.wait(
+            thread["thread_id"], "spri_review", input={"query": QUERY}, context=context
+        )
+        paused = await client.threads.get_state(thread["thread_id"])
+        resumed = await client.runs.wait(
+            thread["thread_id"],
+            "spri_review",
+            command={"resume": edited},
+            context=context,
+        )
+        final = await client.threads.get_state(thread["thread_id"])
+        return paused, resumed, final
+
+    paused, resumed, final = asyncio.run(main())
+    assert paused["next"] == ["review_principles"]
+    (request,) = [i["value"] for task in paused["tasks"] for i in task["interrupts"]]
+    assert request["principles"] == paused["values"]["principles"]
+    assert request["principle_critiques"] and "instructions" in request
+    assert final["next"] == []
+    assert final["values"]["principles"] == edited
+    assert isinstance(final["values"]["response"], str) and final["values"]["response"].strip()
+    assert resumed["principles"] == edited
 
 
 @pytest.mark.integration
