@@ -27,9 +27,10 @@ __all__ = ["create_async_spri_evaluator", "create_spri_evaluator"]
 
 EvaluatorResult = dict[str, Any]
 
-_INSTRUCTION_KEYS = ("instruction", "question", "query", "input", "prompt")
-_RESPONSE_KEYS = ("response", "output", "answer", "outputs", "content")
-_REFERENCE_KEYS = ("reference_answer", "reference", "answer", "expected", "output", "response")
+# Where evaluator arguments usually hold the instruction, the response, the reference.
+INSTRUCTION_KEYS = ("instruction", "question", "query", "input", "prompt")
+RESPONSE_KEYS = ("response", "output", "answer", "outputs", "content")
+REFERENCE_KEYS = ("reference_answer", "reference", "answer", "expected", "output", "response")
 
 
 def _last_message(messages: Any, kind: type[BaseMessage], role: str) -> str | None:
@@ -44,8 +45,12 @@ def _last_message(messages: Any, kind: type[BaseMessage], role: str) -> str | No
     return None
 
 
-def _text(value: Any, *, field: str, key: str | None, keys: tuple[str, ...], role: str) -> Any:
-    """Find the text for ``field`` in an evaluator argument (a string or a dict)."""
+def find_text(value: Any, *, field: str, key: str | None, keys: tuple[str, ...], role: str) -> Any:
+    """Find the text for ``field`` in an evaluator argument (a string, a message or a dict).
+
+    In a dict: under ``key`` when given, else under the first of ``keys`` present, else in
+    the last message of ``role`` in ``messages``, else as the only value.
+    """
     if isinstance(value, str):
         return value
     if isinstance(value, BaseMessage):
@@ -109,19 +114,19 @@ def _build(
 
     def request(inputs: Any, outputs: Any, reference_outputs: Any) -> dict[str, Any]:
         state = {
-            "instruction": _text(
-                inputs, field="inputs", key=instruction_key, keys=_INSTRUCTION_KEYS, role="user"
+            "instruction": find_text(
+                inputs, field="inputs", key=instruction_key, keys=INSTRUCTION_KEYS, role="user"
             ),
-            "response": _text(
-                outputs, field="outputs", key=response_key, keys=_RESPONSE_KEYS, role="assistant"
+            "response": find_text(
+                outputs, field="outputs", key=response_key, keys=RESPONSE_KEYS, role="assistant"
             ),
         }
         if reference_outputs not in (None, {}, "") and (uses_reference or judge is not None):
-            state["reference_answer"] = _text(
+            state["reference_answer"] = find_text(
                 reference_outputs,
                 field="reference_outputs",
                 key=reference_key,
-                keys=_REFERENCE_KEYS,
+                keys=REFERENCE_KEYS,
                 role="assistant",
             )
         return state
