@@ -69,7 +69,7 @@ def report(title: str, out: dict[str, Any]) -> None:
     print("state keys:", ", ".join(sorted(key for key in out if key.startswith("spri_"))))
     for key in ("spri_principle_critiques", "spri_response_critiques"):
         if key in out:
-            print(f"{key}: scores {[c.score for c in out[key]]}")
+            print(f"{key}: scores {[c['score'] for c in out[key]]}")
     for stage, usage in out["spri_usage"].items():
         print(
             f"usage[{stage}]: {usage['model_calls']} model calls, "

@@ -178,8 +178,9 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
     ``subgraphs=True`` (tagged ``spri:<stage>:<step>``), so the top-level stream carries
     the agent's own messages. A refined answer replaces the draft under the draft's
     message id: ``"values"`` and ``"updates"`` show the replacement, while ``"messages"``
-    has already streamed the draft. Checkpointers store :class:`~spri_graph.Critique`
-    objects in the state (see :func:`~spri_graph.create_spri_graph` on serializers).
+    has already streamed the draft. Critiques are :class:`~spri_graph.Critique` (dicts
+    with attribute access); read back from a checkpoint they are plain dicts, which
+    ``Critique.of`` turns back.
 
     Args:
         model: Base model of the SPRI loops: a chat model, a model string (``"local"``,

@@ -339,6 +339,9 @@ def test_resume_after_human_review_keeps_the_turns_principles() -> None:
     assert all(PRINCIPLES in prompt for prompt in system_prompts(s.agent_model))
     assert (len(s.base.calls), len(s.critic.calls)) == (2, 3)
     assert out["spri_usage"]["principles"]["critic_calls"] == 1
+    # Critiques from before the pause come back from the checkpoint as plain data.
+    assert [c["score"] for c in out["spri_principle_critiques"]] == [5]
+    assert [c["score"] for c in out["spri_response_critiques"]] == [2, 5]
     assert out["messages"][-1].content == REFINED
     assert [m.content for m in out["messages"] if isinstance(m, ToolMessage)] == ["5", "10"]
 
