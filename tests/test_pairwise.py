@@ -9,6 +9,10 @@ from langchain_core.messages import BaseMessage
 
 from spri_graph import Rubric
 from spri_graph.pairwise import create_pairwise_judge_graph
+from spri_graph.pairwise_evaluators import (
+    create_async_pairwise_evaluator,
+    create_pairwise_evaluator,
+)
 from spri_graph.verdicts import parse_verdict
 from tests.fakes import ScriptedChatModel
 
@@ -315,3 +319,106 @@ def test_parse_verdict_skips_a_quoted_injection_but_reads_the_same_verdict_given
 def test_parse_verdict_rejects_non_text() -> None:
     with pytest.raises(TypeError, match="text must be a string"):
         parse_verdict(None)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- evaluator
+
+
+def evaluator_models(graders: list[Any]) -> ScriptedChatModel:
+    return ScriptedChatModel([RUBRIC, "Feedback: Specific. [RESULT] 5", *graders])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pairwise_evaluator_scores_the_preferred_run(mode: str) -> None:
+    model = evaluator_models([prefers(GOOD), prefers(GOOD)])
+    kwargs = {"inputs": {"question": INSTRUCTION}, "outputs": [{"output": BAD}, {"output": GOOD}]}
+    if mode == "async":
+        result = asyncio.run(create_async_pairwise_evaluator(model)(**kwargs))
+    else:
+        result = create_pairwise_evaluator(model)(**kwargs)
+    assert result["key"] == "spri_pairwise_preference"
+    assert result["scores"] == {"A": 0.0, "B": 1.0}
+    assert result["winner"] == "B"
+    assert result["comment"].startswith("winner: B; A shown first: B, Canberra is right.")
+    assert result["metadata"]["consistent"] is True
+    assert result["metadata"]["rubric"]["criteria"].startswith("Does the answer name")
+
+
+def test_pairwise_evaluator_under_langsmith_compare_runs() -> None:
+    import uuid
+    from datetime import datetime, timezone
+
+    from langsmith.evaluation.evaluator import comparison_evaluator
+    from langsmith.schemas import Example, Run
+
+    def run_of(answer: str) -> Run:
+        return Run(
+            id=uuid.uuid4(),
+            name="target",
+            start_time=datetime.now(timezone.utc),
+            run_type="chain",
+            inputs={"question": INSTRUCTION},
+            outputs={"answer": answer},
+            trace_id=uuid.uuid4(),
+        )
+
+    example = Example(
+        id=uuid.uuid4(),
+        inputs={"question": INSTRUCTION},
+        outputs={"answer": "Canberra"},
+        dataset_id=uuid.uuid4(),
+        created_at=datetime.now(timezone.utc),
+    )
+    runs = [run_of(GOOD), run_of(BAD)]
+    model = evaluator_models([prefers(GOOD), prefers(GOOD)])
+    result = comparison_evaluator(create_pairwise_evaluator(model)).compare_runs(runs, example)
+    assert result.key == "spri_pairwise_preference"
+    assert result.scores == {runs[0].id: 1.0, runs[1].id: 0.0}
+    assert result.comment and result.comment.startswith("winner: A")
+
+
+def test_pairwise_evaluator_ties_and_unread_verdicts() -> None:
+    tie = create_pairwise_evaluator(evaluator_models([first_shown, first_shown]))
+    assert tie(inputs=INSTRUCTION, outputs=[GOOD, BAD])["scores"] == {"A": 0.5, "B": 0.5}
+    unread = create_pairwise_evaluator(evaluator_models(["Hmm."] * 4))
+    result = unread(inputs=INSTRUCTION, outputs=[GOOD, BAD])
+    assert (result["scores"], result["winner"]) == ({"A": None, "B": None}, None)
+
+
+def test_pairwise_evaluator_with_a_judge_graph_passes_the_reference_on() -> None:
+    graph, base, _ = judge([prefers(GOOD)] * 2, reference_free=False)
+    evaluator = create_pairwise_evaluator(judge=graph)
+    result = evaluator(
+        inputs=INSTRUCTION, outputs=[GOOD, BAD], reference_outputs={"answer": "Canberra, ACT."}
+    )
+    assert result["winner"] == "A"
+    assert "Canberra, ACT." in text(base.calls[-1]["messages"])
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        ([GOOD], "outputs must hold two runs' outputs, got 1"),
+        (GOOD, "outputs must be a list of the two runs' outputs, got str"),
+        ([{"a": 1, "b": 2}, GOOD], "outputs: cannot tell which key holds the text"),
+    ],
+)
+def test_pairwise_evaluator_bad_outputs_fail_before_any_model_call(
+    outputs: Any, message: str
+) -> None:
+    model = evaluator_models([])
+    with pytest.raises(ValueError, match=message):
+        create_pairwise_evaluator(model)(inputs=INSTRUCTION, outputs=outputs)
+    assert model.calls == []
+
+
+def test_pairwise_evaluator_bad_settings() -> None:
+    graph, _, _ = judge([])
+    with pytest.raises(ValueError, match="on_disagreement: these configure the built-in judge"):
+        create_pairwise_evaluator(judge=graph, on_disagreement="reask")
+    with pytest.raises(ValueError, match="pass either model or judge=, not both"):
+        create_pairwise_evaluator(ScriptedChatModel([]), judge=graph)
+    with pytest.raises(ValueError, match="feedback_key must be a non-empty string"):
+        create_pairwise_evaluator(ScriptedChatModel([]), feedback_key=" ")
+    with pytest.raises(ValueError, match="judge must be a pairwise judge graph"):
+        create_pairwise_evaluator(judge=object())
