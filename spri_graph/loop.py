@@ -229,7 +229,8 @@ def _critique_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
                 critique = Critique(feedback=clean_text(text), score=None, raw=text)
         else:
             usage = add_usage(usage, result, critic=True)
-            critique = parse_critique(message_text(result))
+            # Markers the critic copied from the candidate are not its verdict.
+            critique = parse_critique(message_text(result), quoted=inputs["candidate"])
             if critique.score is None:
                 messages += [AIMessage(content=critique.raw or ""), HumanMessage(FORMAT_REMINDER)]
         if critique.score is not None:
