@@ -25,6 +25,13 @@ from spri_graph.metrics import Agreement, AgreementTable, agreement, agreement_b
 from spri_graph.middleware import SPRIMiddleware
 from spri_graph.models import resolve_model
 from spri_graph.nodes import StageUsage
+from spri_graph.pairwise import PairwiseInput, PairwiseOutput, create_pairwise_judge_graph
+from spri_graph.pairwise_evaluators import (
+    create_async_pairwise_evaluator,
+    create_pairwise_evaluator,
+)
+from spri_graph.panel import PanelOutput, create_judge_panel, panel_agreement
+from spri_graph.plots import plot_agreement
 from spri_graph.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
 from spri_graph.rubric import GENERIC_RUBRIC, Rubric, parse_rubric
 from spri_graph.settings import default_retry_policy, is_transient_error
@@ -45,6 +52,7 @@ from spri_graph.synthesis import (
     asynthesize,
     synthesize,
 )
+from spri_graph.verdicts import Verdict, parse_verdict
 
 __all__ = [
     "GENERIC_RUBRIC",
@@ -57,6 +65,9 @@ __all__ = [
     "JudgeInput",
     "JudgeOutput",
     "Judgment",
+    "PairwiseInput",
+    "PairwiseOutput",
+    "PanelOutput",
     "PrinciplesOutput",
     "RefineLoop",
     "RefineLoopState",
@@ -71,14 +82,19 @@ __all__ = [
     "StageUsage",
     "SynthesisInterrupted",
     "SynthesisReport",
+    "Verdict",
     "add_refine_loop",
     "agreement",
     "agreement_by",
     "aspri_events",
     "asynthesize",
+    "create_async_pairwise_evaluator",
     "create_async_spri_evaluator",
     "create_fixed_rubric_judge",
     "create_judge_graph",
+    "create_judge_panel",
+    "create_pairwise_evaluator",
+    "create_pairwise_judge_graph",
     "create_principles_graph",
     "create_refine_loop",
     "create_rubric_graph",
@@ -87,9 +103,12 @@ __all__ = [
     "create_vanilla_judge",
     "default_retry_policy",
     "is_transient_error",
+    "panel_agreement",
     "parse_critique",
     "parse_judgment",
     "parse_rubric",
+    "parse_verdict",
+    "plot_agreement",
     "resolve_model",
     "spri_events",
     "synthesize",
