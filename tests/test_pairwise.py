@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-from spri_graph import Rubric
-from spri_graph.pairwise import create_pairwise_judge_graph
-from spri_graph.pairwise_evaluators import (
+from spri_graph import (
+    Rubric,
     create_async_pairwise_evaluator,
     create_pairwise_evaluator,
+    create_pairwise_judge_graph,
+    parse_verdict,
 )
-from spri_graph.verdicts import parse_verdict
 from tests.fakes import ScriptedChatModel
 
 INSTRUCTION = "What is the capital of Australia?"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 
-from spri_graph import Rubric, create_spri_evaluator
-from spri_graph.panel import aggregate_scores, create_judge_panel, panel_agreement
+from spri_graph import Rubric, create_judge_panel, create_spri_evaluator, panel_agreement
+from spri_graph.panel import aggregate_scores
 from tests.fakes import ScriptedChatModel
 
 INSTRUCTION = "Name a prime number greater than 10."

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from spri_graph.plots import plot_agreement  # noqa: E402
+from spri_graph import plot_agreement  # noqa: E402
 from tests.conftest import reference_dir  # noqa: E402
 
 RECORDS = [
