@@ -2,11 +2,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path(os.environ.get("SPRI_REFERENCE", ROOT.parent / "shared" / "reference"))
+
+# Test modules whose tests share a module-scoped server or process pool (the fixture named
+# here). Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) each of these
+# modules runs whole on one worker, so its server starts once per run; the other tests are
+# handed out one at a time. (xdist's own ``xdist_group`` marks are not used: with pytest 9.2
+# and xdist 3.8 they are silently ignored, pytest-xdist#1386.)
+SHARED_SERVER_MODULES = {
+    "tests/test_langgraph_dev.py": "dev_server",
+    "tests/test_openai_server.py": "server_url",
+    "tests/test_ray.py": "ray_local",
+    "tests/test_packaging.py": "installed",
+}
 
 
 def reference_dir(name: str) -> Path:
@@ -41,3 +54,44 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("reference figures")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, hand out the slow tests first.
+
+    The slowest tests are the notebooks and the integration tests (the real local model, real
+    servers); started last, one of them would leave the other worker idle at the end.
+    """
+    shared = set(SHARED_SERVER_MODULES.values())
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        used = shared & set(getattr(item, "fixturenames", ()))
+        if used and SHARED_SERVER_MODULES.get(module) not in used:
+            raise pytest.UsageError(f"{item.nodeid}: add its module to SHARED_SERVER_MODULES")
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: 0 if is_slow(item) else 1)
+
+
+def is_slow(item: pytest.Item) -> bool:
+    """Notebooks, integration tests and tests on a shared server."""
+    return (
+        item.path.suffix == ".ipynb"
+        or item.get_closest_marker("integration") is not None
+        or item.nodeid.split("::", 1)[0] in SHARED_SERVER_MODULES
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup``: one work unit per test, or per module in SHARED_SERVER_MODULES."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SharedServerScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            module = nodeid.split("::", 1)[0]
+            return module if scope == nodeid and module in SHARED_SERVER_MODULES else scope
+
+    return SharedServerScheduling(config, log)
