@@ -9,79 +9,37 @@ rubric per instance). Both take the input and give the output of
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy
+from langgraph.types import CachePolicy, RetryPolicy
 
-from spri_graph.critique import parse_judgment
-from spri_graph.judge import (
+from spri_graph.caching import prompt_cache_policy
+from spri_graph.grading import JudgeOutputMode, grading_step
+from spri_graph.judge_base import (
     FixedRubricInput,
     JudgeInput,
     JudgeOutput,
+    JudgeSettings,
     JudgeState,
-    check_reference_free,
     finalize_judgment,
     judge_prepare,
-    judge_prompt_inputs,
 )
-from spri_graph.models import ModelSpec, resolve_model, resolve_model_cached
-from spri_graph.nodes import (
-    ModelCall,
-    Step,
-    StepNode,
-    add_usage,
-    context_value,
-    empty_usage,
-    message_text,
-    step_node,
-)
-from spri_graph.prompts import JUDGE_PROMPTS, resolve_prompts
-from spri_graph.rubric import GENERIC_RUBRIC, Rubric, coerce_rubric
-from spri_graph.settings import default_retry_policy
+from spri_graph.models import ModelSpec
+from spri_graph.nodes import step_node
+from spri_graph.prompts import JUDGE_PROMPTS
+from spri_graph.rubric import Rubric, coerce_rubric, generic_rubric
 from spri_graph.spri import SPRIContext
 
 __all__ = ["create_fixed_rubric_judge", "create_vanilla_judge"]
 
 
-def _grade_node(model: Runnable, prompt: ChatPromptTemplate, reference_free: bool) -> StepNode:
-    """One grading call: prompt -> model -> :func:`~spri_graph.parse_judgment`.
-
-    A one-step node like the refine loop's: the call carries the stage's run name and tags,
-    and a per-run ``model`` from the context replaces the factory's.
-    """
-    inputs = judge_prompt_inputs(reference_free)
-
-    def grade(state: Mapping[str, Any]) -> Step:
-        name = context_value("model")
-        runnable = resolve_model_cached(name, field="model") if name else model
-        messages = prompt.format_messages(**inputs(state))
-        message = yield ModelCall.for_stage(runnable, messages, stage="judgment", step="grade")
-        return {
-            "judgment": parse_judgment(message_text(message)),
-            "usage": {"judgment": add_usage(empty_usage(), message, critic=False)},
-        }
-
-    return step_node("grade", grade)
-
-
 def _build_single(
-    model: ModelSpec,
-    *,
-    rubric: Rubric | None,
-    rubric_from_input: bool,
-    reference_free: bool,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None,
-    retry_policy: RetryPolicy | None,
+    settings: JudgeSettings, *, rubric: Rubric | None, rubric_from_input: bool
 ) -> StateGraph:
-    check_reference_free(reference_free)
-    prompt = resolve_prompts({"judgment_draft": JUDGE_PROMPTS["judgment_draft"]}, prompts)[
-        "judgment_draft"
-    ]
-    base = resolve_model(model, field="model")
-    policy = default_retry_policy() if retry_policy is None else retry_policy
+    """``prepare -> grade -> finalize``: one grading call, a one-step node."""
+    prompt = settings.prompts["judgment_draft"]
+    inputs = settings.prompt_inputs()
     builder = StateGraph(
         JudgeState,
         context_schema=SPRIContext,
@@ -92,12 +50,33 @@ def _build_single(
         "prepare",
         judge_prepare(
             with_response=True,
-            reference_free=reference_free,
+            reference_free=settings.reference_free,
             rubric=rubric,
             rubric_from_input=rubric_from_input,
+            scale=settings.scale,
         ),
     )
-    builder.add_node("grade", _grade_node(base, prompt, reference_free), retry_policy=policy)
+    grade = grading_step(
+        settings.models.base,
+        prompt,
+        inputs,
+        scale=settings.scale,
+        judge_output=settings.judge_output,
+    )
+    cache_policy = prompt_cache_policy(
+        settings.cache_policy,
+        node="grade",
+        model=settings.models.base,
+        prompt=prompt,
+        prompt_inputs=inputs,
+        extra=[settings.judge_output, list(settings.scale)],
+    )
+    builder.add_node(
+        "grade",
+        step_node("grade", grade),
+        retry_policy=settings.loop.policy,
+        cache_policy=cache_policy,
+    )
     builder.add_node("finalize", finalize_judgment)
     builder.add_edge(START, "prepare")
     builder.add_edge("prepare", "grade")
@@ -106,22 +85,52 @@ def _build_single(
     return builder
 
 
+def _settings(
+    model: ModelSpec,
+    *,
+    scale: tuple[int, int],
+    judge_output: JudgeOutputMode | None,
+    reference_free: bool,
+    prompts: Mapping[str, ChatPromptTemplate | str] | None,
+    retry_policy: RetryPolicy | None,
+    cache_policy: CachePolicy | None,
+) -> JudgeSettings:
+    return JudgeSettings.create(
+        model,
+        scale=scale,
+        judge_output=judge_output,
+        reference_free=reference_free,
+        prompts=prompts,
+        default_prompts={"judgment_draft": JUDGE_PROMPTS["judgment_draft"]},
+        cache_policy=cache_policy,
+        retry_policy=retry_policy,
+    )
+
+
 def create_vanilla_judge(
     model: ModelSpec = None,
     *,
     reference_free: bool = True,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
+    scale: tuple[int, int] = (1, 5),
+    judge_output: JudgeOutputMode | None = None,
+    cache_policy: CachePolicy | None = None,
 ) -> StateGraph:
-    """Create the vanilla baseline: one absolute grading against :data:`GENERIC_RUBRIC`.
+    """Create the vanilla baseline: one absolute grading against the generic rubric.
 
-    This is the generic LLM-as-a-judge that instance-specific rubrics are compared with.
+    This is the generic LLM-as-a-judge that instance-specific rubrics are compared with; its
+    rubric is :data:`GENERIC_RUBRIC` on 1-5 (:func:`~spri_graph.rubric.generic_rubric` on
+    other scales).
 
     Args:
         model: The judge model (same forms as :func:`create_judge_graph`).
         reference_free: As in :func:`create_judge_graph`.
         prompts: Override for ``judgment_draft``.
         retry_policy: Retry policy for transient model errors.
+        scale: As in :func:`create_judge_graph`.
+        judge_output: As in :func:`create_judge_graph`.
+        cache_policy: As in :func:`create_judge_graph` (the grading node is cached).
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with the input and output of
@@ -129,6 +138,7 @@ def create_vanilla_judge(
 
     Example:
         >>> from langchain_core.language_models import GenericFakeChatModel
+        >>> from spri_graph import GENERIC_RUBRIC
         >>> reply = "<feedback>Fine.</feedback><score>4</score>"
         >>> model = GenericFakeChatModel(messages=iter([reply]))
         >>> out = create_vanilla_judge(model).compile().invoke(
@@ -137,14 +147,17 @@ def create_vanilla_judge(
         >>> out["score"], out["rubric"] == GENERIC_RUBRIC
         (4.0, True)
     """
-    return _build_single(
+    settings = _settings(
         model,
-        rubric=GENERIC_RUBRIC,
-        rubric_from_input=False,
+        scale=scale,
+        judge_output=judge_output,
         reference_free=reference_free,
         prompts=prompts,
         retry_policy=retry_policy,
+        cache_policy=cache_policy,
     )
+    rubric = generic_rubric(settings.scale)
+    return _build_single(settings, rubric=rubric, rubric_from_input=False)
 
 
 def create_fixed_rubric_judge(
@@ -154,11 +167,16 @@ def create_fixed_rubric_judge(
     reference_free: bool = True,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
+    scale: tuple[int, int] = (1, 5),
+    judge_output: JudgeOutputMode | None = None,
+    cache_policy: CachePolicy | None = None,
 ) -> StateGraph:
     r"""Create the fixed-rubric baseline: one absolute grading against a given rubric.
 
     Give one rubric for every input here, or a ``rubric`` per input (e.g. a benchmark's
-    hand-written rubric for each instance), which overrides this one.
+    hand-written rubric for each instance), which overrides this one. A rubric must have
+    one level per score of ``scale`` (text is read on ``scale``, missing levels getting
+    the generic description).
 
     Args:
         model: The judge model (same forms as :func:`create_judge_graph`).
@@ -167,14 +185,17 @@ def create_fixed_rubric_judge(
         reference_free: As in :func:`create_judge_graph`.
         prompts: Override for ``judgment_draft``.
         retry_policy: Retry policy for transient model errors.
+        scale: As in :func:`create_judge_graph`.
+        judge_output: As in :func:`create_judge_graph`.
+        cache_policy: As in :func:`create_judge_graph` (the grading node is cached).
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with the input of
         :func:`create_judge_graph` plus an optional ``rubric``, and its output.
 
     Raises:
-        ValueError: If ``rubric`` is malformed; at run time, if neither the factory nor the
-            input gives a rubric.
+        ValueError: If ``rubric`` is malformed or not on ``scale``; at run time, if neither
+            the factory nor the input gives a rubric.
 
     Example:
         >>> from langchain_core.language_models import GenericFakeChatModel
@@ -184,12 +205,14 @@ def create_fixed_rubric_judge(
         >>> judge.compile().invoke({"instruction": "Say hi.", "response": "Hello!"})["score"]
         5.0
     """
-    fixed = None if rubric is None else coerce_rubric(rubric, "rubric")
-    return _build_single(
+    settings = _settings(
         model,
-        rubric=fixed,
-        rubric_from_input=True,
+        scale=scale,
+        judge_output=judge_output,
         reference_free=reference_free,
         prompts=prompts,
         retry_policy=retry_policy,
+        cache_policy=cache_policy,
     )
+    fixed = None if rubric is None else coerce_rubric(rubric, "rubric", scale=settings.scale)
+    return _build_single(settings, rubric=fixed, rubric_from_input=True)

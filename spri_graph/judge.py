@@ -1,9 +1,10 @@
 """Instance-specific rubrics and LLM-as-a-judge, built from SPRI's refine loop.
 
-Instead of one generic rubric for every instruction, the judge writes a 1-5 rubric for *this*
-instruction, has a critic check its usefulness and refines it, grades the response with it,
-then critiques and refines the grading itself. Both stages are the same draft -> critique ->
-refine loop as the SPRI graph (:mod:`spri_graph.loop`):
+Instead of one generic rubric for every instruction, the judge writes a rubric for *this*
+instruction, on the judge's scale (1-5 by default), has a critic check its usefulness and
+refines it, grades the response with it, then critiques and refines the grading itself.
+Both stages are the same draft -> critique -> refine loop as the SPRI graph
+(:mod:`spri_graph.loop`):
 
 ``prepare -> rubric_draft -> rubric_critique -(refine)-> rubric_refine -> ...``
 ``-(done)-> judgment_draft -> judgment_critique -(refine)-> judgment_refine -> ...``
@@ -12,29 +13,45 @@ refine loop as the SPRI graph (:mod:`spri_graph.loop`):
 :func:`create_rubric_graph` is the rubric stage alone. The one-call baselines
 (:func:`~spri_graph.create_vanilla_judge`, :func:`~spri_graph.create_fixed_rubric_judge`) live
 in :mod:`spri_graph.baselines` and share this module's states and ``prepare`` / ``finalize``
-nodes. Rubrics themselves (:class:`~spri_graph.Rubric`, :func:`~spri_graph.parse_rubric`)
-live in :mod:`spri_graph.rubric`.
+nodes. Judges of your own reuse :class:`JudgeSettings` (validated, resolved settings),
+:func:`add_rubric_stage` / :func:`add_judgment_stage` (the two loops, added to any builder)
+and the grading blocks of :mod:`spri_graph.grading`. Caching and costs:
+:mod:`spri_graph.caching`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy
-from typing_extensions import TypedDict
+from langgraph.types import CachePolicy, RetryPolicy
 
-from spri_graph.critique import Critique, Judgment, parse_judgment
+from spri_graph.grading import JudgeOutputMode, grading_schema, read_grading, read_rubric
+from spri_graph.judge_base import (
+    FixedRubricInput,
+    JudgeInput,
+    JudgeOutput,
+    JudgeSettings,
+    JudgeState,
+    RubricInput,
+    RubricOutput,
+    check_reference_free,
+    finalize_judgment,
+    judge_prepare,
+    judge_prompt_inputs,
+    judgment_finalizer,
+    render_judgment,
+    text_field,
+)
 from spri_graph.loop import RefineLoop, add_refine_loop
 from spri_graph.models import ModelSpec, resolve_model_cached
-from spri_graph.nodes import StageUsage, merge_usage, message_text
-from spri_graph.prompts import JUDGE_PROMPTS, resolve_prompts
-from spri_graph.rubric import GENERIC_RUBRIC, Rubric, coerce_rubric, parse_rubric
-from spri_graph.settings import CriticOutput, LoopSettings, check_context
+from spri_graph.rubric import GENERIC_RUBRIC, Rubric, parse_rubric, rubric_schema
+from spri_graph.settings import CriticOutput
 from spri_graph.spri import SPRIContext
 
 __all__ = [
@@ -43,258 +60,126 @@ __all__ = [
     "FixedRubricInput",
     "JudgeInput",
     "JudgeOutput",
+    "JudgeSettings",
     "JudgeState",
     "Rubric",
     "RubricInput",
     "RubricOutput",
+    "add_judgment_stage",
+    "add_rubric_stage",
     "check_reference_free",
     "create_judge_graph",
     "create_rubric_graph",
     "finalize_judgment",
     "judge_prepare",
     "judge_prompt_inputs",
+    "judgment_finalizer",
     "parse_rubric",
     "render_judgment",
     "text_field",
 ]
 
-
-def render_judgment(judgment: Judgment) -> str:
-    """A grading in the ``<feedback>..</feedback><score>N</score>`` layout the critic reads."""
-    score = "none given" if judgment.score is None else f"{judgment.score:g}"
-    return f"<feedback>{judgment.feedback}</feedback><score>{score}</score>"
+Scale = tuple[int, int]
 
 
-# --------------------------------------------------------------------------- state
+# --------------------------------------------------------------------------- stages
 
 
-class RubricInput(TypedDict, total=False):
-    """Input of :func:`create_rubric_graph`.
+def _add_stage(
+    builder: StateGraph,
+    settings: JudgeSettings,
+    name: str,
+    schema: Callable[[Scale], type],
+    read: Callable[..., Any],
+    render: Callable[[Any], str],
+    then: str,
+) -> str:
+    """Add one judge loop: candidates read by ``read``, structured by ``schema`` if asked."""
+    scale, structured = settings.scale, settings.structured
 
-    ``reference_answer`` (a response that would score 5) is used only by graphs built with
-    ``reference_free=False``, which require it.
+    def parse(message: BaseMessage) -> Any:
+        return read(message, scale=scale, structured=structured)
+
+    def resolve(model_name: str) -> Runnable:
+        return settings.answering(resolve_model_cached(model_name), schema)
+
+    loop = RefineLoop(
+        name=name,
+        model=settings.answering(settings.models.base, schema),
+        critic_model=settings.models.critic,
+        draft_prompt=settings.prompts[f"{name}_draft"],
+        critique_prompt=settings.prompts[f"{name}_critique"],
+        refine_prompt=settings.prompts[f"{name}_refine"],
+        candidate_key=name,
+        critiques_key=f"{name}_critiques",
+        prompt_inputs=settings.prompt_inputs(),
+        parse_candidate=parse,
+        render_candidate=render,
+        threshold=settings.loop.threshold,
+        max_iterations=settings.loop.max_iterations,
+        critic_output=settings.models.critic_output,
+        critic_parse_retries=settings.loop.critic_parse_retries,
+        resolve_model=resolve,
+    )
+    return add_refine_loop(
+        builder,
+        loop,
+        then=then,
+        retry_policy=settings.loop.policy,
+        cache_policy=settings.cache_policy,
+    )
+
+
+def add_rubric_stage(builder: StateGraph, settings: JudgeSettings, *, then: str) -> str:
+    """Add the rubric loop (``rubric_draft``, ``rubric_critique``, ``rubric_refine``).
+
+    The state must hold the :class:`JudgeState` keys ``instruction``, ``reference_answer``,
+    ``rubric``, ``rubric_critiques``, ``context_models`` and ``usage``. The caller adds the
+    edge into the returned node; the loop ends with an edge to ``then``. With
+    ``settings.cache_policy`` set, its nodes are cached.
+
+    Returns:
+        The name of the stage's first node (``rubric_draft``).
     """
-
-    instruction: str
-    reference_answer: str | None
+    return _add_stage(builder, settings, "rubric", rubric_schema, read_rubric, Rubric.render, then)
 
 
-class JudgeInput(RubricInput, total=False):
-    """Input of the judge graphs: the instruction and the response to grade."""
+def add_judgment_stage(builder: StateGraph, settings: JudgeSettings, *, then: str) -> str:
+    """Add the grading loop (``judgment_draft``, ``judgment_critique``, ``judgment_refine``).
 
-    response: str
+    The state must hold a ``rubric`` and ``response`` besides the keys
+    :func:`add_rubric_stage` needs, plus ``judgment`` and ``judgment_critiques``. Read the
+    final grading with :func:`judgment_finalizer`.
 
-
-class FixedRubricInput(JudgeInput, total=False):
-    """Input of :func:`create_fixed_rubric_judge`: ``rubric`` overrides the factory's rubric.
-
-    ``rubric`` may be a :class:`Rubric`, a dict of its fields, or rubric text.
+    Returns:
+        The name of the stage's first node (``judgment_draft``).
     """
-
-    rubric: Rubric
-
-
-class RubricOutput(TypedDict, total=False):
-    """Output of :func:`create_rubric_graph`."""
-
-    rubric: Rubric
-    rubric_critiques: list[Critique]
-    usage: Annotated[dict[str, StageUsage], merge_usage]
+    stage = ("judgment", grading_schema, read_grading, render_judgment)
+    return _add_stage(builder, settings, *stage, then)
 
 
-class JudgeOutput(RubricOutput, total=False):
-    """Output of the judge graphs.
-
-    ``score`` is ``None`` when the final grading carried no readable 1-5 score.
-    ``usage`` maps each stage (``"rubric"``, ``"judgment"``) to its model calls and tokens.
-    """
-
-    score: float | None
-    feedback: str
-    judgment_critiques: list[Critique]
-
-
-class JudgeState(FixedRubricInput, JudgeOutput, total=False):
-    """Full state of the judge graphs; ``judgment`` is the grading under refinement."""
-
-    judgment: Judgment
-
-
-# --------------------------------------------------------------------------- nodes
-
-
-def text_field(state: Mapping[str, Any], key: str) -> str:
-    """``state[key]`` when it is a non-empty string, else a ``ValueError`` naming ``key``."""
-    value = state.get(key)
-    if value is None:
-        raise ValueError(f"{key}: missing; pass a non-empty string {key!r}")
-    if not isinstance(value, str):
-        raise ValueError(f"{key} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"{key} must be a non-empty string, got {value!r}")
-    return value
-
-
-def judge_prepare(
-    *, with_response: bool, reference_free: bool, rubric: Rubric | None, rubric_from_input: bool
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """The ``prepare`` node of the judge graphs: validate the input before any model call.
-
-    Args:
-        with_response: Require a ``response`` (a judge; not the rubric stage alone).
-        reference_free: Ignore ``reference_answer`` (else require it).
-        rubric: A fixed rubric to grade with, if any.
-        rubric_from_input: Take the rubric from the input (falling back to ``rubric``).
-    """
-
-    def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
-        update: dict[str, Any] = {"instruction": text_field(state, "instruction")}
-        if with_response:
-            update["response"] = text_field(state, "response")
-        reference = state.get("reference_answer")
-        if not reference_free:
-            update["reference_answer"] = text_field(state, "reference_answer")
-        elif reference is not None and not isinstance(reference, str):
-            raise ValueError(
-                f"reference_answer must be a string or None, got {type(reference).__name__}"
-            )
-        if rubric_from_input:
-            given = state.get("rubric")
-            if given is None and rubric is None:
-                raise ValueError(
-                    "rubric: missing; pass rubric= to create_fixed_rubric_judge or a 'rubric' "
-                    "in the input"
-                )
-            update["rubric"] = rubric if given is None else coerce_rubric(given, "rubric")
-        elif rubric is not None:
-            update["rubric"] = rubric
-        check_context()
-        return update
-
-    return prepare
-
-
-def judge_prompt_inputs(reference_free: bool) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    """The judge prompts' variables from the state (the reference only when used)."""
-
-    def inputs(state: Mapping[str, Any]) -> dict[str, Any]:
-        reference = None if reference_free else state.get("reference_answer")
-        rubric = state.get("rubric")
-        return {
-            "instruction": state["instruction"],
-            "response": state.get("response", ""),
-            "reference_section": (
-                f"\n\n### Reference Answer (Score 5):\n{reference}" if reference else ""
-            ),
-            "rubric": rubric.render() if isinstance(rubric, Rubric) else "",
-        }
-
-    return inputs
-
-
-def finalize_judgment(state: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``finalize`` node of the judge graphs: the output keys from the final grading."""
-    judgment: Judgment = state["judgment"]
-    return {
-        "score": judgment.score,
-        "feedback": judgment.feedback,
-        "rubric_critiques": list(state.get("rubric_critiques") or []),
-        "judgment_critiques": list(state.get("judgment_critiques") or []),
-    }
-
-
-# --------------------------------------------------------------------------- factories
-
-
-def check_reference_free(reference_free: Any) -> None:
-    """Raise a ``ValueError`` unless ``reference_free`` is a bool."""
-    if not isinstance(reference_free, bool):
-        raise ValueError(f"reference_free must be True or False, got {reference_free!r}")
-
-
-def _build_refined(
-    model: ModelSpec,
-    *,
-    critic_model: ModelSpec,
-    settings: LoopSettings,
-    reference_free: bool,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None,
-    with_judgment: bool,
-) -> StateGraph:
-    check_reference_free(reference_free)
-    stage_prompts = resolve_prompts(JUDGE_PROMPTS, prompts)
-    models = settings.resolve(model, critic_model)
-    policy = settings.policy
-    inputs = judge_prompt_inputs(reference_free)
-
-    def loop(
-        name: str,
-        candidate_key: str,
-        critiques_key: str,
-        parse: Callable[[BaseMessage], Any],
-        render: Callable[[Any], str],
-    ) -> RefineLoop:
-        return RefineLoop(
-            name=name,
-            model=models.base,
-            critic_model=models.critic,
-            draft_prompt=stage_prompts[f"{name}_draft"],
-            critique_prompt=stage_prompts[f"{name}_critique"],
-            refine_prompt=stage_prompts[f"{name}_refine"],
-            candidate_key=candidate_key,
-            critiques_key=critiques_key,
-            prompt_inputs=inputs,
-            parse_candidate=parse,
-            render_candidate=render,
-            threshold=settings.threshold,
-            max_iterations=settings.max_iterations,
-            critic_output=models.critic_output,
-            critic_parse_retries=settings.critic_parse_retries,
-            resolve_model=resolve_model_cached,
-        )
-
+def _build_refined(settings: JudgeSettings, *, with_judgment: bool) -> StateGraph:
     builder = StateGraph(
         JudgeState,
         context_schema=SPRIContext,
         input_schema=JudgeInput if with_judgment else RubricInput,
         output_schema=JudgeOutput if with_judgment else RubricOutput,
     )
-    builder.add_node(
-        "prepare",
-        judge_prepare(
-            with_response=with_judgment,
-            reference_free=reference_free,
-            rubric=None,
-            rubric_from_input=False,
-        ),
+    prepare = judge_prepare(
+        with_response=with_judgment,
+        reference_free=settings.reference_free,
+        rubric=None,
+        rubric_from_input=False,
+        scale=settings.scale,
     )
-    judgment = loop(
-        "judgment",
-        "judgment",
-        "judgment_critiques",
-        lambda message: parse_judgment(message_text(message)),
-        render_judgment,
-    )
-    rubric = loop(
-        "rubric",
-        "rubric",
-        "rubric_critiques",
-        lambda message: parse_rubric(message_text(message)),
-        Rubric.render,
-    )
+    builder.add_node("prepare", prepare)
     builder.add_edge(START, "prepare")
-    builder.add_edge(
-        "prepare",
-        add_refine_loop(
-            builder,
-            rubric,
-            then=judgment.nodes[0] if with_judgment else END,
-            retry_policy=policy,
-        ),
-    )
+    then = "judgment_draft" if with_judgment else END
+    builder.add_edge("prepare", add_rubric_stage(builder, settings, then=then))
     if with_judgment:
-        add_refine_loop(builder, judgment, then="finalize", retry_policy=policy)
-        builder.add_node("finalize", finalize_judgment)
+        add_judgment_stage(builder, settings, then="finalize")
+        finalize = judgment_finalizer(scale=settings.scale, judge_output=settings.judge_output)
+        builder.add_node("finalize", finalize)
         builder.add_edge("finalize", END)
     return builder
 
@@ -309,6 +194,9 @@ JUDGE_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "critic_parse_retries": 1,
         "prompts": None,
         "retry_policy": None,
+        "scale": (1, 5),
+        "judge_output": None,
+        "cache_policy": None,
     }
 )
 """The defaults of :func:`create_judge_graph`'s options (for wrappers such as evaluators)."""
@@ -325,27 +213,31 @@ def create_judge_graph(
     critic_parse_retries: int = 1,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
+    scale: tuple[int, int] = (1, 5),
+    judge_output: JudgeOutputMode | None = None,
+    cache_policy: CachePolicy | None = None,
 ) -> StateGraph:
     r"""Create the SPRI judge: an instance-specific rubric, then a refined grading with it.
 
-    The rubric stage drafts a rubric for the instruction, has the critic judge its
-    usefulness and refines it while the score is below ``threshold``. The judgment stage
-    grades the response against the rubric (``<feedback>...</feedback><score>N</score>``,
-    read by :func:`spri_graph.parse_judgment`), has the critic check that the grading
-    follows the rubric, and refines the grading the same way. A grading with no readable
-    score gets ``score=None`` unless a refinement fixes it.
+    The rubric stage drafts a rubric for the instruction, one description per level of
+    ``scale``, has the critic judge its usefulness and refines it while the critic's score
+    is below ``threshold``. The judgment stage grades the response against the rubric, has
+    the critic check that the grading follows the rubric, and refines the grading the same
+    way. A grading with no readable score on the scale gets ``score=None`` unless a
+    refinement fixes it; a score outside the scale is unread, never clipped.
 
     Args:
         model: Model that writes rubrics and gradings: a chat model or a model string
             (``"openai:gpt-4o-mini"``, ``"local"``, ...); ``None`` means ``$SPRI_MODEL`` or the
             embedded local model.
         critic_model: Critic model; defaults to ``model``.
-        threshold: Critique score (1-5) that accepts a rubric or a grading.
+        threshold: Critique score that accepts a rubric or a grading. Critics grade on
+            their own 1-5 scale, whatever the judge's ``scale``.
         max_iterations: Most critiques per stage (at least 1).
         reference_free: Grade without a reference answer (the default). With ``False``,
             every input must carry a non-empty ``reference_answer``, shown to the rubric
-            writer, the grader and the critic as a response that would score 5; with
-            ``True`` a ``reference_answer`` in the input is not used.
+            writer, the grader and the critics as a response that would get the top score;
+            with ``True`` a ``reference_answer`` in the input is not used.
         critic_output: ``"text"`` parses ``Feedback: ... [RESULT] N``; ``"structured"`` uses
             ``with_structured_output``. ``None`` means ``"text"``, except ``"structured"``
             for the embedded local model.
@@ -356,6 +248,18 @@ def create_judge_graph(
             (see :data:`spri_graph.prompts.JUDGE_PROMPTS`).
         retry_policy: Retry policy for transient model errors; defaults to
             :func:`spri_graph.default_retry_policy`.
+        scale: The integer score scale ``(low, high)``: ``(1, 5)``, ``(1, 10)``, ``(0, 1)``
+            for pass/fail...
+        judge_output: ``"text"`` reads ``<feedback>...</feedback><score>N</score>`` (and the
+            rubric's ``Score N:`` lines); ``"structured"`` has the model answer with the
+            fields of :func:`spri_graph.grading.grading_schema` (and
+            :func:`spri_graph.rubric.rubric_schema`) by function calling, so the score is
+            always on the scale. ``None`` means ``"structured"`` for the embedded local
+            model and ``"text"`` otherwise.
+        cache_policy: Cache the model nodes with LangGraph's node cache, e.g.
+            ``CachePolicy()``, and compile with a cache
+            (:func:`spri_graph.caching.judge_cache`): re-running the same judging then
+            makes no model calls. See :mod:`spri_graph.caching` for keys and clearing.
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with input ``instruction``,
@@ -364,9 +268,9 @@ def create_judge_graph(
         settings go through ``context=SPRIContext(...)``.
 
     Raises:
-        ValueError: If a setting is out of range or a model string cannot be resolved; at
-            run time, before any model call, if ``instruction`` or ``response`` is missing
-            or empty.
+        ValueError: If a setting is out of range (a ``scale`` with fewer than two levels or
+            non-integers included) or a model string cannot be resolved; at run time,
+            before any model call, if ``instruction`` or ``response`` is missing or empty.
 
     Example:
         >>> from langchain_core.language_models import GenericFakeChatModel
@@ -384,20 +288,8 @@ def create_judge_graph(
         >>> out["score"], out["feedback"], out["rubric"].score3_description
         (3.0, 'Correct, with no explanation.', 'Right, no reasoning.')
     """
-    return _build_refined(
-        model,
-        critic_model=critic_model,
-        settings=LoopSettings(
-            threshold=threshold,
-            max_iterations=max_iterations,
-            critic_output=critic_output,
-            critic_parse_retries=critic_parse_retries,
-            retry_policy=retry_policy,
-        ),
-        reference_free=reference_free,
-        prompts=prompts,
-        with_judgment=True,
-    )
+    options = {name: value for name, value in locals().items() if name != "model"}
+    return _build_refined(JudgeSettings.create(model, **options), with_judgment=True)
 
 
 def create_rubric_graph(
@@ -411,11 +303,15 @@ def create_rubric_graph(
     critic_parse_retries: int = 1,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
+    scale: tuple[int, int] = (1, 5),
+    judge_output: JudgeOutputMode | None = None,
+    cache_policy: CachePolicy | None = None,
 ) -> StateGraph:
-    r"""Create the rubric stage alone: a refined 1-5 rubric for an instruction.
+    r"""Create the rubric stage alone: a refined rubric for an instruction, on ``scale``.
 
     Use it to write rubrics once and grade many responses with
-    :func:`create_fixed_rubric_judge`. Arguments are those of :func:`create_judge_graph`.
+    :func:`create_fixed_rubric_judge`. Arguments are those of :func:`create_judge_graph`
+    (``judge_output`` applies to the rubric: structured fields or ``Score N:`` lines).
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with input ``instruction`` (and
@@ -430,17 +326,5 @@ def create_rubric_graph(
         >>> out["rubric"].criteria, out["rubric"].score5_description
         ('Is it polite?', 'Warm.')
     """
-    return _build_refined(
-        model,
-        critic_model=critic_model,
-        settings=LoopSettings(
-            threshold=threshold,
-            max_iterations=max_iterations,
-            critic_output=critic_output,
-            critic_parse_retries=critic_parse_retries,
-            retry_policy=retry_policy,
-        ),
-        reference_free=reference_free,
-        prompts=prompts,
-        with_judgment=False,
-    )
+    options = {name: value for name, value in locals().items() if name != "model"}
+    return _build_refined(JudgeSettings.create(model, **options), with_judgment=False)
