@@ -15,9 +15,12 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
+from langgraph.cache.base import BaseCache
 from langgraph.graph import StateGraph
-from langgraph.types import RetryPolicy
+from langgraph.types import CachePolicy, RetryPolicy
 
+from spri_graph.critique import check_scale
+from spri_graph.grading import JudgeOutputMode
 from spri_graph.judge import JUDGE_DEFAULTS, create_judge_graph
 from spri_graph.models import ModelSpec
 from spri_graph.nodes import message_text
@@ -87,29 +90,41 @@ def _build(
     instruction_key: str | None,
     response_key: str | None,
     reference_key: str | None,
-    graph_kwargs: dict[str, Any],
+    cache: BaseCache[Any] | None,
+    **graph_kwargs: Any,
 ) -> tuple[Any, Callable[..., dict[str, Any]], Callable[[dict[str, Any]], EvaluatorResult]]:
     """The compiled judge and the two halves every call shares (request, result)."""
     if not isinstance(feedback_key, str) or not feedback_key.strip():
         raise ValueError(f"feedback_key must be a non-empty string, got {feedback_key!r}")
     if not isinstance(normalize, bool):
         raise ValueError(f"normalize must be True or False, got {normalize!r}")
+    if cache is not None and not isinstance(cache, BaseCache):
+        raise ValueError(f"cache must be a langgraph BaseCache (see judge_cache), got {cache!r}")
+    low, high = check_scale(graph_kwargs["scale"])
     if judge is not None:
         if model is not None:
             raise ValueError("model: pass either model or judge=, not both")
-        changed = [name for name, value in graph_kwargs.items() if value != JUDGE_DEFAULTS[name]]
+        changed = [
+            name
+            for name, value in graph_kwargs.items()
+            if name != "scale" and value != JUDGE_DEFAULTS[name]
+        ]
         if changed:
             raise ValueError(
                 f"{', '.join(changed)}: these configure the built-in judge; with judge= set "
                 "them on the judge graph you pass"
             )
-        graph = judge.compile() if isinstance(judge, StateGraph) else judge
+        if cache is not None and not isinstance(judge, StateGraph):
+            raise ValueError("cache: pass judge= as an uncompiled StateGraph to use a cache")
+        graph = judge.compile(cache=cache) if isinstance(judge, StateGraph) else judge
         if not hasattr(graph, "invoke") or not hasattr(graph, "ainvoke"):
             raise ValueError(
                 f"judge must be a judge graph (StateGraph or compiled), got {type(judge).__name__}"
             )
     else:
-        graph = create_judge_graph(model, **graph_kwargs).compile()
+        if cache is not None and graph_kwargs["cache_policy"] is None:
+            graph_kwargs["cache_policy"] = CachePolicy()
+        graph = create_judge_graph(model, **graph_kwargs).compile(cache=cache)
     uses_reference = graph_kwargs.get("reference_free") is False
 
     def request(inputs: Any, outputs: Any, reference_outputs: Any) -> dict[str, Any]:
@@ -132,9 +147,9 @@ def _build(
         return state
 
     def result(out: dict[str, Any]) -> EvaluatorResult:
-        score = out.get("score")
+        raw_score = score = out.get("score")
         if normalize and score is not None:
-            score = (score - 1) / 4
+            score = (score - low) / (high - low)
         rubric = out.get("rubric")
         return {
             "key": feedback_key,
@@ -142,7 +157,9 @@ def _build(
             "comment": out.get("feedback"),
             "metadata": {
                 "rubric": rubric.model_dump() if rubric is not None else None,
-                "score_1_to_5": out.get("score"),
+                "raw_score": raw_score,
+                "scale": [low, high],
+                **({"score_1_to_5": raw_score} if (low, high) == (1, 5) else {}),
                 "rubric_critic_scores": [c.score for c in out.get("rubric_critiques") or []],
                 "judgment_critic_scores": [c.score for c in out.get("judgment_critiques") or []],
             },
@@ -167,6 +184,10 @@ def create_spri_evaluator(
     critic_output: CriticOutput | None = None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
+    scale: tuple[int, int] = (1, 5),
+    judge_output: JudgeOutputMode | None = None,
+    cache_policy: CachePolicy | None = None,
+    cache: BaseCache[Any] | None = None,
 ) -> Callable[..., EvaluatorResult]:
     r"""Create an evaluator that grades with an instance-specific SPRI rubric.
 
@@ -183,25 +204,35 @@ def create_spri_evaluator(
             :func:`spri_graph.create_vanilla_judge` to compare against a baseline. With it,
             a non-empty ``reference_outputs`` is passed on as ``reference_answer``.
         feedback_key: The result's ``key`` (the LangSmith feedback name).
-        normalize: Report the score as ``(score - 1) / 4`` in 0-1 instead of 1-5.
+        normalize: Report the score mapped to 0-1, ``(score - low) / (high - low)`` on the
+            judge's ``scale``, instead of on the scale itself.
         instruction_key: Key of ``inputs`` holding the instruction.
         response_key: Key of ``outputs`` holding the response.
         reference_key: Key of ``reference_outputs`` holding the reference answer.
         critic_model: Passed to :func:`spri_graph.create_judge_graph`, as are
             ``threshold``, ``max_iterations``, ``reference_free``, ``critic_output``,
-            ``prompts`` and ``retry_policy``.
+            ``prompts``, ``retry_policy``, ``scale``, ``judge_output`` and
+            ``cache_policy``.
         threshold: See ``critic_model``.
         max_iterations: See ``critic_model``.
         reference_free: See ``critic_model``.
         critic_output: See ``critic_model``.
         prompts: See ``critic_model``.
         retry_policy: See ``critic_model``.
+        scale: See ``critic_model``. With ``judge=``, the scale of that judge (for
+            ``normalize``).
+        judge_output: See ``critic_model``.
+        cache_policy: See ``critic_model``.
+        cache: A node cache to compile the judge with
+            (:func:`spri_graph.caching.judge_cache`); with no ``cache_policy``, the judge
+            then caches with ``CachePolicy()``. A repeated grading makes no model calls.
 
     Returns:
         ``evaluator(*, inputs, outputs, reference_outputs=None, **kwargs)`` returning
         ``{"key", "score", "comment", "metadata"}``; ``score`` is ``None`` when the judge
         gave no readable score, ``comment`` is the grading's feedback and ``metadata``
-        holds the rubric and the critics' scores.
+        holds the rubric, ``raw_score`` and ``scale`` (the score on the judge's scale,
+        also as ``score_1_to_5`` on the default scale) and the critics' scores.
 
     Raises:
         ValueError: At creation, for bad settings; when called, if the instruction or the
@@ -218,24 +249,7 @@ def create_spri_evaluator(
         >>> result["key"], result["score"], result["comment"]
         ('spri_rubric_score', 5.0, 'Right.')
     """
-    graph, request, result = _build(
-        model,
-        judge=judge,
-        feedback_key=feedback_key,
-        normalize=normalize,
-        instruction_key=instruction_key,
-        response_key=response_key,
-        reference_key=reference_key,
-        graph_kwargs={
-            "critic_model": critic_model,
-            "threshold": threshold,
-            "max_iterations": max_iterations,
-            "reference_free": reference_free,
-            "critic_output": critic_output,
-            "prompts": prompts,
-            "retry_policy": retry_policy,
-        },
-    )
+    graph, request, result = _build(**locals())
 
     def spri_rubric_evaluator(
         *,
@@ -265,6 +279,10 @@ def create_async_spri_evaluator(
     critic_output: CriticOutput | None = None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
+    scale: tuple[int, int] = (1, 5),
+    judge_output: JudgeOutputMode | None = None,
+    cache_policy: CachePolicy | None = None,
+    cache: BaseCache[Any] | None = None,
 ) -> Callable[..., Awaitable[EvaluatorResult]]:
     r"""The ``async`` twin of :func:`create_spri_evaluator` (same arguments and result).
 
@@ -279,24 +297,7 @@ def create_async_spri_evaluator(
         >>> asyncio.run(evaluator(inputs="Say hi.", outputs="Hello!"))["score"]
         1.0
     """
-    graph, request, result = _build(
-        model,
-        judge=judge,
-        feedback_key=feedback_key,
-        normalize=normalize,
-        instruction_key=instruction_key,
-        response_key=response_key,
-        reference_key=reference_key,
-        graph_kwargs={
-            "critic_model": critic_model,
-            "threshold": threshold,
-            "max_iterations": max_iterations,
-            "reference_free": reference_free,
-            "critic_output": critic_output,
-            "prompts": prompts,
-            "retry_policy": retry_policy,
-        },
-    )
+    graph, request, result = _build(**locals())
 
     async def spri_rubric_evaluator(
         *,
