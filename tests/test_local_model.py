@@ -12,22 +12,24 @@ import json
 import multiprocessing
 import subprocess
 import sys
-from typing import Literal
+import warnings
+from typing import Any, Literal
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.graph import END, START, MessagesState, StateGraph
 from pydantic import BaseModel, Field
 
 from spri_graph import create_spri_graph, resolve_model
 from spri_graph.critique import ScoredCritique
 from spri_graph.models import (
-    _LLAMAS,
     LocalChatModel,
-    _loaded_llama_count,
     default_gguf_path,
     is_local_model,
     load_local_model,
+    loaded_llama_count,
     local_model_available,
+    set_default_threads,
 )
 from spri_graph.prompts import SPRI_PROMPTS
 
@@ -47,12 +49,8 @@ def local() -> LocalChatModel:
 
 def critique_prompt() -> list:
     return SPRI_PROMPTS["principles_critique"].format_messages(
-        query=QUERY, goal_section="", examples_section="", candidate=PRINCIPLES
+        query=QUERY, goal_section="", history_section="", candidate=PRINCIPLES
     )
-
-
-def loads_of(path: str) -> int:
-    return sum(1 for key in _LLAMAS if key[0] == path)
 
 
 # --------------------------------------------------------------------------- resolution
@@ -73,9 +71,9 @@ def test_building_graphs_does_not_load_the_model() -> None:
     code = (
         "import sys, spri_graph.graphs\n"
         "from spri_graph import create_spri_graph\n"
-        "from spri_graph.models import _loaded_llama_count\n"
+        "from spri_graph.models import loaded_llama_count\n"
         "create_spri_graph().compile()\n"
-        "print(_loaded_llama_count(), 'llm' in sys.modules)\n"
+        "print(loaded_llama_count(), 'llm' in sys.modules)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
@@ -87,14 +85,14 @@ def test_gguf_paths_resolve_and_share_one_loaded_model(local: LocalChatModel) ->
     path = str(default_gguf_path())
     other = resolve_model(f"gguf:{path}")
     assert isinstance(other, LocalChatModel) and other is not local
-    assert other._client()[0] is local._client()[0]
-    assert loads_of(str(default_gguf_path().resolve())) == 1
+    assert other.client()[0] is local.client()[0]
+    assert loaded_llama_count(str(default_gguf_path().resolve())) == 1
 
 
 def _loads_then_reply(model: LocalChatModel) -> tuple[int, str, int]:
-    before = _loaded_llama_count()
+    before = loaded_llama_count()
     text = model.invoke("Say hello.", max_tokens=8).text
-    return before, text, _loaded_llama_count()
+    return before, text, loaded_llama_count()
 
 
 def test_a_forked_process_loads_its_own_copy(local: LocalChatModel) -> None:
@@ -102,6 +100,32 @@ def test_a_forked_process_loads_its_own_copy(local: LocalChatModel) -> None:
     with multiprocessing.get_context("fork").Pool(1) as pool:
         before, text, after = pool.apply_async(_loads_then_reply, (local,)).get(timeout=300)
     assert (before, after) == (0, 1) and text.strip()
+
+
+def _one_thread_reply(model: LocalChatModel) -> tuple[int, str]:
+    set_default_threads(1)  # what a synthesis worker does after the fork
+    text = model.invoke("Say hello.", max_tokens=4).text
+    return model.client()[0].n_threads, text
+
+
+def test_a_forked_worker_can_run_its_copy_on_one_thread(local: LocalChatModel) -> None:
+    assert local.invoke("Say hi.", max_tokens=4).text
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        threads, text = pool.apply_async(_one_thread_reply, (local,)).get(timeout=300)
+    assert threads == 1 and text.strip()
+
+
+def test_a_chat_format_can_be_chosen_and_the_embedded_template_gives_no_warning() -> None:
+    path = str(default_gguf_path())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the embedded GGUF has a chat template
+        plain = resolve_model(f"gguf:{path}", n_ctx=512)
+        assert plain.invoke("Say hi.", max_tokens=4).text.strip()
+    chatml = resolve_model(f"gguf:{path}", chat_format="chatml", n_ctx=512)
+    assert isinstance(chatml, LocalChatModel) and chatml.chat_format == "chatml"
+    llama = chatml.client()[0]
+    assert llama.chat_format == "chatml" and llama is not plain.client()[0]
+    assert chatml.invoke("Say hi.", max_tokens=4).text.strip()
 
 
 @pytest.mark.parametrize(
@@ -215,9 +239,67 @@ def test_tool_choice_must_name_a_bound_tool(local: LocalChatModel) -> None:
         local.bind_tools([Verdict, ScoredCritique], tool_choice="any")
 
 
+def test_empty_replies_are_asked_again_under_stream_mode_messages(
+    local: LocalChatModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under a streaming callback langchain-core calls _stream from invoke; retries must hold.
+    llama, _ = local.client()
+    real = llama.create_chat_completion
+    requests: list[dict[str, Any]] = []
+
+    def first_reply_empty(**request: Any) -> Any:
+        requests.append(request)
+        if len(requests) == 1:  # force the end-of-generation token first
+            request = {**request, "logit_bias": {llama.token_eos(): 100.0}}
+        return real(**request)
+
+    monkeypatch.setattr(llama, "create_chat_completion", first_reply_empty)
+
+    def chat(state: MessagesState) -> dict:
+        return {"messages": [local.invoke(state["messages"], max_tokens=16)]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("chat", chat)
+    builder.add_edge(START, "chat")
+    builder.add_edge("chat", END)
+    streamed, final = [], {}
+    for mode, data in builder.compile().stream(
+        {"messages": [("user", "Say hello.")]}, stream_mode=["messages", "values"]
+    ):
+        if mode == "messages":
+            streamed.append(data[0].text)
+        else:
+            final = data
+    reply = final["messages"][-1]
+    assert len(requests) == 2 and reply.response_metadata["attempts"] == 2
+    assert reply.text.strip() and "".join(streamed) == reply.text
+    assert reply.usage_metadata["output_tokens"] > 0
+
+
+def test_prompts_start_from_the_state_of_an_earlier_similar_prompt(
+    local: LocalChatModel,
+) -> None:
+    first = critique_prompt()
+    local.invoke(first, max_tokens=4)
+    local.invoke("Something else entirely.", max_tokens=4)
+    again = SPRI_PROMPTS["principles_critique"].format_messages(
+        query=QUERY, goal_section="", history_section="", candidate="1. Be brief."
+    )
+    usage = local.invoke(again, max_tokens=4).usage_metadata
+    # Everything up to the candidate comes from the first prompt's state.
+    assert usage["input_token_details"]["cache_read"] > usage["input_tokens"] // 2
+    cold = local.model_copy(update={"prompt_cache_mb": 0})
+    cold.invoke(first, max_tokens=4)
+    cold.invoke("Something else entirely.", max_tokens=4)
+    cold_usage = cold.invoke(again, max_tokens=4).usage_metadata
+    assert cold_usage["input_tokens"] == usage["input_tokens"]
+    cold_read = cold_usage.get("input_token_details", {}).get("cache_read", 0)
+    assert cold_read < usage["input_token_details"]["cache_read"] // 4
+
+
 def test_empty_replies_are_asked_again(local: LocalChatModel) -> None:
     # Force the end-of-generation token first, so every attempt comes back empty.
-    llama, _ = local._client()
+    llama, _ = local.client()
     message = local.invoke("Say hello.", logit_bias={llama.token_eos(): 100.0})
     assert message.text == ""
     assert message.response_metadata["attempts"] == 1 + local.empty_retries
@@ -228,6 +310,8 @@ def test_empty_replies_are_asked_again(local: LocalChatModel) -> None:
 
 
 def test_spri_graph_on_the_local_model(local: LocalChatModel) -> None:
+    local.client()
+    loads = loaded_llama_count()
     graph = create_spri_graph(local, max_iterations=2).compile()
     out = graph.invoke({"query": QUERY})
     assert out["principles"].strip() and out["response"].strip()
@@ -240,15 +324,15 @@ def test_spri_graph_on_the_local_model(local: LocalChatModel) -> None:
         assert usage["critic_calls"] == len(critiques)
         assert usage["model_calls"] == len(critiques)  # one draft, then one refine per retry
         assert usage["output_tokens"] > 0
-    assert loads_of(str(default_gguf_path().resolve())) == 1
+    assert loaded_llama_count() == loads  # every call used the model already loaded
     print(json.dumps(out["usage"]))
 
 
 def test_tool_grammar_bounds_strings_with_the_installed_llama_cpp() -> None:
-    from spri_graph.models import _tool_grammar
+    from spri_graph.models.grammar import tool_grammar
 
     schema = json.dumps(Verdict.model_json_schema(), sort_keys=True)
-    gbnf = _tool_grammar(schema, 50)._grammar
+    gbnf = tool_grammar(schema, 50)._grammar
     # If llama-cpp-python's JSON-schema converter changes, the bound must not silently vanish.
     assert 'string ::= "\\"" string-start char{0,49} "\\"" space' in gbnf
     assert "char*" not in gbnf

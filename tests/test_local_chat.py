@@ -1,0 +1,268 @@
+"""LocalChatModel's call paths on a scripted stand-in for llama.cpp (fast, no weights).
+
+Every path (invoke, stream, invoke under a streaming callback such as LangGraph's
+``stream_mode="messages"``) goes through the same stream, so retries, usage and metadata
+agree. The real model is tested in ``test_local_model.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langgraph.graph import END, START, MessagesState, StateGraph
+
+from spri_graph.critique import ScoredCritique
+from spri_graph.models import (
+    LocalChatModel,
+    default_threads,
+    resolve_model,
+    set_default_threads,
+)
+from spri_graph.models.grammar import text_then_choice
+from spri_graph.models.llama import LlamaCounts, chat_template_warning
+
+PROMPT_TOKENS = 7
+
+
+class FakeLlama:
+    """Stands in for a loaded ``llama_cpp.Llama``: one scripted reply per completion.
+
+    A reply is a list of text pieces, each counted as one sampled token; the completion
+    ends with an end-of-generation token. Requests are recorded.
+    """
+
+    def __init__(self, *replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+        self.counts = LlamaCounts()
+
+    def create_chat_completion(self, *, stream: bool, **request: Any) -> Iterator[dict]:
+        assert stream, "LocalChatModel always streams"
+        self.requests.append(request)
+        pieces = self.replies.pop(0)
+        self.counts = counts = LlamaCounts()
+        counts.prompt_tokens = PROMPT_TOKENS
+
+        def parts() -> Iterator[dict]:
+            for piece in pieces:
+                counts.samples += 1
+                yield {"choices": [{"delta": {"content": piece}, "finish_reason": None}]}
+            counts.samples += 1
+            counts.ended = True
+            yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+
+        return parts()
+
+
+@pytest.fixture
+def fake_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    """``make(*replies, **settings)``: a LocalChatModel answering from a FakeLlama."""
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF")
+
+    def make(*replies: list[str], **settings: Any) -> tuple[LocalChatModel, FakeLlama]:
+        fake, lock = FakeLlama(*replies), threading.Lock()
+        monkeypatch.setattr(LocalChatModel, "client", lambda self: (fake, lock))
+        return LocalChatModel(model_path=str(path), **settings), fake
+
+    return make
+
+
+def test_invoke_and_stream_give_the_same_reply(fake_model: Any) -> None:
+    model, _ = fake_model(["Hello", " there", "."], ["Hello", " there", "."])
+    invoked = model.invoke("Hi")
+    chunks = list(model.stream("Hi"))
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed += chunk
+    assert [c.text for c in chunks] == ["Hello", " there", ".", ""]
+    assert invoked.text == streamed.text == "Hello there."
+    assert (
+        invoked.usage_metadata
+        == streamed.usage_metadata
+        == {
+            "input_tokens": PROMPT_TOKENS,
+            "output_tokens": 3,
+            "total_tokens": PROMPT_TOKENS + 3,
+        }
+    )
+    for meta in (invoked.response_metadata, streamed.response_metadata):
+        assert meta["attempts"] == 1 and meta["finish_reason"] == "stop"
+        assert meta["model_provider"] == "llama-cpp" and meta["llama_seconds"] >= 0
+
+
+def test_empty_replies_are_asked_again_on_every_path(fake_model: Any) -> None:
+    model, fake = fake_model([], ["  ", "\n"], [" ", "Hi", "!"])
+    chunks = list(model.stream("Say hi."))
+    # Whitespace is held back until text arrives, so an empty attempt streams nothing.
+    assert [c.text for c in chunks] == [" Hi", "!", ""]
+    last = chunks[-1]
+    assert last.response_metadata["attempts"] == 3
+    assert last.usage_metadata["input_tokens"] == 3 * PROMPT_TOKENS
+    assert last.usage_metadata["output_tokens"] == 0 + 2 + 3
+    temperatures = [request["temperature"] for request in fake.requests]
+    seeds = [request["seed"] for request in fake.requests]
+    assert temperatures == pytest.approx([model.temperature, 1.0, 1.4]) and seeds == [0, 1, 2]
+
+
+def test_empty_replies_are_asked_again_under_stream_mode_messages(fake_model: Any) -> None:
+    # A streaming callback makes langchain-core call _stream from invoke: retries must hold.
+    model, _ = fake_model([], ["Hello", " again"])
+
+    def chat(state: MessagesState) -> dict:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("chat", chat)
+    builder.add_edge(START, "chat")
+    builder.add_edge("chat", END)
+    graph = builder.compile()
+    streamed, final = [], None
+    for mode, data in graph.stream(
+        {"messages": [("user", "Hi")]}, stream_mode=["messages", "values"]
+    ):
+        if mode == "messages":
+            streamed.append(data[0])
+        else:
+            final = data
+    assert all(isinstance(chunk, AIMessageChunk) for chunk in streamed)
+    assert "".join(chunk.text for chunk in streamed) == "Hello again"
+    reply = final["messages"][-1]
+    assert reply.text == "Hello again"
+    assert reply.response_metadata["attempts"] == 2
+    assert reply.usage_metadata["input_tokens"] == 2 * PROMPT_TOKENS
+
+
+def test_all_attempts_empty_gives_an_empty_reply(fake_model: Any) -> None:
+    model, fake = fake_model([], [], [], empty_retries=2)
+    reply = model.invoke("Say hi.")
+    assert reply.text == "" and reply.response_metadata["attempts"] == 3
+    assert not fake.replies
+
+
+def test_a_critique_is_written_as_text_then_a_constrained_score(fake_model: Any) -> None:
+    model, fake = fake_model([" The", ' "principles"', " are vague.\n"], ["4"])
+    chunks = list(model.bind_tools([ScoredCritique], tool_choice="ScoredCritique").stream("x"))
+    args = "".join(c.tool_call_chunks[0]["args"] for c in chunks if c.tool_call_chunks)
+    assert json.loads(args) == {"feedback": 'The "principles" are vague.', "score": 4}
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total += chunk
+    assert total.tool_calls[0]["name"] == "ScoredCritique"
+    assert total.usage_metadata["input_tokens"] == 2 * PROMPT_TOKENS
+    assert total.usage_metadata["output_tokens"] == 4
+    text_request, score_request = fake.requests
+    assert "grammar" not in text_request
+    assert "Reply with only the feedback" in text_request["messages"][0]["content"]
+    # The score step sees the feedback as sampled, then a question; one token, constrained.
+    assert score_request["messages"][-2] == {
+        "role": "assistant",
+        "content": ' The "principles" are vague.\n',
+    }
+    assert "reply with only 1, 2, 3, 4 or 5" in score_request["messages"][-1]["content"]
+    assert score_request["max_tokens"] == 1 and score_request["grammar"] is not None
+
+
+def test_structured_output_parses_and_bounds_the_feedback(fake_model: Any) -> None:
+    model, _ = fake_model(["a" * 50, " b" * 40], ["2"], max_string_chars=60)
+    out = model.with_structured_output(ScoredCritique, include_raw=True).invoke("x")
+    assert out["parsing_error"] is None
+    assert out["parsed"].score == 2
+    assert out["parsed"].feedback == "a" * 50 + " b b b b b"
+    assert isinstance(out["raw"], AIMessage) and out["raw"].tool_calls
+
+
+def test_an_empty_feedback_is_asked_again_then_scored(fake_model: Any) -> None:
+    model, _ = fake_model([" "], ["Fine."], ["5"])
+    critique = model.with_structured_output(ScoredCritique).invoke("x")
+    assert critique == ScoredCritique(feedback="Fine.", score=5)
+
+
+def test_which_schemas_are_written_in_two_steps() -> None:
+    def shape(properties: dict, required: list[str] | None = None) -> Any:
+        return text_then_choice(
+            {
+                "properties": properties,
+                "required": list(properties) if required is None else required,
+            }
+        )
+
+    letter = shape({"feedback": {"type": "string"}, "better": {"enum": ["A", "B"]}})
+    assert letter is not None and letter.choices == ("A", "B")
+    ranged = shape(
+        {"why": {"type": "string"}, "score": {"type": "integer", "minimum": 1, "maximum": 10}}
+    )
+    assert ranged is not None and ranged.choices == tuple(range(1, 11))
+    assert shape({"why": {"type": "string"}, "n": {"type": "integer"}}) is None
+    assert shape({"a": {"type": "string"}, "b": {"type": "string"}}) is None
+    assert shape({"s": {"enum": [1, 2]}, "t": {"type": "string"}}) is None
+    assert shape({"t": {"type": "string"}, "s": {"enum": [1, 2]}}, ["t"]) is None
+    assert shape({"t": {"type": "string", "maxLength": 9}, "s": {"enum": [1, 2]}}) is None
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_no_chat_template_and_no_format_gives_a_warning() -> None:
+    assert chat_template_warning({"tokenizer.chat_template": "{{ m }}"}, None, "/m.gguf") is None
+    assert chat_template_warning({}, "gemma", "/m/gemma-3.gguf") is None
+    message = chat_template_warning({"general.name": "Gemma 3"}, None, "/m/gemma-3.gguf")
+    assert message is not None
+    assert message.startswith("gemma-3.gguf has no chat template in its metadata")
+    assert "'llama-2'" in message and "chat_format=" in message and "--chat-format" in message
+    assert chat_template_warning(
+        {"tokenizer.chat_template": ""}, None, "/m.gguf"
+    ) == message.replace("gemma-3.gguf", "m.gguf")
+
+
+def test_chat_format_reaches_the_local_model(tmp_path: Any) -> None:
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF and some bytes")
+    model = resolve_model(f"gguf:{path}", chat_format="chatml")
+    assert isinstance(model, LocalChatModel) and model.chat_format == "chatml"
+    assert model._identifying_params["chat_format"] == "chatml"
+    with pytest.raises(ValueError, match=r"^model: invalid local model setting \(chat_format"):
+        resolve_model(f"gguf:{path}", chat_format="no-such-format")
+    with pytest.raises(ValueError, match=r"^--model: only GGUF models .* not 'openai:gpt-4o'"):
+        resolve_model("openai:gpt-4o", field="--model", chat_format="chatml")
+
+
+def test_default_threads_follow_the_process_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPRI_LLAMA_THREADS", raising=False)
+    assert default_threads() >= 1
+    monkeypatch.setenv("SPRI_LLAMA_THREADS", "3")
+    assert default_threads() == 3
+    try:
+        set_default_threads(1)
+        assert default_threads() == 1
+        with pytest.raises(ValueError, match="threads must be a positive integer"):
+            set_default_threads(0)
+    finally:
+        set_default_threads(None)
+    assert default_threads() == 3
+
+
+def test_models_package_keeps_its_public_names() -> None:
+    import spri_graph.models as models
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in models.__all__:
+            assert getattr(models, name) is not None
+    for name in (
+        "ModelSpec",
+        "is_local_model",
+        "resolve_model",
+        "resolve_model_cached",
+        "LocalChatModel",
+        "load_local_model",
+        "local_model_available",
+        "default_gguf_path",
+    ):
+        assert name in models.__all__
