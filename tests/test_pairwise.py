@@ -422,3 +422,26 @@ def test_pairwise_evaluator_bad_settings() -> None:
         create_pairwise_evaluator(ScriptedChatModel([]), feedback_key=" ")
     with pytest.raises(ValueError, match="judge must be a pairwise judge graph"):
         create_pairwise_evaluator(judge=object())
+
+
+# --------------------------------------------------------------------------- local model
+
+
+@pytest.mark.integration
+def test_pairwise_judgment_on_the_local_model() -> None:
+    from spri_graph import resolve_model
+    from spri_graph.models import is_local_model, local_model_available
+
+    if not local_model_available():
+        pytest.skip("the embedded local model is not installed (spri-graph[local])")
+    local = resolve_model("local")
+    assert is_local_model(local)
+    out = create_pairwise_judge_graph(local, max_iterations=1).compile().invoke(INPUT)
+    # The pipeline, not the quality of a 135M model: a structured verdict in each order.
+    assert out["winner"] in ("A", "B", "tie")
+    assert [v["order"] for v in out["verdicts"]] == ["AB", "BA"]
+    assert all(v["winner"] in ("A", "B") for v in out["verdicts"])
+    assert out["consistent"] is (out["winner"] != "tie")
+    assert isinstance(out["rubric"], Rubric)
+    assert out["usage"]["pairwise"]["model_calls"] == 2
+    assert out["usage"]["pairwise"]["output_tokens"] > 0

@@ -207,3 +207,26 @@ def test_bad_input_fails_before_any_model_call(mode: str) -> None:
     with pytest.raises(ValueError, match="response: missing"):
         run(graph, {"instruction": INSTRUCTION}, mode)
     assert writer.calls == [] and judges[0].calls == []
+
+
+# --------------------------------------------------------------------------- local model
+
+
+@pytest.mark.integration
+def test_panel_of_two_on_the_local_model() -> None:
+    from spri_graph import resolve_model
+    from spri_graph.models import local_model_available
+
+    if not local_model_available():
+        pytest.skip("the embedded local model is not installed (spri-graph[local])")
+    local = resolve_model("local")
+    graph = create_judge_panel([local, local], max_iterations=1).compile()
+    out = graph.invoke(INPUT)
+    # The pipeline, not the quality of a 135M model.
+    assert len(out["judgments"]) == 2 and len(out["scores"]) == 2
+    assert out["abstained"] == sum(score is None for score in out["scores"])
+    assert all(score is None or 1 <= score <= 5 for score in out["scores"])
+    readable = [score for score in out["scores"] if score is not None]
+    assert out["score"] == (sum(readable) / 2 if len(readable) == 2 else None)
+    assert isinstance(out["rubric"], Rubric)
+    assert out["usage"]["judgment"]["model_calls"] == 2
