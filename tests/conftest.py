@@ -22,6 +22,14 @@ SHARED_SERVER_MODULES = {
 }
 
 
+# One llama.cpp thread per core for each xdist worker: its threads wait for each other at
+# every step, so two workers with two threads each on two cores run slower than with one.
+# Subprocesses (the CLI, notebook kernels) inherit the setting.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("SPRI_LLAMA_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
+
 def reference_dir(name: str) -> Path:
     """A folder of the paper's reference data; skips the test when it is absent."""
     path = REFERENCE / name
