@@ -40,6 +40,7 @@ from spri_graph.judge_base import (
     JudgeState,
     RubricInput,
     RubricOutput,
+    as_rubric,
     check_reference_free,
     finalize_judgment,
     judge_prepare,
@@ -76,6 +77,7 @@ __all__ = [
     "judgment_finalizer",
     "parse_rubric",
     "render_judgment",
+    "render_rubric",
     "text_field",
 ]
 
@@ -83,6 +85,11 @@ Scale = tuple[int, int]
 
 
 # --------------------------------------------------------------------------- stages
+
+
+def render_rubric(rubric: Rubric) -> str:
+    """A rubric in its text layout (also one read back from a cache as a dict)."""
+    return as_rubric(rubric).render()  # type: ignore[union-attr]
 
 
 def _add_stage(
@@ -141,7 +148,7 @@ def add_rubric_stage(builder: StateGraph, settings: JudgeSettings, *, then: str)
     Returns:
         The name of the stage's first node (``rubric_draft``).
     """
-    return _add_stage(builder, settings, "rubric", rubric_schema, read_rubric, Rubric.render, then)
+    return _add_stage(builder, settings, "rubric", rubric_schema, read_rubric, render_rubric, then)
 
 
 def add_judgment_stage(builder: StateGraph, settings: JudgeSettings, *, then: str) -> str:

@@ -49,6 +49,8 @@ __all__ = [
     "JudgeState",
     "RubricInput",
     "RubricOutput",
+    "as_judgment",
+    "as_rubric",
     "check_reference_free",
     "finalize_judgment",
     "judge_prepare",
@@ -63,6 +65,7 @@ Scale = tuple[int, int]
 
 def render_judgment(judgment: Judgment) -> str:
     """A grading in the ``<feedback>..</feedback><score>N</score>`` layout the critic reads."""
+    judgment = as_judgment(judgment)
     score = "none given" if judgment.score is None else f"{judgment.score:g}"
     return f"<feedback>{judgment.feedback}</feedback><score>{score}</score>"
 
@@ -212,7 +215,7 @@ def judge_prompt_inputs(
 
     def inputs(state: Mapping[str, Any]) -> dict[str, Any]:
         reference = None if reference_free else state.get("reference_answer")
-        rubric = state.get("rubric")
+        rubric = as_rubric(state.get("rubric"))
         response = state.get("response") or ""
         return {
             "instruction": state["instruction"],
@@ -221,7 +224,7 @@ def judge_prompt_inputs(
             "reference_section": (
                 f"\n\n### Reference Answer (Score {high}):\n{reference}" if reference else ""
             ),
-            "rubric": rubric.render() if isinstance(rubric, Rubric) else "",
+            "rubric": rubric.render() if rubric is not None else "",
             "context_models": state.get("context_models"),
             **fixed,
         }
@@ -229,10 +232,24 @@ def judge_prompt_inputs(
     return inputs
 
 
+def as_rubric(value: Any) -> Rubric | None:
+    """A :class:`Rubric` from state, also when read back as a dict of its fields.
+
+    A checkpoint or cache whose serializer does not allow the class gives plain data back.
+    """
+    return Rubric.model_validate(value) if isinstance(value, Mapping) else value
+
+
+def as_judgment(value: Any) -> Judgment:
+    """A :class:`~spri_graph.Judgment` from state, also when read back as a dict."""
+    return Judgment.model_validate(value) if isinstance(value, Mapping) else value
+
+
 def finalize_judgment(state: Mapping[str, Any]) -> dict[str, Any]:
     """The ``finalize`` node of the judge graphs: the output keys from the final grading."""
-    judgment: Judgment = state["judgment"]
+    judgment = as_judgment(state["judgment"])
     return {
+        "rubric": as_rubric(state.get("rubric")),
         "score": judgment.score,
         "feedback": judgment.feedback,
         "rubric_critiques": [Critique.of(c) for c in state.get("rubric_critiques") or []],
@@ -252,7 +269,7 @@ def judgment_finalizer(
     structured = judge_output == "structured"
 
     def finalize(state: Mapping[str, Any]) -> dict[str, Any]:
-        judgment: Judgment = state["judgment"]
+        judgment = as_judgment(state["judgment"])
         if judgment.raw is not None:
             judgment = read_grading(
                 AIMessage(content=judgment.raw),
