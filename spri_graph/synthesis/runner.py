@@ -4,9 +4,10 @@
 runs and its worker processes, Ray actors (:mod:`spri_graph.ray`) and the judge's file
 mode. It takes a graph and two functions, one turning a :class:`Record` into the graph's
 input and one turning the graph's output into a line (a JSON-ready dict). A record whose
-graph run raises (after the graph's own retries) becomes an error line instead, and the run
-goes on. Lines go to a sink as records finish (or in input order, with ``ordered=True``);
-an exception raised by the sink (a full disk) ends the run.
+graph run raises (after the graph's own retries), or whose input or line cannot be made,
+becomes an error line instead, and the run goes on. Lines go to a sink as records finish
+(or in input order, with ``ordered=True``); an exception raised by the sink (a full disk)
+ends the run.
 """
 
 from __future__ import annotations
@@ -241,10 +242,11 @@ class RecordRunner:
         }
         try:
             output = await self.graph.ainvoke(self.to_input(record), config)
+            line, usage = self.to_line(record, output), self.usage(output)
         except Exception as exc:  # noqa: BLE001 - an error line, and the run goes on
             put(index, record, self.to_error(record, exc, attempts(exc, self.retry_policy)), None)
         else:
-            put(index, record, self.to_line(record, output), self.usage(output))
+            put(index, record, line, usage)
 
 
 _Put = Callable[[int, Record, dict[str, Any], UsageCounts | None], None]
