@@ -3,7 +3,8 @@
 :class:`SPRIMiddleware` plugs the SPRI stages into :func:`langchain.agents.create_agent`:
 
 * ``before_agent`` - once per user turn, the principles stage writes (and critiques and
-  refines) principles for the turn's last human message;
+  refines) principles for the turn's last human message (with ``speculative=True`` it only
+  records the turn, and the stage runs inside the turn's first model call);
 * ``wrap_model_call`` - every model call of the turn gets them in its system message (the
   stored conversation is left as it is);
 * ``after_model`` - with ``refine_answer=True``, the agent's final answer (an AI message
@@ -19,25 +20,31 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from langchain.agents.middleware import AgentMiddleware, AgentState, ModelRequest, ModelResponse
+from langchain.agents.middleware import (
+    AgentMiddleware,
+    AgentState,
+    ExtendedModelResponse,
+    ModelRequest,
+    ModelResponse,
+)
 from langchain.agents.middleware.types import OmitFromInput, PrivateStateAttr
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langgraph.cache.base import BaseCache
 from langgraph.config import get_config
 from langgraph.constants import TAG_NOSTREAM
-from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import CachePolicy, RetryPolicy
+from langgraph.types import CachePolicy, Command, RetryPolicy
 from typing_extensions import NotRequired, TypedDict
 
+from spri_graph.answer_review import create_answer_review_graph
 from spri_graph.critique import Critique
-from spri_graph.loop import RefineLoop, add_refine_loop
 from spri_graph.models import ModelSpec
-from spri_graph.nodes import StageUsage, merge_usage, message_text
+from spri_graph.nodes import StageUsage, empty_usage, message_text
 from spri_graph.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
-from spri_graph.settings import CriticOutput, LoopSettings, ResolvedModels
+from spri_graph.settings import CriticOutput, LoopSettings
+from spri_graph.speculation import EarlyModelCall, acall_early, call_early
 from spri_graph.spri import SPRIContext, create_principles_graph, format_conversation
 
 __all__ = ["PRINCIPLES_SECTION", "SPRIAgentState", "SPRIMiddleware", "SPRITurn"]
@@ -62,6 +69,12 @@ class SPRITurn(TypedDict):
     """The earlier user/assistant messages the prompts see (``history`` of them)."""
 
 
+class _PendingTurn(TypedDict):
+    turn: SPRITurn
+    messages: list[AnyMessage]
+    """The turn's question and the earlier messages its prompts see."""
+
+
 class SPRIAgentState(AgentState[Any]):
     """Agent state keys added by :class:`SPRIMiddleware` (all prefixed ``spri_``)."""
 
@@ -75,16 +88,8 @@ class SPRIAgentState(AgentState[Any]):
     """This turn's SPRI model calls and tokens by stage (``principles``, ``response``)."""
     spri_turn: NotRequired[Annotated[SPRITurn, PrivateStateAttr]]
     """The turn the principles belong to, so they are made once per turn."""
-
-
-class _AnswerState(TypedDict, total=False):
-    query: str
-    goal: str | None
-    conversation: str
-    principles: str
-    response: str
-    response_critiques: list[Critique]
-    usage: Annotated[dict[str, StageUsage], merge_usage]
+    spri_pending_turn: NotRequired[Annotated[_PendingTurn | None, PrivateStateAttr]]
+    """A turn whose principles its first model call writes (``speculative=True``)."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,12 @@ def _with_section(system: SystemMessage | None, section: str) -> SystemMessage:
     return system.model_copy(update={"content": content})
 
 
+def _turn_messages(messages: Sequence[AnyMessage], index: int, history: int) -> list[AnyMessage]:
+    """The question at ``index`` and the earlier messages its prompts see (``history``)."""
+    earlier = [m for m in messages[:index] if format_conversation([m], 1)]
+    return [*(earlier[max(0, len(earlier) - history) :] if history else []), messages[index]]
+
+
 class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
     """Situated principles for every turn of a ``create_agent`` agent.
 
@@ -167,9 +178,20 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
     final answer is critiqued against the principles and refined by the response loop;
     answers that call tools, and structured responses, are left alone.
 
+    With ``speculative=True`` the principles are written inside the turn's first model
+    call instead, and that call starts on the draft principles while the critic grades
+    them. If the critique accepts them, the response is kept (the wait for one critique is
+    saved); if it asks for a refinement, the early call is dropped without waiting for it
+    and the model is called with the final principles. With models whose replies depend
+    on the prompt alone, the turn's messages, principles and critiques are those of a
+    sequential turn; ``spri_usage["speculation"]`` counts a dropped early call. The early
+    call's tokens do not stream in ``stream_mode="messages"`` (a kept response arrives
+    there as one message when the model step ends).
+
     State keys (none clash with the agent's own): ``spri_principles``,
     ``spri_principle_critiques``, ``spri_response_critiques``, ``spri_usage`` (model calls
-    and tokens of this turn, by stage) and the private ``spri_turn``. A ``goal`` in the
+    and tokens of this turn, by stage) and the private ``spri_turn`` and
+    ``spri_pending_turn``. A ``goal`` in the
     agent's runtime context (a mapping or an object with a ``goal`` attribute) is given to
     the principle writer; the SPRI settings do not read the agent's context.
 
@@ -208,12 +230,15 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         principles: ``True`` to write principles each turn, a string to use fixed
             principles instead, ``False`` for none.
         refine_answer: Critique and refine the agent's final answer against the principles.
+        speculative: Start the turn's first model call on the draft principles while the
+            critic grades them (needs ``principles=True``).
 
     Raises:
-        ValueError: If a setting is out of range, a model string cannot be resolved, or
-            ``refine_answer=True`` comes with ``principles=False``. Unknown options raise
-            ``TypeError``. When a turn starts without messages or without a human message,
-            the agent run raises a ``ValueError``.
+        ValueError: If a setting is out of range, a model string cannot be resolved,
+            ``refine_answer=True`` comes with ``principles=False``, or
+            ``speculative=True`` with principles not written each turn. Unknown options
+            raise ``TypeError``. A turn without messages or without a human message fails
+            with a ``ValueError`` when it starts.
 
     Example:
         >>> from langchain.agents import create_agent
@@ -246,6 +271,7 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         stream_critiques: bool = True,
         principles: bool | str = True,
         refine_answer: bool = False,
+        speculative: bool = False,
     ) -> None:
         super().__init__()
         settings = LoopSettings(
@@ -263,6 +289,13 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
             )
         if not isinstance(refine_answer, bool):
             raise ValueError(f"refine_answer must be True or False, got {refine_answer!r}")
+        if not isinstance(speculative, bool):
+            raise ValueError(f"speculative must be True or False, got {speculative!r}")
+        if speculative and principles is not True:
+            raise ValueError(
+                "speculative=True starts the model call on the draft of the principles "
+                "written each turn; it needs principles=True"
+            )
         if refine_answer and principles is False:
             raise ValueError(
                 "refine_answer=True needs principles to critique the answer against; pass "
@@ -272,6 +305,8 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         models = settings.resolve(model, critic_model)
         self.principles = principles
         self.refine_answer = refine_answer
+        self.speculative = speculative
+        self.threshold, self.max_iterations = settings.threshold, settings.max_iterations
         self.model = models.base
         self.critic_model = models.critic
         self.history = history
@@ -293,17 +328,20 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         )
         critic_tags = () if stream_critiques else (TAG_NOSTREAM,)
         self._answer_graph = (
-            _answer_graph(models, settings, stage_prompts, critic_tags) if refine_answer else None
+            create_answer_review_graph(models, settings, stage_prompts, critic_tags)
+            if refine_answer
+            else None
         )
 
     # ------------------------------------------------------------------ plans (sync = async)
 
-    def _start_turn(self, state: Mapping[str, Any], runtime: Runtime[Any]) -> _Plan | None:
+    def _new_turn(self, state: Mapping[str, Any], runtime: Runtime[Any]) -> _PendingTurn | None:
         if self.principles is False:
             return None  # nothing to steer with (and refine_answer needs principles)
         messages, index = _last_human(state)
         message_id = messages[index].id or f"index:{index}"
-        if (state.get("spri_turn") or {}).get("message_id") == message_id:
+        turns = state.get("spri_turn"), (state.get("spri_pending_turn") or {}).get("turn")
+        if message_id in [(turn or {}).get("message_id") for turn in turns]:
             return None  # this turn's principles exist (a new run on the same turn, a resume)
         turn = SPRITurn(
             message_id=message_id,
@@ -311,6 +349,18 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
             goal=_goal(runtime),
             conversation=format_conversation(messages[:index], self.history),
         )
+        return _PendingTurn(turn=turn, messages=_turn_messages(messages, index, self.history))
+
+    def _start_turn(self, state: Mapping[str, Any], runtime: Runtime[Any]) -> _Plan | None:
+        pending = self._new_turn(state, runtime)
+        if pending is None:
+            return None
+        if self.speculative:  # the turn's first model call writes the principles
+            return _Plan(None, {}, lambda _: {"spri_pending_turn": pending})
+        return self._principles_plan(pending)
+
+    def _principles_plan(self, pending: _PendingTurn) -> _Plan:
+        turn = pending["turn"]
 
         def finish(out: Mapping[str, Any]) -> dict[str, Any]:
             # ``out`` is empty when the principles are fixed.
@@ -322,11 +372,32 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
             }
             if self.refine_answer:
                 update["spri_response_critiques"] = []
+            if self.speculative:
+                update["spri_pending_turn"] = None
             return update
 
         # Given the messages, the principles stage also sees the conversation so far.
-        inputs = {"messages": messages[: index + 1], "goal": turn["goal"]}
+        inputs = {"messages": pending["messages"], "goal": turn["goal"]}
         return _Plan(self._principles_graph, inputs, finish)
+
+    def _early_call(self, request: ModelRequest) -> tuple[EarlyModelCall, _Plan] | None:
+        pending: _PendingTurn | None = request.state.get("spri_pending_turn")  # type: ignore[assignment]
+        if not self.speculative or not pending or self._principles_graph is None:
+            return None
+        plan = self._principles_plan(pending)
+        spec = EarlyModelCall(
+            self._principles_graph,
+            plan.inputs,
+            steer=lambda principles: self._steer(request, principles),
+            accepts=self._accepts,
+            context=SPRIContext(),
+        )
+        return spec, plan
+
+    def _accepts(self, critiques: Sequence[Critique]) -> bool:
+        """Whether the principles loop stops at these critiques (no refinement)."""
+        score = critiques[-1].score
+        return score is None or score >= self.threshold or len(critiques) >= self.max_iterations
 
     def _review_answer(self, state: Mapping[str, Any]) -> _Plan | None:
         if self._answer_graph is None:
@@ -359,8 +430,8 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         }
         return _Plan(self._answer_graph, inputs, finish)
 
-    def _steer(self, request: ModelRequest) -> ModelRequest:
-        principles = request.state.get("spri_principles")
+    def _steer(self, request: ModelRequest, principles: str | None = None) -> ModelRequest:
+        principles = principles or request.state.get("spri_principles")  # type: ignore[assignment]
         if self.principles is False or not principles:
             return request
         section = PRINCIPLES_SECTION.format(principles=principles)
@@ -380,17 +451,27 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
 
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
-    ) -> ModelResponse:
-        """Call the model with the turn's principles added to its system message."""
-        return handler(self._steer(request))
+    ) -> ModelResponse | ExtendedModelResponse[Any]:
+        """Call the model with the turn's principles added to its system message.
+
+        With ``speculative=True`` the turn's first call writes the principles, and starts
+        the model on their draft while the critic grades it.
+        """
+        early = self._early_call(request)
+        if early is None:
+            return handler(self._steer(request))
+        return _speculated(*early, call_early(early[0], handler))
 
     async def awrap_model_call(
         self,
         request: ModelRequest,
         handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
-    ) -> ModelResponse:
+    ) -> ModelResponse | ExtendedModelResponse[Any]:
         """Async :meth:`wrap_model_call`."""
-        return await handler(self._steer(request))
+        early = self._early_call(request)
+        if early is None:
+            return await handler(self._steer(request))
+        return _speculated(*early, await acall_early(early[0], handler))
 
     def after_model(self, state: SPRIAgentState, runtime: Runtime[Any]) -> dict[str, Any] | None:
         """Critique and refine a final answer (``refine_answer=True``)."""
@@ -403,42 +484,14 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         return await _arun(self._review_answer(state))
 
 
-def _answer_graph(
-    models: ResolvedModels,
-    settings: LoopSettings,
-    prompts: Mapping[str, ChatPromptTemplate],
-    critic_tags: tuple[str, ...],
-) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """The response loop, entered at its critique: the agent drafted the answer."""
-    loop = RefineLoop(
-        name="response",
-        model=models.base,
-        critic_model=models.critic,
-        draft_prompt=prompts["response_draft"],
-        critique_prompt=prompts["response_critique"],
-        refine_prompt=prompts["response_refine"],
-        candidate_key="response",
-        critiques_key="response_critiques",
-        prompt_inputs=_answer_inputs,
-        threshold=settings.threshold,
-        max_iterations=settings.max_iterations,
-        critic_output=models.critic_output,
-        critic_parse_retries=settings.critic_parse_retries,
-        critic_tags=critic_tags,
-    )
-    builder: StateGraph[Any, Any, Any, Any] = StateGraph(_AnswerState, context_schema=SPRIContext)
-    add_refine_loop(builder, loop, then=END, retry_policy=settings.policy)
-    builder.add_edge(START, loop.nodes[1])
-    return builder.compile(name="spri_answer")
-
-
-def _answer_inputs(state: Mapping[str, Any]) -> dict[str, Any]:
-    goal, conversation = state.get("goal"), state.get("conversation")
-    return {
-        "history_section": f"### Conversation so far:\n{conversation}\n\n" if conversation else "",
-        "query": state["query"],
-        "goal_section": f"\n### Response Goal: {goal}" if goal else "",
-        "examples_section": "",
-        "principles": state["principles"],
-        "response": state["response"],
-    }
+def _speculated(
+    spec: EarlyModelCall, plan: _Plan, response: ModelResponse
+) -> ExtendedModelResponse[Any]:
+    """The model's response, and the turn's principles as a state update."""
+    update = plan.finish(spec.values)
+    if spec.wasted:
+        update["spri_usage"] = {
+            **update["spri_usage"],
+            "speculation": {**empty_usage(), "model_calls": 1},
+        }
+    return ExtendedModelResponse(model_response=response, command=Command(update=update))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_type_hints
 
@@ -15,7 +18,13 @@ from langchain.agents.middleware import (
 )
 from langchain.agents.structured_output import ToolStrategy
 from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
 from langchain_core.tools import tool
 from langgraph.cache.memory import InMemoryCache
 from langgraph.checkpoint.memory import InMemorySaver
@@ -38,7 +47,9 @@ SPRI_KEYS = {
     "spri_response_critiques",
     "spri_usage",
     "spri_turn",
+    "spri_pending_turn",
 }
+PRIVATE_KEYS = {"spri_turn", "spri_pending_turn"}
 
 
 @tool
@@ -443,7 +454,7 @@ def test_state_keys_do_not_clash_with_the_agents() -> None:
     assert set(agent.channels) >= SPRI_KEYS
     assert set(agent.get_input_jsonschema()["properties"]) == {"messages"}
     output = set(agent.get_output_jsonschema()["properties"])
-    assert SPRI_KEYS - {"spri_turn"} <= output and "spri_turn" not in output
+    assert output >= SPRI_KEYS - PRIVATE_KEYS and not PRIVATE_KEYS & output
     assert "structured_response" in output
 
 
@@ -464,6 +475,10 @@ def test_bad_options_fail_when_the_middleware_is_built() -> None:
         SPRIMiddleware(model, principles="  ")
     with pytest.raises(ValueError, match="refine_answer must be"):
         SPRIMiddleware(model, refine_answer="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="speculative must be True or False"):
+        SPRIMiddleware(model, speculative="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="speculative=True .* needs principles=True"):
+        SPRIMiddleware(model, principles="1. Be brief.", speculative=True)
     with pytest.raises(ValueError, match="bogus"):
         SPRIMiddleware(model, prompts={"bogus": "{query}"})
     with pytest.raises(ValueError, match="critic_model"):
@@ -493,3 +508,225 @@ def test_a_goal_that_is_not_a_string_fails() -> None:
     s = scenario(base=[PRINCIPLES], critic=["[RESULT] 5"], agent_replies=[ANSWER])
     with pytest.raises(ValueError, match="context goal must be a string"):
         s.agent.invoke(ask(), thread(), context={"goal": 3})
+
+
+# --------------------------------------------------------------------------- speculative
+
+
+def keyed_agent(messages: Sequence[BaseMessage]) -> AIMessage:
+    """The agent's reply, chosen by its prompt: principles in use and tool results so far."""
+    tag = "p1" if PRINCIPLES in str(messages[0].content) else "p0"
+    turn = max(i for i, m in enumerate(messages) if isinstance(m, HumanMessage))
+    tools = sum(isinstance(m, ToolMessage) for m in messages[turn:])
+    if tools == 0:
+        return tool_call("add", f"call-add-{tag}-{turn}", a=2, b=3)
+    if tools == 1:
+        return tool_call("multiply", f"call-mul-{tag}-{turn}", a=5, b=2)
+    return AIMessage(ANSWER, id=f"answer-{tag}-{turn}")
+
+
+def keyed_spri(messages: Sequence[BaseMessage]) -> str:
+    """The SPRI base model's reply, chosen by the step its prompt asks for."""
+    prompt = str(messages[-1].content)
+    if prompt.endswith("### Refined Principles:"):
+        return PRINCIPLES
+    if prompt.endswith("### Principles:"):
+        return DRAFT_PRINCIPLES
+    assert prompt.endswith("### Refined Response:"), prompt[-200:]
+    return REFINED
+
+
+def keyed_critic(draft_score: int) -> Callable[[Sequence[BaseMessage]], str]:
+    """The critic's reply, chosen by the candidate its prompt quotes."""
+
+    def critique(messages: Sequence[BaseMessage]) -> str:
+        prompt = str(messages[-1].content)
+        if f"Response to Evaluate:\n{ANSWER}\n" in prompt:
+            return "Feedback: Shows no steps. [RESULT] 2"
+        if "Response to Evaluate:" in prompt:
+            return "Feedback: Every step shown. [RESULT] 5"
+        if DRAFT_PRINCIPLES in prompt:
+            return f"Feedback: Draft. [RESULT] {draft_score}"
+        return "Feedback: Clear. [RESULT] 5"
+
+    return critique
+
+
+def keyed_scenario(*, speculative: bool, draft_score: int, **options: Any) -> Scenario:
+    base = ScriptedChatModel([keyed_spri], cycle=True)
+    critic = ScriptedChatModel([keyed_critic(draft_score)], cycle=True)
+    agent_model = ScriptedChatModel([keyed_agent], cycle=True)
+    spri = SPRIMiddleware(base, critic_model=critic, speculative=speculative, **options)
+    agent = create_agent(
+        agent_model,
+        tools=[add, multiply],
+        system_prompt=SYSTEM,
+        middleware=[spri],
+        checkpointer=InMemorySaver(),
+    )
+    return Scenario(base, critic, agent_model, agent)
+
+
+def two_turns(s: Scenario, mode: str) -> list[dict[str, Any]]:
+    async def arun() -> list[dict[str, Any]]:
+        return [await s.agent.ainvoke(ask(q), thread()) for q in (QUESTION, "And 4 + 4?")]
+
+    if mode == "async":
+        return asyncio.run(arun())
+    return [s.agent.invoke(ask(q), thread()) for q in (QUESTION, "And 4 + 4?")]
+
+
+def shape(messages: Sequence[BaseMessage]) -> list[tuple[Any, ...]]:
+    """Messages without their generated ids."""
+    return [(m.type, m.content, getattr(m, "tool_calls", None)) for m in messages]
+
+
+def turn_result(out: dict[str, Any]) -> dict[str, Any]:
+    usage = {stage: u for stage, u in out["spri_usage"].items() if stage != "speculation"}
+    return {
+        "messages": shape(out["messages"]),
+        "answer_id": out["messages"][-1].id,
+        "spri": {k: v for k, v in out.items() if k.startswith("spri_") and k != "spri_usage"},
+        "usage": usage,
+    }
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize(("draft_score", "refine_answer"), [(5, False), (2, False), (2, True)])
+def test_speculative_turns_match_sequential_turns(
+    mode: str, draft_score: int, refine_answer: bool
+) -> None:
+    runs = {}
+    for speculative in (False, True):
+        s = keyed_scenario(
+            speculative=speculative, draft_score=draft_score, refine_answer=refine_answer
+        )
+        runs[speculative] = (s, two_turns(s, mode))
+    (seq, seq_outs), (spec, spec_outs) = runs[False], runs[True]
+    assert [turn_result(o) for o in spec_outs] == [turn_result(o) for o in seq_outs]
+    # The same SPRI calls, in the same order.
+    for model in ("base", "critic"):
+        assert [c["messages"] for c in getattr(spec, model).calls] == [
+            c["messages"] for c in getattr(seq, model).calls
+        ]
+    # The agent made the sequential run's calls, plus one wasted call per refined turn.
+    seq_calls = [shape(c["messages"]) for c in seq.agent_model.calls]
+    spec_calls = [shape(c["messages"]) for c in spec.agent_model.calls]
+    wasted = [c for c in spec_calls if c not in seq_calls]
+    assert len(spec_calls) == len(seq_calls) + len(wasted)
+    assert all(c in spec_calls for c in seq_calls)
+    if draft_score == 5:  # the draft principles passed: each turn's early call was kept
+        assert wasted == []
+        assert all("speculation" not in out["spri_usage"] for out in spec_outs)
+    else:
+        # One early call per turn was dropped (cancelled, maybe before it started).
+        assert len(wasted) <= 2 and all(DRAFT_PRINCIPLES in c[0][1] for c in wasted)
+        for out in spec_outs:
+            assert out["spri_usage"]["speculation"]["model_calls"] == 1
+    state, seq_state = (x.agent.get_state(thread()).values for x in (spec, seq))
+    question = next(m for m in reversed(state["messages"]) if isinstance(m, HumanMessage))
+    assert state["spri_turn"] == {**seq_state["spri_turn"], "message_id": question.id}
+    assert state["spri_pending_turn"] is None
+    if refine_answer:
+        assert spec_outs[-1]["messages"][-1].content == REFINED
+
+
+def timed(reply: Callable[[Sequence[BaseMessage]], Any], log: list, label: str) -> Callable:
+    def answer(messages: Sequence[BaseMessage]) -> Any:
+        start = time.monotonic()
+        time.sleep(0.2)
+        log.append((label, start, time.monotonic()))
+        return reply(messages)
+
+    return answer
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_the_principle_critique_and_the_first_model_call_overlap(mode: str) -> None:
+    log: list[tuple[str, float, float]] = []
+    s = keyed_scenario(speculative=True, draft_score=5)
+    s.critic.replies[:] = [timed(keyed_critic(5), log, "critique")]
+    s.agent_model.replies[:] = [timed(keyed_agent, log, "model"), keyed_agent, keyed_agent]
+    s.agent_model.cycle = False
+    out = (
+        asyncio.run(s.agent.ainvoke(ask(), thread()))
+        if mode == "async"
+        else s.agent.invoke(ask(), thread())
+    )
+    assert out["messages"][-1].content == ANSWER and len(s.agent_model.calls) == 3
+    (_, c0, c1), (_, m0, m1) = sorted(log, key=lambda span: span[0])
+    assert m0 < c1 and c0 < m1  # the two calls ran at the same time
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_wasted_early_call_is_not_waited_for(mode: str) -> None:
+    started, release, returned = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_when_early(messages: Sequence[BaseMessage]) -> AIMessage:
+        if DRAFT_PRINCIPLES in str(messages[0].content):
+            started.set()
+            release.wait(30)
+            returned.set()
+        return keyed_agent(messages)
+
+    def critic_after_the_early_call_started(messages: Sequence[BaseMessage]) -> str:
+        started.wait(30)
+        return keyed_critic(2)(messages)
+
+    s = keyed_scenario(speculative=True, draft_score=2)
+    s.agent_model.replies[:] = [slow_when_early]
+    s.critic.replies[:] = [critic_after_the_early_call_started]
+
+    def ended_before_the_early_call(out: dict[str, Any]) -> dict[str, Any]:
+        still_blocked = started.is_set() and not returned.is_set()
+        release.set()
+        assert still_blocked
+        return out
+
+    async def arun() -> dict[str, Any]:
+        return ended_before_the_early_call(await s.agent.ainvoke(ask(), thread()))
+
+    try:
+        if mode == "async":
+            out = asyncio.run(arun())
+        else:
+            out = ended_before_the_early_call(s.agent.invoke(ask(), thread()))
+    finally:
+        release.set()
+    assert out["spri_principles"] == PRINCIPLES
+    assert out["messages"][1].tool_calls[0]["id"].startswith("call-add-p1")
+    assert out["spri_usage"]["speculation"]["model_calls"] == 1
+
+
+@pytest.mark.parametrize("draft_score", [5, 2])
+def test_speculative_stream_mode_messages_shows_no_wasted_call(draft_score: int) -> None:
+    s = keyed_scenario(speculative=True, draft_score=draft_score)
+    streamed = [m for m, _ in s.agent.stream(ask(), thread(), stream_mode="messages")]
+    calls = [c["id"] for m in streamed for c in getattr(m, "tool_calls", None) or []]
+    tag = "p0" if draft_score == 5 else "p1"
+    # The first model call streams once (a kept early call as a whole message), the
+    # wasted one never.
+    assert calls == [f"call-add-{tag}-1", f"call-mul-{tag}-1"]
+    assert streamed[-1].content == ANSWER
+
+
+def test_speculative_resume_after_human_review_keeps_the_turns_principles() -> None:
+    s = keyed_scenario(speculative=True, draft_score=2)
+    agent = create_agent(
+        s.agent_model,
+        tools=[add, multiply],
+        system_prompt=SYSTEM,
+        middleware=[
+            SPRIMiddleware(s.base, critic_model=s.critic, speculative=True),
+            HumanInTheLoopMiddleware({"multiply": True}),
+        ],
+        checkpointer=InMemorySaver(),
+    )
+    paused = agent.invoke(ask(), thread())
+    assert "__interrupt__" in paused
+    calls = (len(s.base.calls), len(s.critic.calls))
+    assert calls == (2, 2)
+    out = agent.invoke(Command(resume={"decisions": [{"type": "approve"}]}), thread())
+    assert (len(s.base.calls), len(s.critic.calls)) == calls
+    assert out["messages"][-1].content == ANSWER
+    assert all(PRINCIPLES in p for p in system_prompts(s.agent_model)[1:])

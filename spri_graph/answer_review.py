@@ -1,0 +1,90 @@
+"""Review an answer someone else drafted: SPRI's response loop, entered at its critique.
+
+:class:`~spri_graph.SPRIMiddleware` uses it with ``refine_answer=True``: the agent drafted
+its final answer, so the loop starts by critiquing it against the turn's principles and
+refines it while the score is below the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from langchain_core.prompts import ChatPromptTemplate
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from typing_extensions import TypedDict
+
+from spri_graph.critique import Critique
+from spri_graph.loop import RefineLoop, add_refine_loop
+from spri_graph.nodes import StageUsage, merge_usage
+from spri_graph.settings import LoopSettings, ResolvedModels
+from spri_graph.spri import SPRIContext
+
+__all__ = ["AnswerReviewState", "create_answer_review_graph"]
+
+
+class AnswerReviewState(TypedDict, total=False):
+    """State of the answer review: the question, its principles and the answer."""
+
+    query: str
+    goal: str | None
+    conversation: str
+    principles: str
+    response: str
+    response_critiques: list[Critique]
+    usage: Annotated[dict[str, StageUsage], merge_usage]
+
+
+def create_answer_review_graph(
+    models: ResolvedModels,
+    settings: LoopSettings,
+    prompts: Mapping[str, ChatPromptTemplate],
+    critic_tags: tuple[str, ...] = (),
+) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The response loop, entered at its critique, compiled as ``spri_answer``.
+
+    Args:
+        models: The resolved base and critic models.
+        settings: Threshold, iterations and retry settings.
+        prompts: The resolved SPRI prompts (``response_critique``, ``response_refine``).
+        critic_tags: Extra tags for the critic's calls (e.g. ``("nostream",)``).
+
+    Returns:
+        A graph from :class:`AnswerReviewState` (with ``response`` set) to the reviewed
+        ``response``, its ``response_critiques`` and ``usage["response"]``.
+    """
+    loop = RefineLoop(
+        name="response",
+        model=models.base,
+        critic_model=models.critic,
+        draft_prompt=prompts["response_draft"],
+        critique_prompt=prompts["response_critique"],
+        refine_prompt=prompts["response_refine"],
+        candidate_key="response",
+        critiques_key="response_critiques",
+        prompt_inputs=_inputs,
+        threshold=settings.threshold,
+        max_iterations=settings.max_iterations,
+        critic_output=models.critic_output,
+        critic_parse_retries=settings.critic_parse_retries,
+        critic_tags=critic_tags,
+    )
+    builder: StateGraph[Any, Any, Any, Any] = StateGraph(
+        AnswerReviewState, context_schema=SPRIContext
+    )
+    add_refine_loop(builder, loop, then=END, retry_policy=settings.policy)
+    builder.add_edge(START, loop.nodes[1])
+    return builder.compile(name="spri_answer")
+
+
+def _inputs(state: Mapping[str, Any]) -> dict[str, Any]:
+    goal, conversation = state.get("goal"), state.get("conversation")
+    return {
+        "history_section": f"### Conversation so far:\n{conversation}\n\n" if conversation else "",
+        "query": state["query"],
+        "goal_section": f"\n### Response Goal: {goal}" if goal else "",
+        "examples_section": "",
+        "principles": state["principles"],
+        "response": state["response"],
+    }
