@@ -22,8 +22,9 @@ from typing import Any
 from langgraph.graph import StateGraph
 
 from spri_graph.evaluators import INSTRUCTION_KEYS, REFERENCE_KEYS, RESPONSE_KEYS, find_text
+from spri_graph.grading import JudgeOutputMode
 from spri_graph.models import ModelSpec
-from spri_graph.pairwise import JudgeOutputMode, OnDisagreement, create_pairwise_judge_graph
+from spri_graph.pairwise import OnDisagreement, create_pairwise_judge_graph
 
 __all__ = ["create_async_pairwise_evaluator", "create_pairwise_evaluator"]
 

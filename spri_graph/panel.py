@@ -1,14 +1,17 @@
 r"""A panel of judges grading with one instance-specific rubric.
 
 :func:`create_judge_panel` writes one rubric per instance with the SPRI rubric stage
-(:func:`~spri_graph.create_rubric_graph`), then every judge of the panel grades the response
-with it, concurrently (one LangGraph ``Send`` per judge), as
+(:func:`spri_graph.judge.add_rubric_stage`), then every judge of the panel grades the
+response with it, concurrently (one LangGraph ``Send`` per judge), as
 :func:`~spri_graph.create_fixed_rubric_judge` does. The panel's score aggregates the
-readable scores (mean, median or majority); a judge whose grading has no readable score, or
-that fails, *abstains* and is counted, and a panel left with fewer readable judges than
-``min_judges`` reports no score rather than a misleading one.
+readable scores (mean, median or majority); a judge whose grading has no readable score on
+the scale *abstains* and is counted, and a panel left with fewer readable judges than
+``min_judges`` reports no score rather than a misleading one. A judge whose call fails after
+its retries fails the run, as in every judge graph (a failure is not a grading, and a node
+cache must not remember it as one).
 
-``prepare -> rubric -> judge (x N, concurrently) -> aggregate``
+``prepare -> rubric_draft -> rubric_critique -(refine)-> ... -(done)-> convene``
+``-> judge (x N, concurrently) -> aggregate``
 
 Agreement with human scores, for the panel and for each judge, comes from the ``score`` and
 ``scores`` outputs (or :func:`panel_agreement`)::
@@ -22,23 +25,31 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from langchain_core.prompts import ChatPromptTemplate
-from langchain_core.runnables import Runnable, RunnableConfig
-from langgraph.errors import GraphBubbleUp
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import RetryPolicy, Send
+from langchain_core.runnables import Runnable
+from langgraph.graph import END, StateGraph
+from langgraph.types import CachePolicy, RetryPolicy, Send
 from typing_extensions import TypedDict
 
-from spri_graph.baselines import create_fixed_rubric_judge
-from spri_graph.judge import JudgeInput, RubricOutput, create_rubric_graph, judge_prepare
+from spri_graph.caching import prompt_cache_policy
+from spri_graph.critique import Judgment
+from spri_graph.grading import JudgeOutputMode, grading_step, resolve_judge_output
+from spri_graph.judge import JUDGE_DEFAULTS
+from spri_graph.judge_base import (
+    JudgeInput,
+    JudgeSettings,
+    RubricOutput,
+    judge_prompt_inputs,
+)
 from spri_graph.metrics import Agreement, agreement
 from spri_graph.models import ModelSpec, resolve_model
-from spri_graph.nodes import StageUsage, StepNode, empty_usage
-from spri_graph.pairwise import sum_usage
-from spri_graph.settings import CriticOutput, LoopSettings
+from spri_graph.nodes import StageUsage, Step, context_value, step_node
+from spri_graph.pairwise import start_with_rubric, sum_usage
+from spri_graph.settings import CriticOutput
 from spri_graph.spri import SPRIContext
 
 __all__ = [
@@ -67,8 +78,7 @@ class PanelJudgment(TypedDict):
         judge: The judge's name (its model string, or the model's name).
         index: The judge's position in ``judges``.
         score: Its score, or ``None`` when it abstained.
-        feedback: Its feedback (``""`` when it failed).
-        error: Why it failed (``"TypeName: message"``), or ``None``.
+        feedback: Its feedback.
         usage: Its model calls and tokens.
     """
 
@@ -76,7 +86,6 @@ class PanelJudgment(TypedDict):
     index: int
     score: float | None
     feedback: str
-    error: str | None
     usage: StageUsage
 
 
@@ -94,7 +103,7 @@ class PanelOutput(RubricOutput, total=False):
             ``min_judges`` judges gave one (or, with ``"majority"``, no score has a
             majority).
         scores: Each judge's score in ``judges`` order, ``None`` where it abstained.
-        abstained: How many judges gave no readable score (or failed).
+        abstained: How many judges gave no readable score.
         feedback: Each readable judge's feedback, one ``[judge] feedback`` line each.
         judgments: Each judge's grading (:class:`PanelJudgment`), in ``judges`` order.
         rubric: The rubric every judge graded with.
@@ -110,7 +119,9 @@ class PanelOutput(RubricOutput, total=False):
 
 
 class PanelState(JudgeInput, PanelOutput, total=False):
-    """Full state of the panel."""
+    """Full state of the panel; ``context_models`` are the context's per-run models."""
+
+    context_models: dict[str, str | None]
 
 
 def aggregate_scores(
@@ -196,46 +207,70 @@ def _judge_name(spec: ModelSpec, model: Runnable[Any, Any]) -> str:
     return type(model).__name__
 
 
-def _member_node(members: Sequence[Runnable[Any, Any]], names: Sequence[str]) -> StepNode:
-    """The node one ``Send`` per judge runs: that judge grades, or abstains if it fails."""
+@dataclass(frozen=True)
+class _Member:
+    """One judge of the panel: its name, its grading step and its node cache key."""
 
-    def request(state: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: state[key] for key in _GRADED_KEYS if key in state}
+    name: str
+    step: Callable[[Mapping[str, Any]], Step]
+    cache_key: Callable[[Mapping[str, Any]], str] | None
 
-    def record(index: int, out: Mapping[str, Any], error: BaseException | None) -> dict[str, Any]:
-        judgment = PanelJudgment(
-            judge=names[index],
+
+def _member(
+    index: int,
+    spec: ModelSpec,
+    settings: JudgeSettings,
+    prompt: ChatPromptTemplate,
+    judge_output: JudgeOutputMode | None,
+) -> _Member:
+    model = resolve_model(spec, field=f"judges[{index}]")
+    output = resolve_judge_output(judge_output, model)
+    inputs = judge_prompt_inputs(settings.reference_free, scale=settings.scale, judge_output=output)
+    step = grading_step(
+        model, prompt, inputs, scale=settings.scale, judge_output=output, step=f"grade_{index}"
+    )
+    policy = prompt_cache_policy(
+        settings.cache_policy,
+        node=f"judge_{index}",
+        model=model,
+        prompt=prompt,
+        prompt_inputs=inputs,
+        extra=output,
+    )
+    return _Member(_judge_name(spec, model), step, None if policy is None else policy.key_func)
+
+
+def _member_step(members: Sequence[_Member]) -> Callable[[Mapping[str, Any]], Step]:
+    """The step one ``Send`` per judge runs: that judge grades the response once."""
+
+    def judge(state: Mapping[str, Any]) -> Step:
+        index = state["judge"]
+        update = yield from members[index].step(state)
+        judgment: Judgment = update["judgment"]
+        graded = PanelJudgment(
+            judge=members[index].name,
             index=index,
-            score=out.get("score"),
-            feedback=out.get("feedback") or "",
-            error=None if error is None else f"{type(error).__name__}: {error}",
-            usage=(out.get("usage") or {}).get("judgment") or empty_usage(),
+            score=judgment.score,
+            feedback=judgment.feedback,
+            usage=update["usage"]["judgment"],
         )
-        return {"judgments": [judgment]}
+        return {"judgments": [graded]}
 
-    # The panel's per-run settings (e.g. a context model) are not the judges': each grades
-    # with its own model.
-    def run(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        index = state["judge"]
-        try:
-            out = members[index].invoke(request(state), config, context=SPRIContext())
-        except GraphBubbleUp:
-            raise
-        except Exception as exc:  # a failing judge abstains
-            return record(index, {}, exc)
-        return record(index, out, None)
+    return judge
 
-    async def arun(state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
-        index = state["judge"]
-        try:
-            out = await members[index].ainvoke(request(state), config, context=SPRIContext())
-        except GraphBubbleUp:
-            raise
-        except Exception as exc:  # a failing judge abstains
-            return record(index, {}, exc)
-        return record(index, out, None)
 
-    return StepNode("judge", run, arun)
+def _cache_policy(
+    cache_policy: CachePolicy[Any] | None, members: Sequence[_Member]
+) -> CachePolicy[Any] | None:
+    """The ``judge`` node's cache policy: each judge's key (its model, its prompt)."""
+    if cache_policy is None:
+        return None
+
+    def key(state: Mapping[str, Any]) -> str:
+        member_key = members[state["judge"]].cache_key
+        return "" if member_key is None else member_key(state)
+
+    return CachePolicy(key_func=key, ttl=cache_policy.ttl)
 
 
 def _aggregator(how: Aggregate, min_judges: int) -> Any:
@@ -252,6 +287,15 @@ def _aggregator(how: Aggregate, min_judges: int) -> Any:
         }
 
     return aggregate
+
+
+def _no_model(state: Mapping[str, Any]) -> dict[str, Any]:
+    if context_value("model") is not None:
+        raise ValueError(
+            "context model: a panel grades with its own judges; set judges= and rubric_model= "
+            "on create_judge_panel instead"
+        )
+    return {}
 
 
 def _fan_out(size: int) -> Any:
@@ -300,14 +344,17 @@ def create_judge_panel(
     critic_parse_retries: int = 1,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
+    scale: tuple[int, int] = (1, 5),
+    judge_output: JudgeOutputMode | None = None,
+    cache_policy: CachePolicy[Any] | None = None,
 ) -> StateGraph[PanelState, SPRIContext, JudgeInput, PanelOutput]:
     r"""Create a panel of judges that grade with one instance-specific SPRI rubric.
 
     The rubric is written, critiqued and refined once per instance by ``rubric_model``
-    (:func:`~spri_graph.create_rubric_graph`); then every judge grades the response with
-    it in one call, all judges concurrently. Each judge's score and feedback is kept. A
-    judge whose grading has no readable score, or whose call fails after its retries,
-    abstains: it is counted in ``abstained`` and left out of the aggregate.
+    (the rubric stage of :func:`~spri_graph.create_judge_graph`); then every judge grades
+    the response with it in one call, all judges concurrently. Each judge's score and
+    feedback is kept. A judge whose grading has no readable score on the scale abstains: it
+    is counted in ``abstained`` and left out of the aggregate.
 
     Args:
         judges: The judges' models (chat models or model strings), at least one.
@@ -329,6 +376,13 @@ def create_judge_panel(
             and ``judgment_draft`` (see :data:`spri_graph.JUDGE_PROMPTS`).
         retry_policy: Retry policy for transient model errors; defaults to
             :func:`spri_graph.default_retry_policy`.
+        scale: The integer scale ``(low, high)`` of the rubric and the judges' scores.
+        judge_output: ``"text"``, ``"structured"`` or ``None``, for the rubric writer and
+            every judge, as in :func:`~spri_graph.create_judge_graph`; ``None`` gives each
+            model its default (structured for the embedded local model), so a panel may
+            mix both.
+        cache_policy: Cache the model nodes, as in :func:`~spri_graph.create_judge_graph`
+            (compile with ``cache=spri_graph.caching.judge_cache(...)``).
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with the input of
@@ -338,7 +392,8 @@ def create_judge_panel(
     Raises:
         ValueError: Before any model call, if ``judges`` is empty, ``min_judges`` is out
             of range, a setting is bad or a model string cannot be resolved; at run time,
-            if ``instruction`` or ``response`` is missing or empty.
+            if ``instruction`` or ``response`` is missing or empty, or the context sets a
+            ``model`` (a panel's judges are its own).
 
     Example:
         >>> from langchain_core.language_models import GenericFakeChatModel
@@ -363,31 +418,15 @@ def create_judge_panel(
         raise ValueError(
             f"prompts: unknown prompt {unknown[0]!r}; expected one of {', '.join(sorted(allowed))}"
         )
-    settings = LoopSettings(
-        threshold=threshold,
-        max_iterations=max_iterations,
-        critic_output=critic_output,
-        critic_parse_retries=critic_parse_retries,
-        retry_policy=retry_policy,
+    first = resolve_model(judges[0], field="judges[0]")
+    options = {name: value for name, value in locals().items() if name in JUDGE_DEFAULTS}
+    settings = JudgeSettings.create(
+        first if rubric_model is None else rubric_model, **{**options, "prompts": given}
     )
-    models = [resolve_model(spec, field=f"judges[{i}]") for i, spec in enumerate(judges)]
-    names = [_judge_name(spec, model) for spec, model in zip(judges, models, strict=True)]
-    writer = settings.resolve(models[0] if rubric_model is None else rubric_model, critic_model)
-    rubric = create_rubric_graph(
-        writer.base,
-        critic_model=writer.critic,
-        **{**settings.as_kwargs(), "critic_output": writer.critic_output},
-        reference_free=reference_free,
-        prompts={key: value for key, value in given.items() if key in _RUBRIC_PROMPTS},
-    ).compile(name="rubric")
+    grade_prompt = settings.prompts["judgment_draft"]
     members = [
-        create_fixed_rubric_judge(
-            model,
-            reference_free=reference_free,
-            prompts={key: value for key, value in given.items() if key in _GRADE_PROMPTS},
-            retry_policy=settings.policy,
-        ).compile(name=f"judge_{i}")
-        for i, model in enumerate(models)
+        _member(i, first if i == 0 else spec, settings, grade_prompt, judge_output)
+        for i, spec in enumerate(judges)
     ]
     builder = StateGraph(
         PanelState,
@@ -395,20 +434,15 @@ def create_judge_panel(
         input_schema=JudgeInput,
         output_schema=PanelOutput,
     )
-    check_input = judge_prepare(
-        with_response=True, reference_free=reference_free, rubric=None, rubric_from_input=False
+    start_with_rubric(builder, settings, with_response=True, then="convene", check=_no_model)
+    builder.add_conditional_edges("convene", _fan_out(len(members)), ["judge"])
+    builder.add_node(
+        "judge",
+        step_node("judge", _member_step(members)),
+        retry_policy=settings.loop.policy,
+        cache_policy=_cache_policy(settings.cache_policy, members),
     )
-
-    def prepare(state: PanelState) -> dict[str, Any]:
-        return check_input(state)
-
-    builder.add_node("prepare", prepare)
-    builder.add_node("rubric", rubric)
-    builder.add_node("judge", _member_node(members, names))
     builder.add_node("aggregate", _aggregator(aggregate, needed))
-    builder.add_edge(START, "prepare")
-    builder.add_edge("prepare", "rubric")
-    builder.add_conditional_edges("rubric", _fan_out(len(members)), ["judge"])
     builder.add_edge("judge", "aggregate")
     builder.add_edge("aggregate", END)
     return builder

@@ -43,9 +43,7 @@ def prefers(better: str) -> Callable[[Sequence[BaseMessage]], str]:
 
     def reply(messages: Sequence[BaseMessage]) -> str:
         prompt = text(messages)
-        shown_first = (
-            prompt.index("<response_a>") < prompt.index(better) < prompt.index("</response_a>")
-        )
+        shown_first = prompt.index(better) < prompt.index("### Response B:")
         letter = "A" if shown_first else "B"
         return f"<feedback>{better.split()[0]} is right.</feedback><verdict>{letter}</verdict>"
 
@@ -91,7 +89,9 @@ def test_both_orders_agree(mode: str) -> None:
     # Each order shows the responses the other way round, fenced, with the rubric.
     prompts = grading_prompts(base)
     assert sorted(p.index(GOOD) < p.index(BAD) for p in prompts) == [False, True]
-    assert all("<response_b>" in p and "Names Canberra and nothing false" in p for p in prompts)
+    assert all(
+        "<<<BEGIN RESPONSE B>>>" in p and "Names Canberra and nothing false" in p for p in prompts
+    )
     # The rubric is written for the instruction alone.
     assert GOOD not in text(base.calls[0]["messages"])
 
@@ -219,12 +219,50 @@ def test_reference_answer_is_ignored_when_reference_free() -> None:
 
 def test_prompt_override() -> None:
     override = (
-        "Q: {instruction}\nA: <response_a>{response_a}</response_a>\n"
-        "B: <response_b>{response_b}</response_b>\n{rubric}{reference_section}"
+        "Q: {instruction}\n### Response A: {response_a}\n### Response B: {response_b}\n"
+        "{rubric}{reference_section}"
     )
     graph, base, _ = judge([prefers(GOOD)] * 2, prompts={"pairwise_grade": override})
     assert run(graph, INPUT)["winner"] == "A"
     assert all(p.startswith("Q: ") for p in grading_prompts(base))
+
+
+def test_rubric_on_a_ten_point_scale() -> None:
+    rubric = "Criteria: Right capital?\n" + "\n".join(
+        f"Score {n}: Level {n}." for n in range(1, 11)
+    )
+    base = ScriptedChatModel([rubric, prefers(GOOD), prefers(GOOD)])
+    critic = ScriptedChatModel(["Feedback: Fine. [RESULT] 5"])
+    graph = create_pairwise_judge_graph(base, critic_model=critic, scale=(1, 10)).compile()
+    out = run(graph, INPUT)
+    assert out["winner"] == "A"
+    assert out["rubric"].scale == (1, 10)
+    assert "Score 10: (what a response that deserves 10 looks like)" in text(
+        base.calls[0]["messages"]
+    )
+    assert all("Score 10: Level 10." in p for p in grading_prompts(base))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_cached_rerun_makes_no_model_calls(mode: str) -> None:
+    from langgraph.types import CachePolicy
+
+    from spri_graph.caching import judge_cache
+
+    base = ScriptedChatModel([RUBRIC, prefers(GOOD), prefers(GOOD)])
+    critic = ScriptedChatModel(["Feedback: Specific. [RESULT] 5"])
+    builder = create_pairwise_judge_graph(
+        base, critic_model=critic, on_disagreement="reask", cache_policy=CachePolicy()
+    )
+    graph = builder.compile(cache=judge_cache())
+    first = run(graph, INPUT, mode)
+    calls = (len(base.calls), len(critic.calls))
+    again = run(graph, INPUT, mode)
+    assert (len(base.calls), len(critic.calls)) == calls == (3, 1)
+    assert (again["winner"], again["verdicts"]) == (first["winner"], first["verdicts"])
+    # Another pair is judged afresh.
+    with pytest.raises(AssertionError, match="script exhausted"):
+        run(graph, {**INPUT, "response_b": "Melbourne."}, mode)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -251,7 +289,9 @@ def test_bad_input_fails_before_any_model_call(inputs: dict, message: str, mode:
     ("kwargs", "message"),
     [
         ({"on_disagreement": "vote"}, "on_disagreement must be 'tie' or 'reask'"),
-        ({"judge_output": "json"}, "judge_output must be 'text' or 'structured'"),
+        ({"judge_output": "json"}, "judge_output must be 'text', 'structured' or None"),
+        ({"scale": (5, 1)}, "scale must have low < high"),
+        ({"cache_policy": "yes"}, "cache_policy must be a langgraph.types.CachePolicy"),
         ({"parse_retries": -1}, "parse_retries must be an integer >= 0"),
         ({"max_iterations": 0}, "max_iterations must be"),
         ({"prompts": {"judgment_draft": "x"}}, "prompts: unknown prompt 'judgment_draft'"),

@@ -95,17 +95,18 @@ def test_an_unreadable_judge_abstains_and_is_counted(mode: str) -> None:
     out = run(graph, INPUT, mode)
     assert out["scores"] == [5.0, None, 3.0]
     assert (out["abstained"], out["score"]) == (1, 4.0)
-    assert out["judgments"][1]["error"] is None
     assert "[judge1]" not in out["feedback"]
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_a_failing_judge_abstains_with_its_error(mode: str) -> None:
-    graph, _, _ = panel([grading(5), ValueError("model gone"), grading(4)])
-    out = run(graph, INPUT, mode)
-    assert (out["abstained"], out["score"], out["scores"]) == (1, 4.5, [5.0, None, 4.0])
-    assert out["judgments"][1]["error"] == "ValueError: model gone"
-    assert out["judgments"][1]["feedback"] == ""
+def test_a_failing_judge_fails_the_run_after_its_retries(mode: str) -> None:
+    from tests.fakes import transient_error
+
+    graph, _, judges = panel([grading(5), transient_error(), grading(4)])
+    judges[1].replies.append(ValueError("model gone"))
+    with pytest.raises(ValueError, match="model gone"):
+        run(graph, INPUT, mode)
+    assert len(judges[1].calls) == 2  # the transient error was retried
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -179,6 +180,50 @@ def test_aggregate_scores() -> None:
     assert aggregate_scores([4, 4, 5], "majority", min_judges=4) is None
 
 
+def test_pass_fail_panel() -> None:
+    rubric = "Criteria: Prime above 10?\nScore 0: No.\nScore 1: Yes."
+    writer = ScriptedChatModel([rubric, "Feedback: Clear. [RESULT] 5"])
+    judges = [ScriptedChatModel([grading(s)]) for s in (1, 1, 0)]
+    graph = create_judge_panel(judges, rubric_model=writer, scale=(0, 1), aggregate="majority")
+    out = run(graph.compile(), INPUT)
+    assert (out["score"], out["scores"]) == (1.0, [1.0, 1.0, 0.0])
+    assert out["rubric"].scale == (0, 1)
+    assert "Score 1: Yes." in prompt(judges[2])
+
+
+def test_out_of_scale_score_abstains() -> None:
+    graph, _, _ = panel([grading(5), grading(7), grading(4)])  # 7 is off the 1-5 scale
+    out = run(graph, INPUT)
+    assert (out["scores"], out["abstained"], out["score"]) == ([5.0, None, 4.0], 1, 4.5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_structured_judges(mode: str) -> None:
+    graph, _, judges = panel(
+        [{"feedback": "Right.", "score": 5}, {"feedback": "Terse.", "score": 4}],
+        judge_output="structured",
+    )
+    out = run(graph, INPUT, mode)
+    assert (out["scores"], out["score"]) == ([5.0, 4.0], 4.5)
+    assert all(judge.calls[0]["tools"] for judge in judges)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_cached_rerun_makes_no_model_calls(mode: str) -> None:
+    from langgraph.types import CachePolicy
+
+    from spri_graph.caching import judge_cache
+
+    writer = ScriptedChatModel([RUBRIC, "Feedback: Checkable. [RESULT] 5"], name_="writer")
+    judges = [ScriptedChatModel([grading(s)], name_=f"judge{s}") for s in (5, 4)]
+    builder = create_judge_panel(judges, rubric_model=writer, cache_policy=CachePolicy())
+    compiled = builder.compile(cache=judge_cache())
+    first = run(compiled, INPUT, mode)
+    again = run(compiled, INPUT, mode)
+    assert len(writer.calls) == 2 and all(len(judge.calls) == 1 for judge in judges)
+    assert (again["score"], again["scores"]) == (first["score"], first["scores"]) == (4.5, [5, 4])
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -199,6 +244,15 @@ def test_bad_settings_fail_before_any_model_call(kwargs: dict, message: str) -> 
     with pytest.raises(ValueError, match=message):
         create_judge_panel(**{"judges": judges, **kwargs})
     assert all(judge.calls == [] for judge in judges)
+
+
+def test_a_context_model_is_refused_before_any_model_call() -> None:
+    from spri_graph import SPRIContext
+
+    graph, writer, judges = panel([grading(5)])
+    with pytest.raises(ValueError, match="context model: a panel grades with its own judges"):
+        graph.invoke(INPUT, context=SPRIContext(model="openai:gpt-4o-mini"))
+    assert writer.calls == [] and judges[0].calls == []
 
 
 @pytest.mark.parametrize("mode", MODES)
