@@ -295,9 +295,9 @@ def test_judge_file_keeps_every_record_in_order_with_concurrency(
         {"feedback": "Applies the rubric.", "score": 5}
     ]
     assert 1 < judge.max_in_flight <= 3
-    assert capsys.readouterr().err.strip() == (
-        f"graded 8 records into {out}; 8 with a readable score"
-    )
+    spent, graded_line = capsys.readouterr().err.strip().splitlines()
+    assert spent.startswith("model calls: 32; tokens: ")
+    assert graded_line == f"graded 8 records into {out}; 8 with a readable score"
 
 
 def test_judge_file_records_failures_on_their_own_line(
@@ -432,3 +432,123 @@ def test_judge_file_unwritable_output_exits_2_before_any_model_call(
     assert main(["judge", str(source), "-o", str(out)]) == 2
     assert one_line_error(capsys).startswith("spri: error: -o: ")
     assert judge.model.calls == [] and not (out.exists() and out.is_file())
+
+
+# --------------------------------------------------------------------------- scale, output, cost
+
+
+def test_judge_on_a_ten_point_scale(judge: Judge, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["judge", "--instruction", "2+3?", "--response", "answer=8", "--scale", "1-10"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["score"] == 8.0
+    assert len(result["rubric"]) == 11 and "score10_description" in result["rubric"]
+    grading = "\n".join(str(m.content) for m in judge.model.calls[2]["messages"])
+    assert "an integer from 1 to 10" in grading
+    assert main(["judge", "--instruction", "2+3?", "--response", "no", "--scale", "1-10"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("Score: none (no readable 1-10 score)")
+
+
+def test_judge_pass_fail_reads_zero(judge: Judge, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["judge", "--instruction", "2+3?", "--response", "answer=0", "--scale", "0-1"]
+    assert main([*args, "--judge", "vanilla"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("Score: 0")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scale", "5"], "argument --scale: expected LOW-HIGH integers such as 1-10, got '5'"),
+        (["--scale", "3-3"], "argument --scale: expected LOW-HIGH with LOW < HIGH"),
+        (["--scale", "5-1"], "argument --scale: expected LOW-HIGH with LOW < HIGH"),
+        (["--scale", "1.5-5"], "argument --scale: expected LOW-HIGH integers"),
+        (["--judge-output", "json"], "argument --judge-output: invalid choice: 'json'"),
+        (["--price-in", "0.15"], "--price-in needs FILE.jsonl"),
+        (["--price-out", "-1"], "argument --price-out: expected a price >= 0"),
+    ],
+)
+def test_judge_scale_and_cost_errors_are_one_line(
+    judge: Judge, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["judge", "--instruction", "Q", "--response", "A", *args]) == 2
+    assert message in one_line_error(capsys)
+    assert judge.model.calls == []
+
+
+def test_judge_output_structured_binds_the_grading_schema(
+    judge: Judge, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["judge", "--instruction", "2+3?", "--response", "answer=4", "--json"]
+    assert main([*args, "--judge-output", "structured"]) == 0
+    # The scripted model answers in text: the grading is read from it all the same.
+    assert json.loads(capsys.readouterr().out)["score"] == 4.0
+    tools = [call["tools"][0]["function"]["name"] for call in judge.model.calls if call["tools"]]
+    assert tools == ["ScoringRubric", "Grading"]
+
+
+def three_sums(tmp_path: Path) -> Path:
+    rows = [{"instruction": f"{i}+1?", "response": f"answer={i}"} for i in (1, 2, 3)]
+    return write_jsonl(tmp_path / "in.jsonl", rows)
+
+
+def test_judge_file_prints_calls_tokens_and_cost(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, out = three_sums(tmp_path), tmp_path / "out.jsonl"
+    args = ["judge", str(source), "-o", str(out), "--no-progress"]
+    assert main([*args, "--price-in", "0.15", "--price-out", "0.6"]) == 0
+    spent, graded = capsys.readouterr().err.strip().splitlines()[-2:]
+    assert graded.endswith("; 3 with a readable score")
+    calls, tokens, cost = spent.split("; ")
+    assert calls == "model calls: 12"  # 3 records x (rubric, critique, grading, critique)
+    # The scripted model reports one token per word.
+    words_in = sum(
+        len(str(m.content).split()) for call in judge.model.calls for m in call["messages"]
+    )
+    tokens_in, tokens_out = (
+        int(part.split()[0].replace(",", "")) for part in tokens[8:].split(", ")
+    )
+    assert tokens_in == words_in and tokens_out >= 12
+    price = (tokens_in * 0.15 + tokens_out * 0.6) / 1e6
+    assert cost == f"cost: ${price:.4f} (at $0.15 in / $0.6 out per million tokens)"
+
+
+def test_judge_file_cache_makes_a_rerun_free(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, cache = three_sums(tmp_path), tmp_path / "judge-cache.sqlite"
+    first, second = tmp_path / "first.jsonl", tmp_path / "second.jsonl"
+    args = ["judge", str(source), "--no-progress", "--cache", str(cache)]
+    assert main([*args, "-o", str(first)]) == 0
+    calls = len(judge.model.calls)
+    assert calls == 12 and cache.exists()
+    capsys.readouterr()
+    assert main([*args, "-o", str(second), "--price-in", "1", "--price-out", "1"]) == 0
+    assert len(judge.model.calls) == calls
+    err = capsys.readouterr().err
+    assert "model calls: 0; tokens: 0 in, 0 out (calls served from --cache are not counted)" in err
+    assert "cost: $0.0000" in err
+    assert read_jsonl(second) == read_jsonl(first)
+    # A changed setting misses the cache.
+    assert main([*args, "-o", str(second), "--scale", "1-10"]) == 0
+    assert len(judge.model.calls) == 2 * calls
+
+
+def test_judge_cache_that_cannot_be_written_exits_2_before_any_call(
+    judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["judge", "--instruction", "Q", "--response", "A", "--cache"]
+    assert main([*args, str(tmp_path / "no" / "cache.sqlite")]) == 2
+    assert one_line_error(capsys).startswith("spri: error: --cache: ")
+    assert judge.model.calls == []
+
+
+def test_judge_help_lists_scale_output_cache_and_prices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["judge", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--scale LOW-HIGH", "--judge-output", "--cache PATH", "--price-in USD"):
+        assert flag in text
+    assert "--price-out USD" in text

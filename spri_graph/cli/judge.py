@@ -27,6 +27,34 @@ _JUDGE_PREFIX = "judge_"
 _RESULT_KEYS = ("rubric", "score", "feedback", "rubric_critiques", "judgment_critiques")
 
 
+def _scale(text: str) -> tuple[int, int]:
+    """Argument type: an integer score scale written ``LOW-HIGH`` (``1-5``, ``0-1``)."""
+    import re
+
+    from spri_graph.critique import check_scale
+
+    found = re.fullmatch(r"\s*(-?\d+)\s*-\s*(-?\d+)\s*", text)
+    if not found:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH integers such as 1-10, got {text!r}")
+    try:
+        return check_scale((int(found.group(1)), int(found.group(2))))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LOW-HIGH with LOW < HIGH (at least two levels), got {text!r}"
+        ) from None
+
+
+def _price(text: str) -> float:
+    """Argument type: a price in USD per million tokens (>= 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected USD per million tokens, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a price >= 0, got {text!r}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -55,7 +83,7 @@ def _add_judge(sub: Any) -> None:
     parser.add_argument(
         "--reference",
         metavar="TEXT",
-        help="a reference answer that would score 5; grades with it (no FILE)",
+        help="a reference answer that would get the top score; grades with it (no FILE)",
     )
     parser.add_argument("-o", "--output", metavar="OUT.jsonl", help="where FILE's grades go")
     parser.add_argument(
@@ -73,8 +101,42 @@ def _add_judge(sub: Any) -> None:
     parser.add_argument(
         "--rubric",
         metavar="TEXT",
-        help="rubric for --judge fixed: a 'Criteria: ...' line and 'Score 1: ...' to "
-        "'Score 5: ...' lines",
+        help="rubric for --judge fixed: a 'Criteria: ...' line and one 'Score N: ...' line "
+        "per score of --scale",
+    )
+    parser.add_argument(
+        "--scale",
+        type=_scale,
+        default=(1, 5),
+        metavar="LOW-HIGH",
+        help="integer score scale of the grading and the rubric, e.g. 1-10 or 0-1 for "
+        "pass/fail (default: 1-5; the critics keep their own 1-5 scale and --threshold)",
+    )
+    parser.add_argument(
+        "--judge-output",
+        choices=["text", "structured"],
+        default=None,
+        help="how the judge answers: '<score>N</score>' text, or structured output that "
+        "always holds a score on the scale (default: structured for local models, text "
+        "otherwise)",
+    )
+    parser.add_argument(
+        "--cache",
+        metavar="PATH",
+        help="SQLite file caching model calls: grading the same records again with the same "
+        "models and settings makes no calls (delete the file to clear it)",
+    )
+    parser.add_argument(
+        "--price-in",
+        type=_price,
+        metavar="USD",
+        help="FILE: price per million input tokens, to print the run's cost",
+    )
+    parser.add_argument(
+        "--price-out",
+        type=_price,
+        metavar="USD",
+        help="FILE: price per million output tokens, to print the run's cost",
     )
     parser.add_argument(
         "--concurrency",
@@ -112,6 +174,8 @@ def _check_judge_args(args: argparse.Namespace) -> None:
             "--use-reference": args.use_reference,
             "--no-progress": args.no_progress,
             "--min-scored": args.min_scored is not None,
+            "--price-in": args.price_in is not None,
+            "--price-out": args.price_out is not None,
         }
         for flag, given in file_only.items():
             if given:
@@ -131,7 +195,7 @@ def _check_judge_args(args: argparse.Namespace) -> None:
 
 
 def _check_judge_record(
-    record: dict[str, Any], *, use_reference: bool, need_rubric: bool
+    record: dict[str, Any], *, use_reference: bool, need_rubric: bool, scale: tuple[int, int]
 ) -> str | None:
     from spri_graph.rubric import coerce_rubric
 
@@ -146,30 +210,42 @@ def _check_judge_record(
         if record.get("rubric") is None:
             return "missing 'rubric' (or pass --rubric)" if need_rubric else None
         try:
-            coerce_rubric(record["rubric"], "'rubric'")
+            coerce_rubric(record["rubric"], "'rubric'", scale=scale)
         except ValueError as exc:
             return str(exc)
     return None
 
 
 def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
-    from spri_graph import create_fixed_rubric_judge, create_judge_graph, create_vanilla_judge
+    from langgraph.types import CachePolicy
 
+    from spri_graph import create_fixed_rubric_judge, create_judge_graph, create_vanilla_judge
+    from spri_graph.caching import judge_cache
+
+    cache = None
+    if args.cache is not None:
+        check_output(args.cache, option="--cache")
+        cache = judge_cache(args.cache)
     model, critic = resolve_cli_models(args)
-    if args.judge == "vanilla":
-        graph = create_vanilla_judge(model, reference_free=reference_free)
-    elif args.judge == "fixed":
-        graph = create_fixed_rubric_judge(model, rubric=args.rubric, reference_free=reference_free)
-    else:
-        graph = create_judge_graph(
-            model,
-            critic_model=critic,
-            threshold=args.threshold,
-            max_iterations=args.max_iterations,
-            critic_output=args.critic_output,
-            reference_free=reference_free,
-        )
-    return graph.compile(), (model, critic)
+    options: dict[str, Any] = {
+        "reference_free": reference_free,
+        "scale": args.scale,
+        "judge_output": args.judge_output,
+        "cache_policy": None if cache is None else CachePolicy(),
+    }
+    try:
+        if args.judge == "vanilla":
+            graph = create_vanilla_judge(model, **options)
+        elif args.judge == "fixed":
+            graph = create_fixed_rubric_judge(model, rubric=args.rubric, **options)
+        else:
+            loop = {"threshold": args.threshold, "max_iterations": args.max_iterations}
+            loop["critic_output"] = args.critic_output
+            graph = create_judge_graph(model, critic_model=critic, **loop, **options)
+    except ValueError as exc:  # --rubric not on --scale
+        message = str(exc)
+        raise CLIError(f"--{message}" if message.startswith("rubric") else message) from None
+    return graph.compile(cache=cache), (model, critic)
 
 
 def _judge_result(out: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +281,12 @@ def _run_judge(args: argparse.Namespace) -> int:
     print("\nGrading" + (f" (critic scores: {judgment_scores})" if judgment_scores else ""))
     print("  " + (result["feedback"] or "(no feedback)").replace("\n", "\n  "))
     score = result["score"]
-    print(f"\nScore: {score:g}" if score is not None else "\nScore: none (no readable 1-5 score)")
+    low, high = args.scale
+    print(
+        f"\nScore: {score:g}"
+        if score is not None
+        else f"\nScore: none (no readable {low}-{high} score)"
+    )
     return 0
 
 
@@ -221,7 +302,7 @@ def _run_judge_file(args: argparse.Namespace) -> int:
     for line_no, record in read_records(args.file, problems):  # check all, keep nothing
         count += 1
         problem = _check_judge_record(
-            record, use_reference=args.use_reference, need_rubric=need_rubric
+            record, use_reference=args.use_reference, need_rubric=need_rubric, scale=args.scale
         )
         if problem:
             problems.append((line_no, problem))
@@ -238,10 +319,13 @@ def _run_judge_file(args: argparse.Namespace) -> int:
         out_file = open(args.output, "wb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise CLIError(f"-o: cannot write to {args.output!r} ({exc.strerror or exc})") from None
+    from spri_graph.caching import UsageCounter
+
+    counter = UsageCounter()
     with out_file, Progress(desc="judge", total=count, enabled=not args.no_progress) as progress:
         sink = _GradeSink(out_file, progress)
         try:
-            asyncio.run(_grade_file(graph, args, concurrency, sink))
+            asyncio.run(_grade_file(graph, args, concurrency, sink, counter))
         except OSError as exc:
             raise CLIError(
                 f"-o: cannot write to {args.output!r} ({exc.strerror or exc}); the run stopped "
@@ -257,11 +341,28 @@ def _run_judge_file(args: argparse.Namespace) -> int:
             code=1,
         )
     _check_scored(sink.scored, count, args.min_scored)
+    print(_spent(counter, args), file=sys.stderr)
     print(
         f"graded {count} records into {args.output}; {sink.scored} with a readable score",
         file=sys.stderr,
     )
     return 0
+
+
+def _spent(counter: Any, args: argparse.Namespace) -> str:
+    """The run's model calls and tokens, and their cost when prices are given."""
+    totals = counter.totals()
+    line = (
+        f"model calls: {totals['model_calls']}; tokens: {totals['input_tokens']:,} in, "
+        f"{totals['output_tokens']:,} out"
+    )
+    if args.cache is not None:
+        line += " (calls served from --cache are not counted)"
+    if args.price_in is not None or args.price_out is not None:
+        price_in, price_out = args.price_in or 0.0, args.price_out or 0.0
+        cost = (totals["input_tokens"] * price_in + totals["output_tokens"] * price_out) / 1e6
+        line += f"; cost: ${cost:.4f} (at ${price_in:g} in / ${price_out:g} out per million tokens)"
+    return line
 
 
 def _check_scored(scored: int, graded: int, min_scored: float | None) -> None:
@@ -307,7 +408,7 @@ def _graded(record: Record, result: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _grade_file(
-    graph: Any, args: argparse.Namespace, concurrency: int, sink: _GradeSink
+    graph: Any, args: argparse.Namespace, concurrency: int, sink: _GradeSink, counter: Any
 ) -> None:
     """Grade every record of FILE (read again, lazily), ``concurrency`` at once."""
     keys = ["instruction", "response", "rubric"]
@@ -328,6 +429,7 @@ async def _grade_file(
         to_line=lambda record, out: _graded(record, {**_judge_result(out), "error": None}),
         to_error=to_error,
         concurrency=concurrency,
+        config={"callbacks": [counter]},
     )
     records = (Record(n, n, value) for n, value in read_records(args.file, []))
     await runner.run(records, sink, ordered=True)
