@@ -19,7 +19,6 @@ the model calls it needs and receives their results, so only the few lines that 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -32,6 +31,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy
 from typing_extensions import TypedDict
 
+from spri_graph.caching import model_identity, prompt_cache_policy
 from spri_graph.critique import Critique, ScoredCritique, clean_text, parse_critique
 from spri_graph.nodes import (
     Join,
@@ -168,10 +168,8 @@ def _models(loop: RefineLoop) -> tuple[Runnable, Runnable]:
 # --------------------------------------------------------------------------- nodes
 
 
-def _call(
-    loop: RefineLoop, runnable: Runnable, messages: Sequence[BaseMessage], step: str, iteration: int
-) -> ModelCall:
-    return ModelCall.for_stage(runnable, messages, stage=loop.name, step=step, iteration=iteration)
+def _call(loop: RefineLoop, runnable: Runnable, messages: Any, step: str, it: int) -> ModelCall:
+    return ModelCall.for_stage(runnable, messages, stage=loop.name, step=step, iteration=it)
 
 
 def _usage_update(loop: RefineLoop, usage: StageUsage) -> dict[str, Any]:
@@ -329,37 +327,29 @@ def _speculative_router(
 # --------------------------------------------------------------------------- caching
 
 
-_NOT_IDENTITY = {"callbacks", "callback_manager", "cache", "verbose", "tags", "metadata"}
+def _cache_policy(
+    loop: RefineLoop, policy: CachePolicy, prompt: ChatPromptTemplate, step: str
+) -> CachePolicy | None:
+    """A node's cache policy: the models, the prompt it would send, what it appends to."""
 
-
-def _identity(model: Runnable | None) -> str:
-    """The model's class and configuration, as text (for cache keys)."""
-    if model is None:
-        return ""
-    kind = type(model)
-    try:
-        config: Any = model.model_dump(mode="json", exclude=_NOT_IDENTITY)  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - not pydantic, or holds values JSON cannot show
-        config = sorted((getattr(model, "_identifying_params", None) or {}).items())
-    return f"{kind.__module__}.{kind.__qualname__}:{json.dumps(config, default=str)}"
-
-
-def _cache_key(loop: RefineLoop, prompt: ChatPromptTemplate, step: str) -> Callable[..., str]:
-    """A node's cache key: the models, the prompt it would send and what it appends to."""
-    models = f"{_identity(loop.model)}|{_identity(loop.critic_model)}|{loop.critic_output}"
-
-    def key(state: Mapping[str, Any]) -> str:
-        inputs = loop.prompt_inputs(state)
+    def inputs(state: Mapping[str, Any]) -> dict[str, Any]:
+        values = loop.prompt_inputs(state)
         if step != "draft":
-            inputs["candidate"] = loop.render_candidate(state.get(loop.candidate_key))
             critiques = _critiques(state, loop)
-            inputs["feedback"] = critiques[-1].feedback if critiques else ""
-            inputs["critiques"] = [c.model_dump() for c in critiques]
-            inputs["usage"] = (state.get("usage") or {}).get(loop.name)
-        messages = [m.model_dump_json() for m in prompt.format_messages(**inputs)]
-        return json.dumps([loop.name, step, models, messages, inputs], default=str)
+            values["candidate"] = loop.render_candidate(state.get(loop.candidate_key))
+            values["feedback"] = critiques[-1].feedback if critiques else ""
+            values["critiques"] = [c.model_dump() for c in critiques]
+            values["usage"] = (state.get("usage") or {}).get(loop.name)
+        return values
 
-    return key
+    return prompt_cache_policy(
+        policy,
+        node=f"{loop.name}_{step}",
+        model=loop.model,
+        prompt=prompt,
+        prompt_inputs=inputs,
+        extra=[model_identity(loop.critic_model), loop.critic_output],
+    )
 
 
 def add_refine_loop(
@@ -382,10 +372,8 @@ def add_refine_loop(
         loop: The loop's models, prompts, keys and settings.
         then: Node (or ``END``) to go to when the loop is done.
         retry_policy: Retry policy for the model nodes.
-        cache_policy: Cache the loop's nodes with LangGraph's node cache (pass a cache at
-            ``compile(cache=...)``). The key is the loop's models and the prompt each node
-            would send (plus the critiques and usage it appends to); ``key_func`` is
-            replaced, ``ttl`` is kept.
+        cache_policy: Cache the nodes (pass a cache at ``compile(cache=...)``), keyed on the
+            models and the prompt each node would send; ``ttl`` is kept.
         speculate: The loop that runs next (``then`` must be its draft node). Its draft
             starts from the first candidate while the critic grades that candidate; if the
             critique accepts it, the draft is kept and the next loop starts at its critique,
@@ -407,9 +395,7 @@ def add_refine_loop(
         body = functools.partial(step, loop)
         if speculate is not None and kind == "critique":
             body = functools.partial(_speculative_critique_step, loop, speculate)
-        policy = None
-        if cache_policy is not None:
-            policy = CachePolicy(key_func=_cache_key(loop, prompt, kind), ttl=cache_policy.ttl)
+        policy = None if cache_policy is None else _cache_policy(loop, cache_policy, prompt, kind)
         builder.add_node(
             name, step_node(name, body), retry_policy=retry_policy, cache_policy=policy
         )

@@ -43,6 +43,15 @@ class ScriptedChatModel(BaseChatModel):
         return "scripted"
 
     @property
+    def _identifying_params(self) -> dict[str, Any]:
+        # What the script says, for cache keys: callables by name, so keys are stable.
+        replies = [
+            r if isinstance(r, str | dict) else getattr(r, "__qualname__", type(r).__name__)
+            for r in self.replies
+        ]
+        return {"name": self.name_, "replies": replies}
+
+    @property
     def calls(self) -> list[dict[str, Any]]:
         """Recorded calls: ``{"messages", "tags", "metadata", "run_name"}``."""
         return self._calls
