@@ -19,7 +19,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from langgraph.cache.base import BaseCache
 from langgraph.graph import StateGraph
+from langgraph.types import CachePolicy
 
 from spri_graph.evaluators import INSTRUCTION_KEYS, REFERENCE_KEYS, RESPONSE_KEYS, find_text
 from spri_graph.grading import JudgeOutputMode
@@ -43,12 +45,19 @@ class _Evaluator:
         feedback_key: str,
         keys: tuple[str | None, str | None, str | None],
         options: dict[str, Any],
+        cache: BaseCache[Any] | None,
     ) -> None:
         if not isinstance(feedback_key, str) or not feedback_key.strip():
             raise ValueError(f"feedback_key must be a non-empty string, got {feedback_key!r}")
+        if cache is not None and not isinstance(cache, BaseCache):
+            raise ValueError(
+                f"cache must be a langgraph BaseCache (see judge_cache), got {cache!r}"
+            )
         self.graph: Any  # a compiled pairwise judge graph
         if judge is None:
-            self.graph = create_pairwise_judge_graph(model, **options).compile()
+            policy: CachePolicy[Any] | None = None if cache is None else CachePolicy()
+            judge_graph = create_pairwise_judge_graph(model, **options, cache_policy=policy)
+            self.graph = judge_graph.compile(cache=cache)
         elif model is not None:
             raise ValueError("model: pass either model or judge=, not both")
         elif changed := [name for name, value in options.items() if value != _DEFAULTS[name]]:
@@ -56,8 +65,10 @@ class _Evaluator:
                 f"{', '.join(changed)}: these configure the built-in judge; with judge= set "
                 "them on the judge graph you pass"
             )
+        elif cache is not None and not isinstance(judge, StateGraph):
+            raise ValueError("cache: pass judge= as an uncompiled StateGraph to use a cache")
         else:
-            self.graph = judge.compile() if isinstance(judge, StateGraph) else judge
+            self.graph = judge.compile(cache=cache) if isinstance(judge, StateGraph) else judge
             if not hasattr(self.graph, "invoke") or not hasattr(self.graph, "ainvoke"):
                 raise ValueError(
                     f"judge must be a pairwise judge graph, got {type(judge).__name__}"
@@ -131,6 +142,7 @@ def create_pairwise_evaluator(
     judge_output: JudgeOutputMode | None = None,
     max_iterations: int = 4,
     reference_free: bool = True,
+    cache: BaseCache[Any] | None = None,
 ) -> Callable[..., ComparativeResult]:
     r"""Create a comparative evaluator that prefers one of two runs by an SPRI rubric.
 
@@ -152,6 +164,9 @@ def create_pairwise_evaluator(
         judge_output: As in :func:`~spri_graph.create_pairwise_judge_graph`.
         max_iterations: As in :func:`~spri_graph.create_pairwise_judge_graph`.
         reference_free: As in :func:`~spri_graph.create_pairwise_judge_graph`.
+        cache: A node cache to compile the judge with
+            (:func:`spri_graph.caching.judge_cache`); the judge then caches its model
+            nodes, and comparing the same pair again makes no model calls.
 
     Returns:
         ``evaluator(*, inputs, outputs, reference_outputs=None, runs=None, **kwargs)``
@@ -185,6 +200,7 @@ def create_pairwise_evaluator(
         options=_options(
             critic_model, on_disagreement, judge_output, max_iterations, reference_free
         ),
+        cache=cache,
     )
 
     def spri_pairwise_evaluator(
@@ -214,6 +230,7 @@ def create_async_pairwise_evaluator(
     judge_output: JudgeOutputMode | None = None,
     max_iterations: int = 4,
     reference_free: bool = True,
+    cache: BaseCache[Any] | None = None,
 ) -> Callable[..., Awaitable[ComparativeResult]]:
     r"""The ``async`` twin of :func:`create_pairwise_evaluator` (same arguments and result).
 
@@ -235,6 +252,7 @@ def create_async_pairwise_evaluator(
         options=_options(
             critic_model, on_disagreement, judge_output, max_iterations, reference_free
         ),
+        cache=cache,
     )
 
     async def spri_pairwise_evaluator(

@@ -435,6 +435,19 @@ def test_pairwise_evaluator_with_a_judge_graph_passes_the_reference_on() -> None
     assert "Canberra, ACT." in text(base.calls[-1]["messages"])
 
 
+def test_pairwise_evaluator_with_a_cache_compares_a_pair_once() -> None:
+    from spri_graph.caching import judge_cache
+
+    model = evaluator_models([prefers(GOOD), prefers(GOOD)])
+    evaluator = create_pairwise_evaluator(model, cache=judge_cache())
+    first = evaluator(inputs=INSTRUCTION, outputs=[GOOD, BAD])
+    again = evaluator(inputs=INSTRUCTION, outputs=[GOOD, BAD])
+    assert first["scores"] == again["scores"] == {"A": 1.0, "B": 0.0}
+    assert len(model.calls) == 4  # rubric, its critique, two gradings: once
+    with pytest.raises(ValueError, match="cache must be a langgraph BaseCache"):
+        create_pairwise_evaluator(model, cache="x.sqlite")
+
+
 @pytest.mark.parametrize(
     ("outputs", "message"),
     [
