@@ -217,10 +217,15 @@ def test_fixed_principles_make_no_principle_calls() -> None:
     assert out["spri_usage"] == {}
 
 
-def test_cached_principles_skip_the_principles_stage() -> None:
+@pytest.mark.parametrize("speculative", [False, True])
+def test_cached_principles_skip_the_principles_stage(speculative: bool) -> None:
     base, critic = ScriptedChatModel([PRINCIPLES]), ScriptedChatModel(["[RESULT] 5"])
     spri = SPRIMiddleware(
-        base, critic_model=critic, cache_policy=CachePolicy(ttl=600), cache=InMemoryCache()
+        base,
+        critic_model=critic,
+        cache_policy=CachePolicy(ttl=600),
+        cache=InMemoryCache(),
+        speculative=speculative,
     )
     agent = create_agent(ScriptedChatModel([ANSWER, ANSWER]), middleware=[spri])
     first = agent.invoke(ask())
