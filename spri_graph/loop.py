@@ -19,7 +19,7 @@ the model calls it needs and receives their results, so only the few lines that 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -72,7 +72,7 @@ __all__ = [
     "validate_loop_settings",
 ]
 
-ModelResolver = Callable[[str], BaseChatModel]
+ModelResolver = Callable[[str], BaseChatModel | Runnable[Any, Any]]
 
 
 def _default_parse(message: BaseMessage) -> str:
@@ -106,13 +106,13 @@ class RefineLoop:
     """
 
     name: str
-    model: BaseChatModel | Runnable
+    model: BaseChatModel | Runnable[Any, Any]
     draft_prompt: ChatPromptTemplate
     critique_prompt: ChatPromptTemplate
     refine_prompt: ChatPromptTemplate
     candidate_key: str
     critiques_key: str
-    critic_model: BaseChatModel | Runnable | None = None
+    critic_model: BaseChatModel | Runnable[Any, Any] | None = None
     prompt_inputs: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=lambda state: {})
     parse_candidate: Callable[[BaseMessage], Any] = _default_parse
     render_candidate: Callable[[Any], str] = str
@@ -151,7 +151,7 @@ def _settings(loop: RefineLoop) -> tuple[int, int]:
     )
 
 
-def _models(loop: RefineLoop) -> tuple[Runnable, Runnable]:
+def _models(loop: RefineLoop) -> tuple[Runnable[Any, Any], Runnable[Any, Any]]:
     base, critic = loop.model, loop.critic_model or loop.model
     name, critic_name = context_value("model"), context_value("critic_model")
     if (name or critic_name) and loop.resolve_model is None:
@@ -168,7 +168,9 @@ def _models(loop: RefineLoop) -> tuple[Runnable, Runnable]:
 # --------------------------------------------------------------------------- nodes
 
 
-def _call(loop: RefineLoop, runnable: Runnable, messages: Any, step: str, it: int) -> ModelCall:
+def _call(
+    loop: RefineLoop, runnable: Runnable[Any, Any], messages: Any, step: str, it: int
+) -> ModelCall:
     return ModelCall.for_stage(runnable, messages, stage=loop.name, step=step, iteration=it)
 
 
@@ -328,8 +330,8 @@ def _speculative_router(
 
 
 def _cache_policy(
-    loop: RefineLoop, policy: CachePolicy, prompt: ChatPromptTemplate, step: str
-) -> CachePolicy | None:
+    loop: RefineLoop, policy: CachePolicy[Any], prompt: ChatPromptTemplate, step: str
+) -> CachePolicy[Any] | None:
     """A node's cache policy: the models, the prompt it would send, what it appends to."""
 
     def inputs(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -353,12 +355,12 @@ def _cache_policy(
 
 
 def add_refine_loop(
-    builder: StateGraph,
+    builder: StateGraph[Any, Any, Any, Any],
     loop: RefineLoop,
     *,
     then: str,
     retry_policy: RetryPolicy | None = None,
-    cache_policy: CachePolicy | None = None,
+    cache_policy: CachePolicy[Any] | None = None,
     speculate: RefineLoop | None = None,
 ) -> str:
     """Add a refine loop's nodes and edges to ``builder``.
@@ -401,8 +403,8 @@ def add_refine_loop(
         )
     builder.add_edge(draft, critique)
     if speculate is None:
-        route = _router(loop)
-        targets = {"refine": refine, "done": then}
+        route: Callable[[Mapping[str, Any]], str] = _router(loop)
+        targets: dict[Hashable, str] = {"refine": refine, "done": then}
     else:
         route = _speculative_router(loop, speculate)
         targets = {"refine": refine, "done": then, "drafted": speculate.nodes[1]}
@@ -421,19 +423,19 @@ class RefineLoopState(TypedDict, total=False):
 
 
 def create_refine_loop(
-    model: BaseChatModel | Runnable,
+    model: BaseChatModel | Runnable[Any, Any],
     *,
     draft_prompt: ChatPromptTemplate,
     critique_prompt: ChatPromptTemplate,
     refine_prompt: ChatPromptTemplate,
-    critic_model: BaseChatModel | Runnable | None = None,
+    critic_model: BaseChatModel | Runnable[Any, Any] | None = None,
     name: str = "refine",
     threshold: int = 4,
     max_iterations: int = 4,
     critic_output: CriticOutput = "text",
     critic_parse_retries: int = 1,
     retry_policy: RetryPolicy | None = None,
-) -> StateGraph:
+) -> StateGraph[Any, Any, Any, Any]:
     """Create a stand-alone draft -> critique -> refine graph.
 
     The prompts read their variables from the ``inputs`` dict of the state, plus

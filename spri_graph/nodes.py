@@ -30,7 +30,7 @@ import inspect
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
@@ -128,12 +128,13 @@ def context_value(key: str) -> Any:
 @functools.lru_cache(maxsize=64)
 def _accepts_method(kind: type) -> bool:
     try:
-        return "method" in inspect.signature(kind.with_structured_output).parameters
+        method = getattr(kind, "with_structured_output", None)
+        return method is not None and "method" in inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
 
 
-def structured_output(model: Runnable, schema: type) -> Runnable:
+def structured_output(model: Runnable[Any, Any], schema: type) -> Runnable[Any, Any]:
     """``model.with_structured_output(schema, include_raw=True)`` by function calling.
 
     Function calling is the structured-output method that OpenAI, Anthropic and the
@@ -142,7 +143,10 @@ def structured_output(model: Runnable, schema: type) -> Runnable:
     whose ``with_structured_output`` takes no ``method`` keep their own.
     """
     kwargs = {"method": "function_calling"} if _accepts_method(type(model)) else {}
-    return model.with_structured_output(schema, include_raw=True, **kwargs)  # type: ignore[attr-defined]
+    structured = getattr(model, "with_structured_output", None)
+    if structured is None:
+        raise ValueError(f"{type(model).__name__} has no with_structured_output")
+    return cast(Runnable[Any, Any], structured(schema, include_raw=True, **kwargs))
 
 
 # --------------------------------------------------------------------------- calls and nodes
@@ -160,7 +164,7 @@ class ModelCall:
         metadata: Metadata added to the run.
     """
 
-    runnable: Runnable
+    runnable: Runnable[Any, Any]
     messages: Sequence[BaseMessage]
     run_name: str
     tags: tuple[str, ...]
@@ -169,7 +173,7 @@ class ModelCall:
     @classmethod
     def for_stage(
         cls,
-        runnable: Runnable,
+        runnable: Runnable[Any, Any],
         messages: Sequence[BaseMessage],
         *,
         stage: str,

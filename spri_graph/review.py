@@ -31,7 +31,7 @@ def _review_edit(decision: Any) -> str | None:
     return decision.strip()
 
 
-def review_principles(state: Mapping[str, Any]) -> dict[str, Any]:
+def review_principles(state: Any) -> dict[str, Any]:
     """Pause for a person to approve or edit the principles.
 
     Resume with ``Command(resume=True)`` (or ``"approve"``) to keep them, or with the edited

@@ -129,8 +129,8 @@ class ResolvedModels:
         critic_output: ``"text"`` or ``"structured"``, with the local-model default applied.
     """
 
-    base: Runnable
-    critic: Runnable | None
+    base: Runnable[Any, Any]
+    critic: Runnable[Any, Any] | None
     critic_output: CriticOutput
 
 

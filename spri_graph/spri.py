@@ -8,7 +8,7 @@ Both stages are the same draft -> critique -> refine loop (:mod:`spri_graph.loop
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -128,14 +128,16 @@ def format_conversation(messages: Sequence[AnyMessage], limit: int) -> str:
     return "\n".join(f"{_SPEAKERS[m.type]}: {message_text(m).strip()}" for m in turns[-limit:])
 
 
-def _prepare_node(history: int) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
-    def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate the input and settle the query before any model is called."""
-        update = _settle_query(state, history)
+@dataclass(frozen=True)
+class _Prepare:
+    """The ``prepare`` node: validate the input and settle the query before any model call."""
+
+    history: int
+
+    def __call__(self, state: SPRIState) -> dict[str, Any]:
+        update = _settle_query(state, self.history)
         check_context()
         return update
-
-    return prepare
 
 
 def _settle_query(state: Mapping[str, Any], history: int) -> dict[str, Any]:
@@ -176,11 +178,11 @@ def _inputs(state: Mapping[str, Any], examples_section: str) -> dict[str, Any]:
     }
 
 
-def _finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+def _finalize(state: SPRIState) -> dict[str, Any]:
     # Critiques restored from a checkpoint (after a review pause) are plain dicts.
     update: dict[str, Any] = {
-        key: [Critique.of(c) for c in state.get(key) or []]
-        for key in ("principle_critiques", "response_critiques")
+        "principle_critiques": [Critique.of(c) for c in state.get("principle_critiques") or []],
+        "response_critiques": [Critique.of(c) for c in state.get("response_critiques") or []],
     }
     if state.get("messages"):
         update["messages"] = [AIMessage(content=state["response"], name="spri")]
@@ -196,7 +198,7 @@ class _Shape:
     checked_queries: bool = False
     history: int = 6
     speculative: bool = False
-    cache_policy: CachePolicy | None = None
+    cache_policy: CachePolicy[Any] | None = None
     stream_critiques: bool = True
 
     def __post_init__(self) -> None:
@@ -224,7 +226,7 @@ def _build(
     seed_examples: Sequence[SeedExample] | None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None,
     shape: _Shape,
-) -> StateGraph:
+) -> StateGraph[Any, Any, Any, Any]:
     """Build the SPRI graph.
 
     ``shape.checked_queries`` is for batch jobs that check every query themselves and pass
@@ -264,7 +266,7 @@ def _build(
     )
     entry = START
     if not shape.checked_queries:
-        builder.add_node("prepare", _prepare_node(shape.history))
+        builder.add_node("prepare", _Prepare(shape.history))
         builder.add_edge(START, "prepare")
         entry = "prepare"
     principles = loop("principles", "principles", "principle_critiques")
@@ -313,9 +315,9 @@ def create_spri_graph(
     review_principles: bool = False,
     history: int = 6,
     speculative: bool = False,
-    cache_policy: CachePolicy | None = None,
+    cache_policy: CachePolicy[Any] | None = None,
     stream_critiques: bool = True,
-) -> StateGraph:
+) -> StateGraph[Any, Any, Any, Any]:
     """Create the SPRI graph: situated principles, then a response aligned to them.
 
     Args:
@@ -411,9 +413,9 @@ def create_principles_graph(
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
     history: int = 6,
-    cache_policy: CachePolicy | None = None,
+    cache_policy: CachePolicy[Any] | None = None,
     stream_critiques: bool = True,
-) -> StateGraph:
+) -> StateGraph[Any, Any, Any, Any]:
     """Create the principles stage alone: situated principles for a query.
 
     Use it when your own app generates the answer and you want principles to steer it.
@@ -467,7 +469,7 @@ SPRI_OPTIONS = frozenset(
 ``model``, and not ``review_principles``, which needs a person)."""
 
 
-def create_batch_graph(model: ModelSpec = None, **options: Any) -> StateGraph:
+def create_batch_graph(model: ModelSpec = None, **options: Any) -> StateGraph[Any, Any, Any, Any]:
     """The SPRI graph for batch jobs that check every query before the run.
 
     Takes the options in :data:`SPRI_OPTIONS` (with :func:`create_spri_graph`'s defaults);
