@@ -20,7 +20,7 @@ from spri_graph.baselines import create_fixed_rubric_judge, create_vanilla_judge
 from spri_graph.critique import Critique, Judgment, ScoredCritique, parse_critique, parse_judgment
 from spri_graph.evaluators import create_async_spri_evaluator, create_spri_evaluator
 from spri_graph.judge import JudgeInput, JudgeOutput, create_judge_graph, create_rubric_graph
-from spri_graph.loop import RefineLoop, RefineLoopState, add_refine_loop, create_refine_loop
+from spri_graph.loop import RefineLoop, add_refine_loop
 from spri_graph.metrics import Agreement, AgreementTable, agreement, agreement_by
 from spri_graph.middleware import SPRIMiddleware
 from spri_graph.models import resolve_model
@@ -33,6 +33,7 @@ from spri_graph.pairwise_evaluators import (
 from spri_graph.panel import PanelOutput, create_judge_panel, panel_agreement
 from spri_graph.plots import plot_agreement
 from spri_graph.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
+from spri_graph.refine import RefineLoopState, create_refine_loop
 from spri_graph.rubric import GENERIC_RUBRIC, Rubric, parse_rubric
 from spri_graph.settings import default_retry_policy, is_transient_error
 from spri_graph.spri import (

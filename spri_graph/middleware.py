@@ -40,6 +40,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from spri_graph.answer_review import create_answer_review_graph
 from spri_graph.critique import Critique
+from spri_graph.loop import loop_done
 from spri_graph.models import ModelSpec
 from spri_graph.nodes import StageUsage, empty_usage, message_text
 from spri_graph.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
@@ -396,8 +397,7 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
 
     def _accepts(self, critiques: Sequence[Critique]) -> bool:
         """Whether the principles loop stops at these critiques (no refinement)."""
-        score = critiques[-1].score
-        return score is None or score >= self.threshold or len(critiques) >= self.max_iterations
+        return loop_done(critiques, threshold=self.threshold, max_iterations=self.max_iterations)
 
     def _review_answer(self, state: Mapping[str, Any]) -> _Plan | None:
         if self._answer_graph is None:
