@@ -98,3 +98,73 @@ def test_reference_judgments_per_capability(tmp_path: Path) -> None:
     assert len(by_name) == 9  # eight capabilities and overall
     # The paper's figure for this judge on planning.
     assert by_name["planning"].startswith("planning: r = 0.620")
+
+
+# --------------------------------------------------------------------------- spri agreement --plot
+
+
+def write_records(path: Path) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in RECORDS))
+    return path
+
+
+def test_spri_agreement_plot_from_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    records, out = write_records(tmp_path / "scores.jsonl"), tmp_path / "agreement.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "spri_graph.cli", "agreement", str(records), "--human", "human"]
+        + ["--pred", "judge", "--by", "task", "--parse", "--plot", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert done.stderr.strip() == f"plot: {out}"
+    assert done.stdout.splitlines()[-1].startswith("dropped 1 of 8 pairs")  # the table as ever
+
+
+def test_spri_agreement_plot_heatmap_with_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spri_graph.cli import main
+
+    records, out = write_records(tmp_path / "scores.jsonl"), tmp_path / "agreement.svg"
+    argv = ["agreement", str(records), "--human", "human", "--pred", "judge", "--json"]
+    assert main([*argv, "--plot", str(out), "--plot-kind", "heatmap"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["overall"]["n"] == 6  # stdout stays JSON
+    assert "<svg" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("plot", "message"),
+    [
+        ("{tmp}/no/such/dir/p.png", "--plot"),
+        ("{tmp}/p.nosuchformat", "--plot: Format 'nosuchformat' is not supported"),
+    ],
+)
+def test_spri_agreement_plot_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plot: str, message: str
+) -> None:
+    from spri_graph.cli import main
+
+    records = write_records(tmp_path / "scores.jsonl")
+    argv = ["agreement", str(records), "--human", "human", "--pred", "judge"]
+    assert main([*argv, "--plot", plot.format(tmp=tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spri: error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_spri_agreement_help_lists_the_plot_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from spri_graph.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["agreement", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--plot OUT.png" in out and "--plot-kind {scatter,heatmap}" in out
+    assert "Pearson's r in each panel's title" in out

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from spri_graph.cli.common import CLIError, bad_lines, command, positive_int, read_records
+from spri_graph.cli.common import (
+    CLIError,
+    bad_lines,
+    check_output,
+    command,
+    positive_int,
+    read_records,
+)
 
 __all__: list[str] = []
 
@@ -34,6 +42,19 @@ def _add_agreement(sub: Any) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print JSON (full precision)")
     parser.add_argument(
+        "--plot",
+        metavar="OUT.png",
+        help="also draw, per group and overall, --pred against --human with Pearson's r in "
+        "each panel's title (the format follows the suffix: .png, .svg, .pdf; needs the "
+        "'plot' extra)",
+    )
+    parser.add_argument(
+        "--plot-kind",
+        choices=["scatter", "heatmap"],
+        default="scatter",
+        help="--plot as a jittered scatter (default) or a heatmap of counts",
+    )
+    parser.add_argument(
         "--digits",
         type=positive_int,
         default=3,
@@ -48,6 +69,8 @@ def _run_agreement(args: argparse.Namespace) -> int:
 
     from spri_graph.metrics import agreement_by
 
+    if args.plot is not None:
+        check_output(args.plot, option="--plot")
     problems: list[tuple[int, str]] = []
     rows = [record for _, record in read_records(args.file, problems)]
     if problems:
@@ -58,6 +81,8 @@ def _run_agreement(args: argparse.Namespace) -> int:
         raise CLIError(str(exc), code=1) from None
     except ValueError as exc:
         raise CLIError(f"{args.file}: {exc}", code=2) from None
+    if args.plot is not None:
+        _plot(args, rows)
     if args.json:
         report = {"file": args.file, "human": args.human, "pred": args.pred, "records": len(rows)}
         print(json.dumps({**report, **table.as_dict()}, indent=2))
@@ -71,3 +96,18 @@ def _run_agreement(args: argparse.Namespace) -> int:
         f"(human: {overall.unreadable_human}, {args.pred}: {overall.unreadable_pred})"
     )
     return 0
+
+
+def _plot(args: argparse.Namespace, rows: list[Any]) -> None:
+    from spri_graph.plots import plot_agreement
+
+    options = {"human": args.human, "pred": args.pred, "by": args.by, "parse": args.parse}
+    try:
+        plot_agreement(rows, **options, kind=args.plot_kind, path=args.plot)
+    except ImportError as exc:
+        raise CLIError(str(exc), code=1) from None
+    except ValueError as exc:  # e.g. a suffix matplotlib cannot write
+        raise CLIError(f"--plot: {exc}", code=2) from None
+    except OSError as exc:
+        raise CLIError(f"--plot: cannot write {args.plot!r} ({exc.strerror or exc})") from None
+    print(f"plot: {args.plot}", file=sys.stderr)
