@@ -17,6 +17,7 @@ Example:
 """
 
 from spri_graph.baselines import create_fixed_rubric_judge, create_vanilla_judge
+from spri_graph.caching import UsageCounter, judge_cache
 from spri_graph.critique import Critique, Judgment, ScoredCritique, parse_critique, parse_judgment
 from spri_graph.evaluators import create_async_spri_evaluator, create_spri_evaluator
 from spri_graph.judge import JudgeInput, JudgeOutput, create_judge_graph, create_rubric_graph
@@ -83,6 +84,7 @@ __all__ = [
     "StageUsage",
     "SynthesisInterrupted",
     "SynthesisReport",
+    "UsageCounter",
     "Verdict",
     "add_refine_loop",
     "agreement",
@@ -104,6 +106,7 @@ __all__ = [
     "create_vanilla_judge",
     "default_retry_policy",
     "is_transient_error",
+    "judge_cache",
     "panel_agreement",
     "parse_critique",
     "parse_judgment",
