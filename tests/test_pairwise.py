@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -498,3 +501,195 @@ def test_pairwise_judgment_on_the_local_model() -> None:
     assert isinstance(out["rubric"], Rubric)
     assert out["usage"]["pairwise"]["model_calls"] == 2
     assert out["usage"]["pairwise"]["output_tokens"] > 0
+
+
+# --------------------------------------------------------------------------- spri judge --pairwise
+
+
+def content_judge(messages: Sequence[BaseMessage]) -> str:
+    """Answers rubric, critique and verdict prompts by content: 'right' answers win."""
+    prompt = text(messages).rstrip()
+    if prompt.endswith("### Rubric:"):
+        return RUBRIC
+    if prompt.endswith("### Feedback:"):
+        return "Feedback: Specific. [RESULT] 5"
+    first = prompt.split("### Response B:")[0]
+    better = "A" if "right" in first.split("### Response A:")[-1] else "B"
+    return f"<feedback>One answer is right.</feedback><verdict>{better}</verdict>"
+
+
+@pytest.fixture
+def cli_model(monkeypatch: pytest.MonkeyPatch) -> ScriptedChatModel:
+    import spri_graph.models
+
+    model = ScriptedChatModel([content_judge], cycle=True)
+    monkeypatch.setattr(spri_graph.models, "resolve_model", lambda *a, **k: model)
+    return model
+
+
+def cli_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+PAIR = ["--instruction", INSTRUCTION, "--response-a", "Sydney, wrong.", "--response-b", "right"]
+
+
+def test_spri_judge_pairwise_one_comparison(
+    cli_model: ScriptedChatModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spri_graph.cli import main
+
+    assert main(["judge", "--pairwise", *PAIR, "--max-iterations", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Criteria: Does the answer name the capital correctly?" in out
+    assert "A shown first: B" in out and "B shown first: B" in out
+    assert out.rstrip().endswith("Winner: B")
+    assert main(["judge", "--pairwise", *PAIR, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["winner"], result["consistent"]) == ("B", True)
+    assert [v["order"] for v in result["verdicts"]] == ["AB", "BA"]
+    assert result["usage"]["pairwise"]["model_calls"] == 2
+    assert set(result) == {
+        "winner",
+        "consistent",
+        "verdicts",
+        "rubric",
+        "rubric_critiques",
+        "usage",
+    }
+
+
+def test_spri_judge_pairwise_identical_responses(
+    cli_model: ScriptedChatModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spri_graph.cli import main
+
+    same = ["--instruction", INSTRUCTION, "--response-a", GOOD, "--response-b", GOOD]
+    assert main(["judge", "--pairwise", *same]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("Winner: tie (the responses are identical)")
+
+
+def test_spri_judge_pairwise_file(
+    cli_model: ScriptedChatModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spri_graph.cli import main
+
+    rows = [
+        {"id": 1, "instruction": INSTRUCTION, "response_a": "right", "response_b": "Sydney."},
+        {"id": 2, "instruction": INSTRUCTION, "response_a": "Perth.", "response_b": "right"},
+        {"id": 3, "instruction": INSTRUCTION, "response_a": "same", "response_b": "same"},
+    ]
+    source, out = tmp_path / "pairs.jsonl", tmp_path / "verdicts.jsonl"
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    argv = ["judge", "--pairwise", str(source), "-o", str(out), "--no-progress"]
+    assert main([*argv, "--max-iterations", "1", "--concurrency", "2"]) == 0
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(line["id"], line["judge_winner"]) for line in lines] == [
+        (1, "A"),
+        (2, "B"),
+        (3, "tie"),
+    ]
+    assert lines[0]["judge_consistent"] is True and lines[0]["judge_error"] is None
+    assert lines[0]["judge_rubric"]["criteria"].startswith("Does the answer")
+    assert [v["winner"] for v in lines[1]["judge_verdicts"]] == ["B", "B"]
+    err = capsys.readouterr().err
+    assert "graded 3 records into" in err and "3 with a readable verdict" in err
+
+
+def test_spri_judge_pairwise_file_without_verdicts_exits_1(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import spri_graph.models
+    from spri_graph.cli import main
+
+    def no_verdict(messages: Sequence[BaseMessage]) -> str:
+        reply = content_judge(messages)
+        return reply if "<verdict>" not in reply else "They are both fine."
+
+    model = ScriptedChatModel([no_verdict], cycle=True)
+    monkeypatch.setattr(spri_graph.models, "resolve_model", lambda *a, **k: model)
+    source, out = tmp_path / "pairs.jsonl", tmp_path / "verdicts.jsonl"
+    row = {"instruction": INSTRUCTION, "response_a": "right", "response_b": "Sydney."}
+    source.write_text(json.dumps(row) + "\n")
+    assert main(["judge", "--pairwise", str(source), "-o", str(out), "--no-progress"]) == 1
+    assert "0 of 1 graded records have a readable verdict" in cli_error(capsys)
+    assert json.loads(out.read_text())["judge_winner"] is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--pairwise", "--instruction", "Q?", "--response-a", "x"], "--response-b is required"),
+        (["--pairwise", *PAIR, "--response", "x"], "drop --response"),
+        (["--pairwise", *PAIR, "--judge", "vanilla"], "drop --judge and --rubric"),
+        (["--pairwise", *PAIR, "--response-b", " "], "--response-b must not be empty"),
+        (["--pairwise", *PAIR, "-o", "x.jsonl"], "--output needs FILE.jsonl"),
+        (["--response-a", "x", "--instruction", "Q?"], "--response-a needs --pairwise"),
+        (["--pairwise", *PAIR, "--on-disagreement", "vote"], "invalid choice: 'vote'"),
+    ],
+)
+def test_spri_judge_pairwise_bad_arguments(
+    cli_model: ScriptedChatModel, capsys: pytest.CaptureFixture[str], argv: list, message: str
+) -> None:
+    from spri_graph.cli import main
+
+    assert main(["judge", *argv]) == 2
+    assert message in cli_error(capsys)
+    assert cli_model.calls == []
+
+
+def test_spri_judge_pairwise_bad_file_fails_before_any_model_call(
+    cli_model: ScriptedChatModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spri_graph.cli import main
+
+    source = tmp_path / "pairs.jsonl"
+    source.write_text(json.dumps({"instruction": "Q?", "response_a": "x"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["judge", "--pairwise", str(source), "-o", str(out)]) == 2
+    assert "line 1: missing 'response_b'" in cli_error(capsys)
+    assert cli_model.calls == []
+
+
+def test_spri_judge_help_lists_the_pairwise_options() -> None:
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-m", "spri_graph.cli", "judge", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    help_text = " ".join(done.stdout.split())
+    for option in ("--pairwise", "--response-a TEXT", "--response-b TEXT", "--on-disagreement"):
+        assert option in help_text
+    assert "judge_winner ('A', 'B', 'tie' or null)" in help_text
+
+
+@pytest.mark.integration
+def test_spri_judge_pairwise_from_the_command_line_on_the_local_model() -> None:
+    import subprocess
+
+    from spri_graph.models import local_model_available
+    from tests.conftest import ROOT
+
+    if not local_model_available():
+        pytest.skip("the embedded local model is not installed (spri-graph[local])")
+    done = subprocess.run(
+        [sys.executable, "-m", "spri_graph.cli", "judge", "--pairwise", *PAIR]
+        + ["--model", "local", "--max-iterations", "1", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["winner"] in ("A", "B", "tie")
+    assert all(v["winner"] in ("A", "B") for v in result["verdicts"])  # structured verdicts

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from spri_graph.cli.common import (
     CLIError,
     add_model_arguments,
-    bad_lines,
     check_output,
     command,
     positive_int,
-    read_records,
     resolve_cli_models,
 )
-from spri_graph.cli.progress import Progress
-from spri_graph.synthesis import Record, RecordRunner, UsageCounts
-from spri_graph.synthesis.output import encode_line
+from spri_graph.cli.grading import FileMode, check_file, check_mode, grade_file, judge_once
 
-__all__: list[str] = []
+__all__ = ["judge_options"]
 
 _JUDGE_FIELDS = ("instruction", "response")
-_JUDGE_PREFIX = "judge_"
 _RESULT_KEYS = ("rubric", "score", "feedback", "rubric_critiques", "judgment_critiques")
 
 
@@ -155,39 +149,15 @@ def _add_judge(sub: Any) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="FILE: no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no FILE)")
+    from spri_graph.cli.pairwise import add_pairwise_arguments
+
+    add_pairwise_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=_run_judge)
 
 
 def _check_judge_args(args: argparse.Namespace) -> None:
-    single = [f"--{n}" for n in ("instruction", "response", "reference") if getattr(args, n)]
-    if args.file is not None:
-        if single:
-            raise CLIError(f"give FILE or {'/'.join(single)}, not both")
-        if not args.output:
-            raise CLIError("FILE needs -o OUT.jsonl for the grades")
-        if args.json:
-            raise CLIError("--json is for one grading; FILE mode writes JSONL to -o")
-    else:
-        file_only = {
-            "--output": args.output,
-            "--use-reference": args.use_reference,
-            "--no-progress": args.no_progress,
-            "--min-scored": args.min_scored is not None,
-            "--price-in": args.price_in is not None,
-            "--price-out": args.price_out is not None,
-        }
-        for flag, given in file_only.items():
-            if given:
-                raise CLIError(f"{flag} needs FILE.jsonl")
-        for name in ("instruction", "response"):
-            value = getattr(args, name)
-            if value is None:
-                raise CLIError(f"--{name} is required (or give FILE.jsonl)")
-            if not value.strip():
-                raise CLIError(f"--{name} must not be empty")
-        if args.reference is not None and not args.reference.strip():
-            raise CLIError("--reference must not be empty")
+    check_mode(args, required=_JUDGE_FIELDS, one="grading", lines="grades")
     if args.rubric is not None and args.judge != "fixed":
         raise CLIError("--rubric needs --judge fixed")
     if args.judge == "fixed" and args.rubric is None and args.file is None:
@@ -216,10 +186,17 @@ def _check_judge_record(
     return None
 
 
-def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
+def judge_options(
+    args: argparse.Namespace, *, reference_free: bool
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """The node cache, the models and the options every judge takes, from the judge flags.
+
+    Returns:
+        ``(cache, model, critic, options)``; ``options`` holds ``reference_free``,
+        ``scale``, ``judge_output`` and ``cache_policy``.
+    """
     from langgraph.types import CachePolicy
 
-    from spri_graph import create_fixed_rubric_judge, create_judge_graph, create_vanilla_judge
     from spri_graph.caching import judge_cache
 
     cache = None
@@ -233,6 +210,13 @@ def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
         "judge_output": args.judge_output,
         "cache_policy": None if cache is None else CachePolicy(),
     }
+    return cache, model, critic, options
+
+
+def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
+    from spri_graph import create_fixed_rubric_judge, create_judge_graph, create_vanilla_judge
+
+    cache, model, critic, options = judge_options(args, reference_free=reference_free)
     try:
         if args.judge == "vanilla":
             graph = create_vanilla_judge(model, **options)
@@ -260,24 +244,21 @@ def _judge_result(out: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_judge(args: argparse.Namespace) -> int:
+    from spri_graph.cli.pairwise import refuse_pairwise_options, run_pairwise
+
+    if args.pairwise:
+        return run_pairwise(args)
+    refuse_pairwise_options(args)
     _check_judge_args(args)
     if args.file is not None:
         return _run_judge_file(args)
-    import json
-
     graph, _ = _build_judge(args, reference_free=args.reference is None)
     inputs = {"instruction": args.instruction, "response": args.response}
-    if args.reference is not None:
-        inputs["reference_answer"] = args.reference
-    out = graph.invoke(inputs)
-    result = _judge_result(out)
-    if args.json:
-        print(json.dumps({**result, "usage": out.get("usage", {})}, ensure_ascii=False, indent=2))
+    judged = judge_once(args, graph, inputs, _judge_result)
+    if judged is None:
         return 0
-    rubric_scores = [c["score"] for c in result["rubric_critiques"]]
+    _, result = judged
     judgment_scores = [c["score"] for c in result["judgment_critiques"]]
-    print("Rubric" + (f" (critic scores: {rubric_scores})" if rubric_scores else ""))
-    print("\n".join("  " + line for line in out["rubric"].render().splitlines()))
     print("\nGrading" + (f" (critic scores: {judgment_scores})" if judgment_scores else ""))
     print("  " + (result["feedback"] or "(no feedback)").replace("\n", "\n  "))
     score = result["score"]
@@ -291,145 +272,22 @@ def _run_judge(args: argparse.Namespace) -> int:
 
 
 def _run_judge_file(args: argparse.Namespace) -> int:
-    import asyncio
-    import os
-
-    if os.path.exists(args.output) and os.path.samefile(args.file, args.output):
-        raise CLIError("-o must not be the input FILE")
     need_rubric = args.judge == "fixed" and args.rubric is None
-    problems: list[tuple[int, str]] = []
-    count = 0
-    for line_no, record in read_records(args.file, problems):  # check all, keep nothing
-        count += 1
-        problem = _check_judge_record(
+
+    def check(record: dict[str, Any]) -> str | None:
+        return _check_judge_record(
             record, use_reference=args.use_reference, need_rubric=need_rubric, scale=args.scale
         )
-        if problem:
-            problems.append((line_no, problem))
-    if problems:
-        raise bad_lines(args.file, problems)
-    if not count:
-        raise CLIError(f"{args.file}: no records to grade")
-    check_output(args.output, option="-o")
-    graph, (model, critic) = _build_judge(args, reference_free=not args.use_reference)
-    from spri_graph.models import is_local_model
 
-    concurrency = 1 if is_local_model(model) or is_local_model(critic) else args.concurrency
-    try:
-        out_file = open(args.output, "wb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise CLIError(f"-o: cannot write to {args.output!r} ({exc.strerror or exc})") from None
-    from spri_graph.caching import UsageCounter
-
-    counter = UsageCounter()
-    with out_file, Progress(desc="judge", total=count, enabled=not args.no_progress) as progress:
-        sink = _GradeSink(out_file, progress)
-        try:
-            asyncio.run(_grade_file(graph, args, concurrency, sink, counter))
-        except OSError as exc:
-            raise CLIError(
-                f"-o: cannot write to {args.output!r} ({exc.strerror or exc}); the run stopped "
-                f"after {sink.done} of {count} records",
-                code=1,
-            ) from None
-    if sink.failed:
-        failed = sink.failed
-        lines = ", ".join(str(n) for n in failed[:10]) + (", ..." if len(failed) > 10 else "")
-        raise CLIError(
-            f"{len(failed)} of {count} records failed (lines {lines}); each has "
-            f"'{_JUDGE_PREFIX}error' in {args.output}",
-            code=1,
-        )
-    _check_scored(sink.scored, count, args.min_scored)
-    print(_spent(counter, args), file=sys.stderr)
-    print(
-        f"graded {count} records into {args.output}; {sink.scored} with a readable score",
-        file=sys.stderr,
-    )
-    return 0
+    count = check_file(args, check)
+    graph, models = _build_judge(args, reference_free=not args.use_reference)
+    return grade_file(args, graph, models, count, _SCORES)
 
 
-def _spent(counter: Any, args: argparse.Namespace) -> str:
-    """The run's model calls and tokens, and their cost when prices are given."""
-    totals = counter.totals()
-    line = (
-        f"model calls: {totals['model_calls']}; tokens: {totals['input_tokens']:,} in, "
-        f"{totals['output_tokens']:,} out"
-    )
-    if args.cache is not None:
-        line += " (calls served from --cache are not counted)"
-    if args.price_in is not None or args.price_out is not None:
-        price_in, price_out = args.price_in or 0.0, args.price_out or 0.0
-        cost = (totals["input_tokens"] * price_in + totals["output_tokens"] * price_out) / 1e6
-        line += f"; cost: ${cost:.4f} (at ${price_in:g} in / ${price_out:g} out per million tokens)"
-    return line
-
-
-def _check_scored(scored: int, graded: int, min_scored: float | None) -> None:
-    """Exit 1 when too few graded records have a readable score (default: none has)."""
-    enough = scored >= 1 if min_scored is None else scored >= min_scored * graded
-    if enough:
-        return
-    wanted = "" if min_scored is None else f" (--min-scored {min_scored:g})"
-    raise CLIError(
-        f"{scored} of {graded} graded records have a readable score{wanted}: the model did "
-        "not follow the grading format; try --judge-output structured",
-        code=1,
-    )
-
-
-class _GradeSink:
-    """Writes each record's grades to the output as one line, in input order, and counts."""
-
-    def __init__(self, out_file: Any, progress: Progress) -> None:
-        self.out_file = out_file
-        self.progress = progress
-        self.done = 0
-        self.scored = 0
-        self.failed: list[int] = []
-
-    def ok(self, record: Record, line: dict[str, Any], usage: UsageCounts) -> None:
-        self.scored += line[_JUDGE_PREFIX + "score"] is not None
-        self._write(line)
-
-    def error(self, record: Record, line: dict[str, Any]) -> None:
-        self.failed.append(record.number)
-        self._write(line)
-
-    def _write(self, line: dict[str, Any]) -> None:
-        self.out_file.write(encode_line(line))
-        self.out_file.flush()
-        self.done += 1
-        self.progress.update(self.done, failed=len(self.failed))
-
-
-def _graded(record: Record, result: dict[str, Any]) -> dict[str, Any]:
-    return {**record.value, **{_JUDGE_PREFIX + key: value for key, value in result.items()}}
-
-
-async def _grade_file(
-    graph: Any, args: argparse.Namespace, concurrency: int, sink: _GradeSink, counter: Any
-) -> None:
-    """Grade every record of FILE (read again, lazily), ``concurrency`` at once."""
-    keys = ["instruction", "response", "rubric"]
-    if args.use_reference:
-        keys.append("reference_answer")
-
-    def to_input(record: Record) -> dict[str, Any]:
-        return {key: record.value[key] for key in keys if record.value.get(key) is not None}
-
-    def to_error(record: Record, exc: BaseException, attempts: int) -> dict[str, Any]:
-        return _graded(
-            record, {**dict.fromkeys(_RESULT_KEYS), "error": f"{type(exc).__name__}: {exc}"}
-        )
-
-    runner = RecordRunner(
-        graph,
-        to_input=to_input,
-        to_line=lambda record, out: _graded(record, {**_judge_result(out), "error": None}),
-        to_error=to_error,
-        concurrency=concurrency,
-        config={"callbacks": [counter]},
-    )
-    records = (Record(n, n, value) for n, value in read_records(args.file, []))
-    await runner.run(records, sink, ordered=True)
+_SCORES = FileMode(
+    inputs=("instruction", "response", "rubric", "reference_answer"),
+    result=_judge_result,
+    result_keys=_RESULT_KEYS,
+    readable="score",
+    noun="score",
+)
