@@ -3,6 +3,8 @@
 One module per subcommand (``align``, ``judge``, ``agreement``, ``synthesize``), each
 registering itself with :func:`~spri_graph.cli.common.command`; what they share lives in
 :mod:`spri_graph.cli.common`, and the progress bar in :mod:`spri_graph.cli.progress`.
+``spri judge --pairwise`` lives in :mod:`spri_graph.cli.pairwise`, and what both judging
+modes share (FILE mode, one judging) in :mod:`spri_graph.cli.grading`.
 
 Errors are one readable line on stderr and a non-zero exit code, never a traceback:
 2 for bad arguments or input, 1 for failures while running (e.g. an unreachable server).
