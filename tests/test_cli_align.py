@@ -311,7 +311,7 @@ def test_chat_format_goes_to_local_models_only(
 
 
 def test_no_model_available(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    monkeypatch.setattr(spri_graph.models, "local_model_available", lambda: False)
+    monkeypatch.setattr(spri_graph.models.resolve, "local_model_available", lambda: False)
     code, out, err = run(["align", QUERY], capsys)
     assert (code, out) == (2, "")
     assert err == (

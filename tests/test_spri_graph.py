@@ -406,9 +406,9 @@ def test_unknown_model_strings_raise_naming_the_field(kwargs: dict, message: str
 
 
 def test_no_model_configured_says_how_to_choose(monkeypatch: pytest.MonkeyPatch) -> None:
-    import spri_graph.models as models_module
+    import spri_graph.models.resolve as resolve_module
 
-    monkeypatch.setattr(models_module, "local_model_available", lambda: False)
+    monkeypatch.setattr(resolve_module, "local_model_available", lambda: False)
     with pytest.raises(ValueError, match="no model configured: pass model="):
         create_spri_graph()
 
