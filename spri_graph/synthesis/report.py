@@ -84,6 +84,12 @@ class SynthesisReport:
             self.wall_time = time.perf_counter() - self._started
             self._started = None
 
+    def _pace(self) -> str:
+        # A slow run (a local model) reads better as seconds per record than as 0.0/s.
+        if 0 < self.rate < 1:
+            return f"{1 / self.rate:.1f} s/record"
+        return f"{self.rate:.1f} records/s"
+
     def summary(self) -> str:
         """A few lines for people: records, failures, model calls, tokens, wall time."""
         status = "interrupted" if self.interrupted else "done"
@@ -93,7 +99,7 @@ class SynthesisReport:
             f"({self.records} records in the input)",
             f"model calls: {self.calls} ({self.model_calls} base, {self.critic_calls} critic); "
             f"tokens: {self.total_tokens} ({self.input_tokens} in, {self.output_tokens} out)",
-            f"wall time: {self.wall_time:.1f}s ({self.rate:.1f} records/s)",
+            f"wall time: {self.wall_time:.1f}s ({self._pace()})",
             f"output: {self.output}",
         ]
         if self.repaired:
