@@ -9,6 +9,7 @@ rubric per instance). Both take the input and give the output of
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import END, START, StateGraph
@@ -36,7 +37,7 @@ __all__ = ["create_fixed_rubric_judge", "create_vanilla_judge"]
 
 def _build_single(
     settings: JudgeSettings, *, rubric: Rubric | None, rubric_from_input: bool
-) -> StateGraph:
+) -> StateGraph[Any, Any, Any, Any]:
     """``prepare -> grade -> finalize``: one grading call, a one-step node."""
     prompt = settings.prompts["judgment_draft"]
     inputs = settings.prompt_inputs()
@@ -93,7 +94,7 @@ def _settings(
     reference_free: bool,
     prompts: Mapping[str, ChatPromptTemplate | str] | None,
     retry_policy: RetryPolicy | None,
-    cache_policy: CachePolicy | None,
+    cache_policy: CachePolicy[Any] | None,
 ) -> JudgeSettings:
     return JudgeSettings.create(
         model,
@@ -115,8 +116,8 @@ def create_vanilla_judge(
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
     judge_output: JudgeOutputMode | None = None,
-    cache_policy: CachePolicy | None = None,
-) -> StateGraph:
+    cache_policy: CachePolicy[Any] | None = None,
+) -> StateGraph[Any, Any, Any, Any]:
     """Create the vanilla baseline: one absolute grading against the generic rubric.
 
     This is the generic LLM-as-a-judge that instance-specific rubrics are compared with; its
@@ -169,8 +170,8 @@ def create_fixed_rubric_judge(
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
     judge_output: JudgeOutputMode | None = None,
-    cache_policy: CachePolicy | None = None,
-) -> StateGraph:
+    cache_policy: CachePolicy[Any] | None = None,
+) -> StateGraph[Any, Any, Any, Any]:
     r"""Create the fixed-rubric baseline: one absolute grading against a given rubric.
 
     Give one rubric for every input here, or a ``rubric`` per input (e.g. a benchmark's

@@ -103,14 +103,14 @@ def model_identity(model: Any) -> str:
 
 
 def prompt_cache_policy(
-    cache_policy: CachePolicy | None,
+    cache_policy: CachePolicy[Any] | None,
     *,
     node: str,
     model: Any,
     prompt: ChatPromptTemplate,
     prompt_inputs: Callable[[Mapping[str, Any]], dict[str, Any]],
     extra: Any = None,
-) -> CachePolicy | None:
+) -> CachePolicy[Any] | None:
     """A node's cache policy keyed on its model and the prompt it would send.
 
     Args:

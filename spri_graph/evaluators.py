@@ -186,7 +186,7 @@ def create_spri_evaluator(
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
     judge_output: JudgeOutputMode | None = None,
-    cache_policy: CachePolicy | None = None,
+    cache_policy: CachePolicy[Any] | None = None,
     cache: BaseCache[Any] | None = None,
 ) -> Callable[..., EvaluatorResult]:
     r"""Create an evaluator that grades with an instance-specific SPRI rubric.
@@ -281,7 +281,7 @@ def create_async_spri_evaluator(
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
     judge_output: JudgeOutputMode | None = None,
-    cache_policy: CachePolicy | None = None,
+    cache_policy: CachePolicy[Any] | None = None,
     cache: BaseCache[Any] | None = None,
 ) -> Callable[..., Awaitable[EvaluatorResult]]:
     r"""The ``async`` twin of :func:`create_spri_evaluator` (same arguments and result).

@@ -101,7 +101,7 @@ def _grading_schema(scale: Scale) -> type[BaseModel]:
         ge=low, le=high, description=f"The rubric level the response meets, {low}-{high}."
     )
     doc = f"A grading of one response by a rubric: feedback, then a {low}-{high} score."
-    return create_model("Grading", __doc__=doc, feedback=(str, feedback), score=(int, score))  # type: ignore[call-overload, no-any-return]
+    return create_model("Grading", __doc__=doc, feedback=(str, feedback), score=(int, score))
 
 
 def grading_schema(scale: Scale = (1, 5)) -> type[BaseModel]:
@@ -119,7 +119,7 @@ def grading_schema(scale: Scale = (1, 5)) -> type[BaseModel]:
 # --------------------------------------------------------------------------- models
 
 
-def answer_with_schema(model: Runnable, schema: type[BaseModel]) -> Runnable:
+def answer_with_schema(model: Runnable[Any, Any], schema: type[BaseModel]) -> Runnable[Any, Any]:
     """``model`` answering with ``schema`` by function calling, replying its ``AIMessage``.
 
     Unlike ``with_structured_output``, the reply stays a message: its tool call carries the
@@ -142,12 +142,12 @@ class StructuredDrafts(Runnable[LanguageModelInput, BaseMessage]):
         schema: The structured-output schema of the candidates.
     """
 
-    def __init__(self, model: Runnable, schema: type[BaseModel]) -> None:
+    def __init__(self, model: Runnable[Any, Any], schema: type[BaseModel]) -> None:
         self.model = model
         self.schema = schema
         self.structured = answer_with_schema(model, schema)
 
-    def _pick(self, config: RunnableConfig | None) -> Runnable:
+    def _pick(self, config: RunnableConfig | None) -> Runnable[Any, Any]:
         metadata = (config or {}).get("metadata") or {}
         return self.structured if metadata.get("spri_step") in ("draft", "refine") else self.model
 
@@ -165,7 +165,7 @@ class StructuredDrafts(Runnable[LanguageModelInput, BaseMessage]):
 
     def with_structured_output(
         self, schema: Any, *, include_raw: bool = False, **kwargs: Any
-    ) -> Runnable:
+    ) -> Runnable[Any, Any]:
         """The wrapped model's structured output (a critic sharing the model uses it)."""
         if include_raw and not kwargs:
             return structured_output(self.model, schema)
@@ -284,7 +284,7 @@ def read_rubric(message: BaseMessage, *, scale: Scale = (1, 5), structured: bool
 
 
 def grading_step(
-    model: Runnable,
+    model: Runnable[Any, Any],
     prompt: ChatPromptTemplate,
     prompt_inputs: Callable[[Mapping[str, Any]], dict[str, Any]],
     *,

@@ -93,7 +93,7 @@ def render_rubric(rubric: Rubric) -> str:
 
 
 def _add_stage(
-    builder: StateGraph,
+    builder: StateGraph[Any, Any, Any, Any],
     settings: JudgeSettings,
     name: str,
     schema: Callable[[Scale], type],
@@ -107,7 +107,7 @@ def _add_stage(
     def parse(message: BaseMessage) -> Any:
         return read(message, scale=scale, structured=structured)
 
-    def resolve(model_name: str) -> Runnable:
+    def resolve(model_name: str) -> Runnable[Any, Any]:
         return settings.answering(resolve_model_cached(model_name), schema)
 
     loop = RefineLoop(
@@ -137,7 +137,9 @@ def _add_stage(
     )
 
 
-def add_rubric_stage(builder: StateGraph, settings: JudgeSettings, *, then: str) -> str:
+def add_rubric_stage(
+    builder: StateGraph[Any, Any, Any, Any], settings: JudgeSettings, *, then: str
+) -> str:
     """Add the rubric loop (``rubric_draft``, ``rubric_critique``, ``rubric_refine``).
 
     The state must hold the :class:`JudgeState` keys ``instruction``, ``reference_answer``,
@@ -151,7 +153,9 @@ def add_rubric_stage(builder: StateGraph, settings: JudgeSettings, *, then: str)
     return _add_stage(builder, settings, "rubric", rubric_schema, read_rubric, render_rubric, then)
 
 
-def add_judgment_stage(builder: StateGraph, settings: JudgeSettings, *, then: str) -> str:
+def add_judgment_stage(
+    builder: StateGraph[Any, Any, Any, Any], settings: JudgeSettings, *, then: str
+) -> str:
     """Add the grading loop (``judgment_draft``, ``judgment_critique``, ``judgment_refine``).
 
     The state must hold a ``rubric`` and ``response`` besides the keys
@@ -165,7 +169,9 @@ def add_judgment_stage(builder: StateGraph, settings: JudgeSettings, *, then: st
     return _add_stage(builder, settings, *stage, then)
 
 
-def _build_refined(settings: JudgeSettings, *, with_judgment: bool) -> StateGraph:
+def _build_refined(
+    settings: JudgeSettings, *, with_judgment: bool
+) -> StateGraph[Any, Any, Any, Any]:
     builder = StateGraph(
         JudgeState,
         context_schema=SPRIContext,
@@ -222,8 +228,8 @@ def create_judge_graph(
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
     judge_output: JudgeOutputMode | None = None,
-    cache_policy: CachePolicy | None = None,
-) -> StateGraph:
+    cache_policy: CachePolicy[Any] | None = None,
+) -> StateGraph[Any, Any, Any, Any]:
     r"""Create the SPRI judge: an instance-specific rubric, then a refined grading with it.
 
     The rubric stage drafts a rubric for the instruction, one description per level of
@@ -312,8 +318,8 @@ def create_rubric_graph(
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
     judge_output: JudgeOutputMode | None = None,
-    cache_policy: CachePolicy | None = None,
-) -> StateGraph:
+    cache_policy: CachePolicy[Any] | None = None,
+) -> StateGraph[Any, Any, Any, Any]:
     r"""Create the rubric stage alone: a refined rubric for an instruction, on ``scale``.
 
     Use it to write rubrics once and grade many responses with

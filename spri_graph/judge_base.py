@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from langchain_core.messages import AIMessage
 from langchain_core.prompts import ChatPromptTemplate
@@ -131,6 +131,12 @@ class JudgeState(FixedRubricInput, JudgeOutput, total=False):
     context_models: dict[str, str | None]
 
 
+class _JudgeNode(Protocol):
+    """A node of the judge graphs (LangGraph passes the state as ``state``)."""
+
+    def __call__(self, state: JudgeState) -> dict[str, Any]: ...
+
+
 # --------------------------------------------------------------------------- nodes
 
 
@@ -153,7 +159,7 @@ def judge_prepare(
     rubric: Rubric | None,
     rubric_from_input: bool,
     scale: Scale = (1, 5),
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+) -> _JudgeNode:
     """The ``prepare`` node of the judge graphs: validate the input before any model call.
 
     It also records the context's per-run models in ``context_models``.
@@ -245,7 +251,7 @@ def as_judgment(value: Any) -> Judgment:
     return Judgment.model_validate(value) if isinstance(value, Mapping) else value
 
 
-def finalize_judgment(state: Mapping[str, Any]) -> dict[str, Any]:
+def finalize_judgment(state: Any) -> dict[str, Any]:
     """The ``finalize`` node of the judge graphs: the output keys from the final grading."""
     judgment = as_judgment(state["judgment"])
     return {
@@ -259,7 +265,7 @@ def finalize_judgment(state: Mapping[str, Any]) -> dict[str, Any]:
 
 def judgment_finalizer(
     *, scale: Scale = (1, 5), judge_output: JudgeOutputMode = "text"
-) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+) -> _JudgeNode:
     """A ``finalize`` node that reads the final grading again with the response quoted.
 
     Inside the refine loop a grading is read from the judge's reply alone; here its raw
@@ -315,7 +321,7 @@ class JudgeSettings:
     judge_output: JudgeOutputMode
     reference_free: bool
     prompts: Mapping[str, ChatPromptTemplate]
-    cache_policy: CachePolicy | None = None
+    cache_policy: CachePolicy[Any] | None = None
 
     @classmethod
     def create(
@@ -328,7 +334,7 @@ class JudgeSettings:
         reference_free: bool = True,
         prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
         default_prompts: Mapping[str, ChatPromptTemplate] = JUDGE_PROMPTS,
-        cache_policy: CachePolicy | None = None,
+        cache_policy: CachePolicy[Any] | None = None,
         **loop_settings: Any,
     ) -> JudgeSettings:
         """Check the settings, then resolve the models.
@@ -374,6 +380,8 @@ class JudgeSettings:
             self.reference_free, scale=self.scale, judge_output=self.judge_output
         )
 
-    def answering(self, model: Runnable, schema: Callable[[Scale], type]) -> Runnable:
+    def answering(
+        self, model: Runnable[Any, Any], schema: Callable[[Scale], type]
+    ) -> Runnable[Any, Any]:
         """``model`` as the loops call it: structured drafts and refinements when asked."""
         return StructuredDrafts(model, schema(self.scale)) if self.structured else model

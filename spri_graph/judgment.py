@@ -168,8 +168,8 @@ def read_grading(
     ]
     if len({value for value, _, _ in prose}) != 1:
         return Reading(None, None, False, [])
-    value, marker, found = prose[-1]
-    return Reading(value, found, marker.strip, [])
+    value, marker, match = prose[-1]
+    return Reading(value, match, marker.strip, [])
 
 
 # --------------------------------------------------------------------------- quoted text
@@ -247,7 +247,7 @@ class OnScale(BaseModel):
 
     @model_validator(mode="after")
     def _on_scale(self) -> Any:
-        self.scale = check_scale(self.scale)  # type: ignore[attr-defined]
+        self.scale = check_scale(self.scale)  # type: ignore[has-type]
         low, high = self.scale
         score = self.score  # type: ignore[attr-defined]
         if score is not None and not low <= score <= high:

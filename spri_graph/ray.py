@@ -34,6 +34,7 @@ from spri_graph.synthesis import Record, output_record, spri_runner
 if TYPE_CHECKING:
     import pyarrow
     import ray.data
+    from ray.data import Dataset
 
 __all__ = ["SPRIBatchRunner", "output_schema", "synthesize_dataset"]
 
@@ -168,7 +169,7 @@ def _check_model(name: str, source: Any) -> None:
         from ray import cloudpickle
 
         try:
-            cloudpickle.dumps(source)
+            cloudpickle.dumps(source)  # type: ignore[no-untyped-call]
         except Exception as exc:  # noqa: BLE001 - any pickling failure means the same
             raise ValueError(
                 f"{name}: {type(source).__name__} cannot be pickled to the Ray workers "
@@ -264,7 +265,7 @@ def synthesize_dataset(
     )
     _check_model("model", model)
     _check_model("critic_model", critic_model)
-    return ds.map_batches(
+    mapped: Dataset = ds.map_batches(
         SPRIBatchRunner,
         fn_constructor_kwargs={
             "model": model,
@@ -279,3 +280,4 @@ def synthesize_dataset(
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=num_cpus,
     )
+    return mapped

@@ -115,7 +115,7 @@ class Rubric(BaseModel):
     def _flat_levels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
         if not isinstance(data, dict) or "levels" not in data:
-            return data  # type: ignore[no-any-return]
+            return data
         data.pop("levels")
         return {**data, **{f"score{n}_description": text for n, text in self.levels.items()}}
 
@@ -278,7 +278,7 @@ def _read_layout(text: str, level_line: re.Pattern[str], scale: Scale) -> dict[s
 
 def _completed(fields: Mapping[str, str], scale: Scale) -> Rubric:
     defaults = generic_rubric(scale).model_dump()
-    return Rubric(**{key: fields.get(key) or defaults[key] for key in defaults})
+    return Rubric.model_validate({key: fields.get(key) or defaults[key] for key in defaults})
 
 
 def parse_rubric(text: str, *, scale: Scale = (1, 5)) -> Rubric:
