@@ -27,8 +27,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-local
 	$(BIN)/spri align "$(QUESTION)"
 
-# Every test: unit tests, doctests, notebooks, integration.
-test: $(VENV)/.installed-dev
+# Lint and type check first, then every test: unit tests, doctests, notebooks, integration.
+test: lint
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
