@@ -552,3 +552,41 @@ def test_judge_help_lists_scale_output_cache_and_prices(
     for flag in ("--scale LOW-HIGH", "--judge-output", "--cache PATH", "--price-in USD"):
         assert flag in text
     assert "--price-out USD" in text
+
+
+LOCAL_PAIRS = [
+    ("Give one tip for sleeping better.", "Keep a regular bedtime, even on weekends."),
+    ("What is the capital of France?", "Paris."),
+    ("Write a haiku about rain.", "Soft rain on the roof / the garden drinks slowly / grey sky"),
+    ("Explain why the sky is blue to a child.", "Air scatters blue sunlight the most."),
+    ("Translate 'thank you' into Spanish.", "Gracias."),
+]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not spri_graph.models.local_model_available(), reason="needs [local]")
+def test_judge_json_scores_five_pairs_on_the_default_model(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from spri_graph import GENERIC_RUBRIC
+
+    generic = set(GENERIC_RUBRIC.descriptions)
+    for instruction, response in LOCAL_PAIRS:
+        code = main(
+            [
+                "judge",
+                "--instruction",
+                instruction,
+                "--response",
+                response,
+                "--json",
+                "--max-iterations",
+                "1",
+            ]
+        )
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0
+        assert out["score"] in (1, 2, 3, 4, 5), out
+        levels = {out["rubric"][f"score{n}_description"] for n in range(1, 6)}
+        assert out["rubric"]["criteria"].strip() and all(level.strip() for level in levels)
+        assert not levels & generic, out["rubric"]
