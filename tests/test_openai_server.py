@@ -116,7 +116,7 @@ def test_structured_output_goes_through_function_calling(served: ChatOpenAI) -> 
     prompt = SPRI_PROMPTS["principles_critique"].format_messages(
         query=QUERY,
         goal_section="",
-        examples_section="",
+        history_section="",
         candidate="1. Be honest about how you feel.\n2. Suggest concrete changes.",
     )
     out = served.with_structured_output(ScoredCritique, include_raw=True).invoke(prompt)
