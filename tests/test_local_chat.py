@@ -34,7 +34,8 @@ class FakeLlama:
     """Stands in for a loaded ``llama_cpp.Llama``: one scripted reply per completion.
 
     A reply is a list of text pieces, each counted as one sampled token; the completion
-    ends with an end-of-generation token. Requests are recorded.
+    ends with an end-of-generation token. A chat prompt counts ``PROMPT_TOKENS`` tokens, a
+    text's character is one token. Requests are recorded.
     """
 
     def __init__(self, *replies: list[str]) -> None:
@@ -42,20 +43,35 @@ class FakeLlama:
         self.requests: list[dict[str, Any]] = []
         self.counts = LlamaCounts()
 
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        return list(text)
+
     def create_chat_completion(self, *, stream: bool, **request: Any) -> Iterator[dict]:
+        return self._complete(list(range(PROMPT_TOKENS)), "delta", stream, request)
+
+    def create_completion(self, *, stream: bool, **request: Any) -> Iterator[dict]:
+        return self._complete(request["prompt"], "text", stream, request)
+
+    def _complete(
+        self, prompt: list[int], kind: str, stream: bool, request: dict[str, Any]
+    ) -> Iterator[dict]:
         assert stream, "LocalChatModel always streams"
         self.requests.append(request)
         pieces = self.replies.pop(0)
         self.counts = counts = LlamaCounts()
-        counts.prompt_tokens = PROMPT_TOKENS
+        counts.prompt_ids, counts.prompt_tokens = prompt, len(prompt)
+
+        def part(text: str, finish: str | None) -> dict:
+            choice = {"text": text} if kind == "text" else {"delta": {"content": text}}
+            return {"choices": [{**choice, "finish_reason": finish}]}
 
         def parts() -> Iterator[dict]:
             for piece in pieces:
                 counts.samples += 1
-                yield {"choices": [{"delta": {"content": piece}, "finish_reason": None}]}
+                yield part(piece, None)
             counts.samples += 1
             counts.ended = True
-            yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+            yield part("", "stop")
 
         return parts()
 
@@ -155,18 +171,18 @@ def test_a_critique_is_written_as_text_then_a_constrained_score(fake_model: Any)
     for chunk in chunks[1:]:
         total += chunk
     assert total.tool_calls[0]["name"] == "ScoredCritique"
-    assert total.usage_metadata["input_tokens"] == 2 * PROMPT_TOKENS
-    assert total.usage_metadata["output_tokens"] == 4
     text_request, score_request = fake.requests
     assert "grammar" not in text_request
     assert "Reply with only the feedback" in text_request["messages"][0]["content"]
-    # The score step sees the feedback as sampled, then a question; one token, constrained.
-    assert score_request["messages"][-2] == {
-        "role": "assistant",
-        "content": ' The "principles" are vague.\n',
-    }
-    assert "reply with only 1, 2, 3, 4 or 5" in score_request["messages"][-1]["content"]
+    # The score goes on from the prompt and the feedback as sampled; one token, constrained.
+    sampled = ' The "principles" are vague.\n'
+    assert score_request["prompt"] == [
+        *range(PROMPT_TOKENS),
+        *(sampled + "\n\nScore: ").encode(),
+    ]
     assert score_request["max_tokens"] == 1 and score_request["grammar"] is not None
+    assert total.usage_metadata["input_tokens"] == PROMPT_TOKENS + len(score_request["prompt"])
+    assert total.usage_metadata["output_tokens"] == 4
 
 
 def test_structured_output_parses_and_bounds_the_feedback(fake_model: Any) -> None:

@@ -37,7 +37,7 @@ from spri_graph.models.completion import (
 from spri_graph.models.grammar import (
     TextThenChoice,
     choice_grammar,
-    choice_question,
+    choice_label,
     forced_tool,
     text_instruction,
     text_then_choice,
@@ -126,8 +126,9 @@ class LocalChatModel(BaseChatModel):
     grammar-constrained: llama.cpp can only sample tokens that keep the reply valid JSON
     for the schema, so a critique always carries an integer score. A schema of one text
     field then one choice (``ScoredCritique``: feedback, then a score from 1 to 5) is
-    written in two steps, for speed: the text without a grammar, then the choice under a
-    one-token grammar. Strings in tool arguments hold at most ``max_string_chars``
+    written in two steps, for speed: the text without a grammar, then, after a label
+    (``Score:``), the choice under a grammar that allows only its values. Strings in tool
+    arguments hold at most ``max_string_chars``
     characters. Tools that are bound but not forced are not called; the model answers in
     text.
 
@@ -172,7 +173,7 @@ class LocalChatModel(BaseChatModel):
     """Most characters in each string of a tool call's arguments."""
     two_step_structured: bool = True
     """Write a schema of one text field then one choice (a critique) in two steps: the text
-    without a grammar, then the choice under a one-token grammar; ``False`` writes the
+    without a grammar, then the choice under a grammar of its values; ``False`` writes the
     whole JSON under a grammar (slower: every token is checked against it)."""
     seed: int = 0
     """Sampling seed, for reproducible replies; ``-1`` for a random one."""
@@ -305,24 +306,24 @@ class LocalChatModel(BaseChatModel):
         return plan
 
     def _choice(self, llama: Any, plan: _Plan, tally: Tally) -> Any:
-        """Ask for the choice of a text-then-choice tool after its text; return the value.
+        r"""Sample the choice of a text-then-choice tool after its text; return the value.
 
-        The text goes back as sampled, so llama.cpp finds it in its context and evaluates
-        only the question.
+        The reply goes on from the text as sampled, e.g. ``"...feedback\n\nScore: "``, so
+        llama.cpp finds the prompt and the text in its context and evaluates only the
+        label; the choice is held to the allowed values by a grammar.
         """
         shape = plan.shape
         assert shape is not None
+        label = choice_label(shape)
+        ids = llama.counts.prompt_ids + llama.tokenize(
+            (tally.raw_text + label).encode(), add_bos=False, special=False
+        )
+        keep = ("temperature", "top_p", "top_k", "seed", "logit_bias")
         request = {
-            **plan.request,
-            "messages": [
-                *plan.request["messages"],
-                {"role": "assistant", "content": tally.raw_text},
-                {"role": "user", "content": choice_question(shape)},
-            ],
+            **{key: plan.request[key] for key in keep if key in plan.request},
+            "prompt": ids,
             "grammar": choice_grammar(shape.words),
             "max_tokens": max(len(word) for word in shape.words),
-            "repeat_penalty": 1.0,
-            "stop": [],
         }
         word = "".join(completion_pieces(llama, request, tally)).strip()
         return shape.choices[shape.words.index(word)] if word in shape.words else word

@@ -61,21 +61,23 @@ def chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 def completion_pieces(
     llama: Any, request: dict[str, Any], tally: Tally
 ) -> Generator[str, None, None]:
-    """Run one streamed llama.cpp chat completion, yielding its text as it is sampled.
+    """Run one streamed llama.cpp completion, yielding its text as it is sampled.
 
-    Closing the iterator early stops the completion (its finish reason is then
-    ``"length"``). Tokens come from the model's ``counts`` (see
+    A request with ``messages`` is a chat completion; one with a ``prompt`` (tokens) is a
+    plain completion. Closing the iterator early stops the completion (its finish reason
+    is then ``"length"``). Tokens come from the model's ``counts`` (see
     :class:`~spri_graph.models.llama.LlamaCounts`), time from around each step only.
 
     Args:
         llama: A model from :func:`~spri_graph.models.llama.load_llama`.
-        request: ``create_chat_completion`` arguments.
+        request: ``create_chat_completion`` or ``create_completion`` arguments.
         tally: Where tokens, time and the finish reason are added.
 
     Yields:
         The reply's text pieces.
     """
-    stream = llama.create_chat_completion(stream=True, **request)
+    complete = llama.create_completion if "prompt" in request else llama.create_chat_completion
+    stream = complete(stream=True, **request)
     finish = "length"  # unless llama.cpp says otherwise: stopped by the caller
     tally.raw_text = ""
     try:
@@ -87,7 +89,7 @@ def completion_pieces(
                 break
             choice = part["choices"][0]
             finish = choice.get("finish_reason") or finish
-            text = (choice.get("delta") or {}).get("content") or ""
+            text = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
             if text:
                 tally.raw_text += text
                 yield text

@@ -5,7 +5,9 @@ tool's JSON arguments with every string bounded, so a small model cannot fill it
 budget without closing the JSON. Schemas shaped like a critique, one free-text field and
 then one choice (``ScoredCritique``: ``feedback`` then a score from 1 to 5), take a cheaper
 path: :func:`text_then_choice` finds them, and the chat model writes the text unconstrained
-and only the choice under a one-token grammar (:func:`choice_grammar`).
+and then, after a label (``Score:``), only the choice under a grammar that allows nothing
+else (:func:`choice_grammar`). Checking every sampled token against a grammar costs about
+as much again as sampling it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 __all__ = [
     "TextThenChoice",
     "choice_grammar",
-    "choice_question",
+    "choice_label",
     "forced_tool",
     "text_instruction",
     "text_then_choice",
@@ -121,14 +123,12 @@ class TextThenChoice:
         text_field: Name of the text field (e.g. ``"feedback"``).
         text_note: The text field's description, for the instruction.
         choice_field: Name of the choice field (e.g. ``"score"``).
-        choice_note: The choice field's description, for the instruction.
         choices: The allowed values, as JSON scalars (e.g. ``(1, 2, 3, 4, 5)``).
     """
 
     text_field: str
     text_note: str
     choice_field: str
-    choice_note: str
     choices: tuple[Any, ...]
 
     @property
@@ -157,7 +157,7 @@ def text_then_choice(parameters: Mapping[str, Any]) -> TextThenChoice | None:
 
     Such tools (a critique's feedback and score, a verdict's reasons and letter) are
     written in two steps: the text without a grammar, then the choice under a one-token
-    grammar; the result is the same JSON object.
+    grammar right after it; the result is the same JSON object.
 
     Example:
         >>> shape = text_then_choice({"properties": {
@@ -182,7 +182,6 @@ def text_then_choice(parameters: Mapping[str, Any]) -> TextThenChoice | None:
         text_field=text_name,
         text_note=_note(text),
         choice_field=choice_name,
-        choice_note=_note(choice),
         choices=choices,
     )
 
@@ -238,7 +237,7 @@ def text_instruction(shape: TextThenChoice, max_words: int) -> str:
     """The instruction for the text step of a :class:`TextThenChoice` tool.
 
     Example:
-        >>> shape = TextThenChoice("feedback", "concise feedback", "score", "", (1, 2))
+        >>> shape = TextThenChoice("feedback", "concise feedback", "score", (1, 2))
         >>> print(text_instruction(shape, 60))
         Reply with only the feedback (concise feedback), in at most 60 words. Do not give the score yet: it is asked for next.
     """  # noqa: E501
@@ -249,16 +248,14 @@ def text_instruction(shape: TextThenChoice, max_words: int) -> str:
     )
 
 
-def choice_question(shape: TextThenChoice) -> str:
-    """The question for the choice step of a :class:`TextThenChoice` tool.
+def choice_label(shape: TextThenChoice) -> str:
+    r"""What follows the text of a :class:`TextThenChoice` tool, before the choice.
 
     Example:
-        >>> shape = TextThenChoice("feedback", "", "score", "integer score", (1, 2, 3))
-        >>> print(choice_question(shape))
-        Now give the score (integer score): reply with only 1, 2 or 3.
+        >>> choice_label(TextThenChoice("feedback", "", "score", (1, 2, 3)))
+        '\n\nScore: '
     """
-    note = f" ({shape.choice_note})" if shape.choice_note else ""
-    return f"Now give the {shape.choice_field}{note}: reply with only {_one_of(list(shape.words))}."
+    return f"\n\n{shape.choice_field[:1].upper()}{shape.choice_field[1:]}: "
 
 
 def with_instruction(messages: list[dict[str, Any]], instruction: str) -> list[dict[str, Any]]:

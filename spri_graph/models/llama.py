@@ -233,6 +233,8 @@ class LlamaCounts:
     """Tokens of a loaded model's last completion: the prompt and the sampled tokens."""
 
     def __init__(self) -> None:
+        self.prompt_ids: list[int] = []
+        """The prompt's tokens."""
         self.prompt_tokens = 0
         """Tokens in the prompt."""
         self.reused_tokens = 0
@@ -261,6 +263,7 @@ def _local_llama_class() -> type:
             self, tokens: Sequence[int], *args: Any, **kwargs: Any
         ) -> Iterator[int]:
             self.counts = counts = LlamaCounts()
+            counts.prompt_ids = list(tokens)
             counts.prompt_tokens = len(tokens)
             ids = np.asarray(tokens, dtype=np.intc)
             if self.prompt_cache_bytes:
