@@ -104,6 +104,7 @@ class Recorder:
                     {
                         "prompt": self.llama.input_ids[: counts.prompt_tokens].tolist(),
                         "tokens": counts.samples - (1 if counts.ended else 0),
+                        "threads": counts.threads,
                         **{key: request[key] for key in self.SAMPLING if key in request},
                     }
                 )
@@ -139,20 +140,25 @@ def run_one(graph: Any, question: str, recorder: Recorder) -> dict[str, Any]:
         "wall_over_llama": wall / timer.seconds,
         "scores": [c.score for c in state["principle_critiques"] + state["response_critiques"]],
         "completions": recorder.completions[first:],
+        "threads": sorted({c["threads"] for c in recorder.completions[first:]}),
     }
 
 
 def replay(raw: Any, completions: list[dict[str, Any]]) -> dict[str, float]:
-    """Replay completions on a plain Llama: same prompt tokens and sampling, as many tokens.
+    """Replay completions on a plain Llama: same prompt, sampling and threads, as many tokens.
 
     ``Llama.generate`` samples on past the end-of-generation token, so each replay
     generates exactly the recorded number of tokens; there is no grammar.
     """
+    import llama_cpp
+
     tokens, started, cpu = 0, time.perf_counter(), cpu_seconds()
     for completion in completions:
         count = completion["tokens"]
         if count < 1:
             continue
+        threads = completion["threads"]
+        llama_cpp.llama_set_n_threads(raw.ctx, threads, threads)
         raw.set_seed(completion.get("seed", 0))
         sampled = raw.generate(
             completion["prompt"],
@@ -194,7 +200,7 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def print_table(title: str, rows: list[dict[str, Any]], total: dict[str, Any]) -> None:
     raw = "raw_s" in total
     header = (
-        f"{'question':<40} {'wall s':>6} {'cpu s':>6} {'calls':>5} {'in tok':>6} "
+        f"{'question':<40} {'threads':>7} {'wall s':>6} {'cpu s':>6} {'calls':>5} {'in tok':>6} "
         f"{'cached':>6} {'out tok':>7} {'tok/s':>6} {'llama s':>7}"
         + (f" {'raw s':>6} {'raw cpu s':>9} {'raw tok/s':>9}" if raw else "")
         + "  scores"
@@ -202,9 +208,11 @@ def print_table(title: str, rows: list[dict[str, Any]], total: dict[str, Any]) -
     print(f"\n{title}")
     print(header)
     print("-" * len(header))
-    for r in [*rows, {"question": "total", **total, "scores": ""}]:
+    used = sorted({n for r in rows for n in r["threads"]})
+    for r in [*rows, {"question": "total", **total, "scores": "", "threads": used}]:
+        threads = "-".join(str(n) for n in sorted({min(r["threads"]), max(r["threads"])}))
         line = (
-            f"{r['question'][:40]:<40} {r['wall_s']:6.1f} {r['cpu_s']:6.1f} "
+            f"{r['question'][:40]:<40} {threads:>7} {r['wall_s']:6.1f} {r['cpu_s']:6.1f} "
             f"{r['model_calls']:5d} {r['input_tokens']:6d} {r['cached_tokens']:6d} "
             f"{r['output_tokens']:7d} {r['output_tokens_per_s']:6.1f} {r['llama_s']:7.1f}"
         )
@@ -364,7 +372,8 @@ def main() -> None:
         print(json.dumps({"setup": setup, **results}, indent=2))
         return
     print(
-        f"{setup['model']} on {setup['cpus']} CPUs ({setup['threads']} llama.cpp threads; "
+        f"{setup['model']} on {setup['cpus']} CPUs (at most {setup['threads']} llama.cpp "
+        "threads; "
         f"load average {setup['load_average']:.1f} at the end), llama-cpp-python "
         f"{setup['llama_cpp_python']}, Python {setup['python']}; weights loaded in "
         f"{load_s:.2f} s; max {args.max_iterations} critiques a stage"
@@ -380,11 +389,14 @@ def main() -> None:
             results["before"]["questions"],
             results["before"]["total"],
         )
-        ratio = (
-            results["now"]["total"]["output_tokens_per_s"]
-            / results["before"]["total"]["output_tokens_per_s"]
+        now, before = results["now"]["total"], results["before"]["total"]
+        print(
+            "\nnow over 0.1 settings: end-to-end output tokens per second "
+            f"{now['output_tokens_per_s'] / before['output_tokens_per_s']:.2f}x, per CPU "
+            f"second {now['output_tokens_per_cpu_s'] / before['output_tokens_per_cpu_s']:.2f}x; "
+            f"{now['model_calls']} calls in {now['wall_s']:.0f} s against "
+            f"{before['model_calls']} in {before['wall_s']:.0f} s"
         )
-        print(f"\nend-to-end output tokens/s, now over 0.1 settings: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from spri_graph.models import (
 )
 from spri_graph.models.grammar import text_then_choice
 from spri_graph.models.llama import LlamaCounts, chat_template_warning
+from spri_graph.models.threads import Contention, fixed_threads
 
 PROMPT_TOKENS = 7
 
@@ -251,17 +252,37 @@ def test_chat_format_reaches_the_local_model(tmp_path: Any) -> None:
 
 def test_default_threads_follow_the_process_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SPRI_LLAMA_THREADS", raising=False)
-    assert default_threads() >= 1
+    assert default_threads() >= 1 and fixed_threads() is None
     monkeypatch.setenv("SPRI_LLAMA_THREADS", "3")
-    assert default_threads() == 3
+    assert default_threads() == fixed_threads() == 3
     try:
         set_default_threads(1)
-        assert default_threads() == 1
+        assert default_threads() == fixed_threads() == 1
         with pytest.raises(ValueError, match="threads must be a positive integer"):
             set_default_threads(0)
     finally:
         set_default_threads(None)
     assert default_threads() == 3
+
+
+def test_threads_follow_the_cores_other_work_leaves_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import spri_graph.models.threads as threads
+
+    clock = {"busy": 100.0, "own": 10.0, "now": 50.0}
+    monkeypatch.setattr(threads, "_busy_seconds", lambda: clock["busy"])
+    monkeypatch.setattr(threads, "_own_seconds", lambda: clock["own"])
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock["now"])
+    contention = Contention(2)
+    for own, others, expected in ((2.0, 0.0, 2), (2.0, 1.0, 1), (1.0, 0.1, 2), (1.0, 2.0, 1)):
+        contention.start()
+        clock["now"] += 1.0
+        clock["own"] += own
+        clock["busy"] += own + others
+        contention.stop()
+        assert contention.others == pytest.approx(others)
+        assert contention.threads() == expected
 
 
 def test_models_package_keeps_its_public_names() -> None:

@@ -153,8 +153,9 @@ class LocalChatModel(BaseChatModel):
     n_ctx: int = Field(default=4096, ge=256)
     """Context window in tokens (prompt and reply)."""
     n_threads: int | None = Field(default=None, ge=1)
-    """CPU threads; ``None`` for :func:`~spri_graph.models.default_threads` (every core,
-    or one in a synthesis worker process)."""
+    """CPU threads; ``None`` for the count set for the process
+    (:func:`~spri_graph.models.set_default_threads`, one in a synthesis worker), else the
+    physical cores that other work leaves free, measured as the model runs."""
     n_batch: int = Field(default=512, ge=1)
     """Prompt tokens evaluated per batch."""
     prompt_cache_mb: int = Field(default=128, ge=0)

