@@ -299,9 +299,10 @@ class LocalChatModel(BaseChatModel):
                 request["grammar"] = tool_grammar(
                     json.dumps(parameters, sort_keys=True), self.max_string_chars
                 )
+                # The grammar forces the JSON's keys and punctuation, so the repeat penalty
+                # only weighs the words the model picks; without it a small model can loop
+                # ("1.1.1.1...") until the token budget cuts the JSON off.
                 request["max_tokens"] = self.max_tool_tokens
-                # JSON repeats its own punctuation and the prompt's words: no penalty.
-                request["repeat_penalty"] = 1.0
             request["messages"] = with_instruction(chat, instruction)
         request.update(call)
         return plan
