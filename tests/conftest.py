@@ -19,7 +19,7 @@ SHARED_SERVER_MODULES = {
     "tests/test_openai_server.py": "server_url: a llama_cpp.server",
     "tests/test_ray.py": "ray_local: a local Ray instance",
     "tests/test_packaging.py": "installed: the wheel built and installed in a virtualenv",
-    "tests/test_judge_local.py": "cache: the evaluator re-grades the graph test's pairs",
+    "tests/test_judge_local.py": "cache_file: the CLI, graph and evaluator share gradings",
 }
 
 

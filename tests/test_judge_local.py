@@ -3,15 +3,20 @@
 The model is tiny, so these tests check what must hold whatever it writes. With the default
 settings the local model grades and writes rubrics as structured output, so every
 judgment has a score on its scale and an instance-specific rubric (never the generic
-fallback). One refinement round at most keeps the run short; the evaluator shares the
-graph's node cache, so it re-grades the same five pairs from the cache when the graph test
-ran first (and runs the model itself when run alone). The refinement paths are covered with
+fallback). One refinement round at most keeps the run short.
+
+The same five pairs go through ``spri judge --json``, the judge graph and the evaluator. The
+three share one SQLite node cache, so when the module runs as a whole the model grades each
+pair once (in the CLI test, which runs first) and the graph and the evaluator re-read those
+gradings; a test run alone runs the model itself. The refinement paths are covered with
 scripted models in test_judge.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import pytest
 from langgraph.types import CachePolicy
@@ -24,6 +29,7 @@ from spri_graph import (
     resolve_model,
 )
 from spri_graph.caching import judge_cache
+from spri_graph.cli import main
 from spri_graph.models import is_local_model, local_model_available
 
 pytestmark = [
@@ -48,8 +54,8 @@ def local() -> object:
 
 
 @pytest.fixture(scope="module")
-def cache() -> object:
-    return judge_cache()
+def cache_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("judge_local") / "cache.sqlite"
 
 
 def check_rubric(rubric: Rubric) -> None:
@@ -60,9 +66,21 @@ def check_rubric(rubric: Rubric) -> None:
     assert not set(rubric.descriptions) & set(GENERIC_RUBRIC.descriptions)
 
 
-def test_default_judge_scores_five_pairs(local: object, cache: object) -> None:
+def test_spri_judge_json_scores_five_pairs_with_no_configuration(
+    cache_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for instruction, response in PAIRS:
+        args = ["judge", "--instruction", instruction, "--response", response, "--json"]
+        code = main([*args, "--max-iterations", "1", "--cache", str(cache_file)])
+        out = json.loads(capsys.readouterr().out)
+        assert code == 0
+        assert out["score"] in (1, 2, 3, 4, 5), out
+        check_rubric(Rubric(**out["rubric"]))
+
+
+def test_default_judge_scores_five_pairs(local: object, cache_file: Path) -> None:
     graph = create_judge_graph(local, max_iterations=1, cache_policy=CachePolicy())
-    outs = graph.compile(cache=cache).batch(
+    outs = graph.compile(cache=judge_cache(cache_file)).batch(
         [{"instruction": instruction, "response": response} for instruction, response in PAIRS]
     )
     for out in outs:
@@ -78,8 +96,8 @@ def test_default_judge_scores_five_pairs(local: object, cache: object) -> None:
             assert usage["output_tokens"] > 0
 
 
-def test_async_evaluator_scores_five_pairs(local: object, cache: object) -> None:
-    evaluator = create_async_spri_evaluator(local, max_iterations=1, cache=cache)
+def test_async_evaluator_scores_five_pairs(local: object, cache_file: Path) -> None:
+    evaluator = create_async_spri_evaluator(local, max_iterations=1, cache=judge_cache(cache_file))
 
     async def grade_all() -> list[dict]:
         return [
