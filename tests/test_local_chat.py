@@ -27,6 +27,7 @@ from spri_graph.models import (
 from spri_graph.models.grammar import text_then_choice
 from spri_graph.models.llama import LlamaCounts, chat_template_warning
 from spri_graph.models.threads import Contention, fixed_threads
+from spri_graph.rubric import rubric_schema
 
 PROMPT_TOKENS = 7
 
@@ -184,6 +185,18 @@ def test_a_critique_is_written_as_text_then_a_constrained_score(fake_model: Any)
     assert score_request["max_tokens"] == 1 and score_request["grammar"] is not None
     assert total.usage_metadata["input_tokens"] == PROMPT_TOKENS + len(score_request["prompt"])
     assert total.usage_metadata["output_tokens"] == 4
+
+
+def test_a_json_grammar_reply_keeps_the_repeat_penalty(fake_model: Any) -> None:
+    # Under a JSON grammar the keys and punctuation are forced; without a penalty on the
+    # words it picks, a small model can loop ("1.1.1.1...") until the budget cuts the JSON.
+    reply = '{"criteria": "Kind?", "score1_description": "Rude.", "score2_description": "Warm."}'
+    model, fake = fake_model([reply], repeat_penalty=1.3, max_tool_tokens=300)
+    rubric = model.with_structured_output(rubric_schema((1, 2))).invoke("x")
+    assert rubric.criteria == "Kind?" and rubric.score2_description == "Warm."
+    (request,) = fake.requests
+    assert request["grammar"] is not None
+    assert request["repeat_penalty"] == 1.3 and request["max_tokens"] == 300
 
 
 def test_structured_output_parses_and_bounds_the_feedback(fake_model: Any) -> None:
