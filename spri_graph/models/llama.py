@@ -22,7 +22,6 @@ import functools
 import importlib.util
 import os
 import threading
-import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -334,11 +333,11 @@ def load_llama(
                 _HOOKS.append(True)
             contention = None
             if threads is None:
+                # How busy other work keeps the cores while the weights load; the first
+                # completion then runs on the cores left free (see LocalLlama.generate).
                 contention = Contention(default_threads())
-                contention.start()  # how busy the cores are while nothing runs here
-                time.sleep(0.2)
-                contention.stop()
-                threads = contention.threads()
+                contention.start()
+                threads = contention.cores
             llama = _local_llama_class()(
                 model_path=path,
                 n_ctx=n_ctx,
@@ -350,6 +349,8 @@ def load_llama(
                 contention=contention,
                 verbose=False,
             )
+            if contention is not None:
+                contention.stop()
             warning = chat_template_warning(llama.metadata, chat_format, path)
             if warning:
                 warnings.warn(warning, UserWarning, stacklevel=2)
