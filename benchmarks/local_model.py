@@ -82,15 +82,19 @@ class LlamaTime(BaseCallbackHandler):
 
 
 class Recorder:
-    """Records each llama.cpp completion of a loaded model: prompt tokens, tokens sampled."""
+    """Records each llama.cpp completion of a loaded model: prompt tokens, tokens sampled.
+
+    Every completion goes through ``create_completion``: plain ones (a critique's score goes
+    on from its feedback) and those of ``create_chat_completion``, after the chat template.
+    """
 
     SAMPLING = ("temperature", "top_p", "top_k", "repeat_penalty", "seed")
 
     def __init__(self, llama: Any) -> None:
         self.llama = llama
-        self.real = llama.create_chat_completion
+        self.real = llama.create_completion
         self.completions: list[dict[str, Any]] = []
-        llama.create_chat_completion = self
+        llama.create_completion = self
 
     def __call__(self, **request: Any) -> Any:
         stream = self.real(**request)
