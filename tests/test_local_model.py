@@ -337,3 +337,55 @@ def test_tool_grammar_bounds_strings_with_the_installed_llama_cpp() -> None:
     assert 'string ::= "\\"" string-start char{0,49} "\\"" space' in gbnf
     assert "char*" not in gbnf
     assert '"100"' in gbnf  # confidence 0-100 became an enum
+
+
+def test_grammar_first_sampling_picks_the_tokens_the_full_grammar_check_picks(
+    local: LocalChatModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp
+
+    from spri_graph.models.grammar import tool_grammar
+    from spri_graph.models.sampling import GrammarFirstSampler
+    from spri_graph.rubric import rubric_schema
+
+    llama, _ = local.client()
+    both: list[tuple[Any, GrammarFirstSampler]] = []
+    tokens = {"same": 0, "different": 0}
+
+    class Both:
+        """llama-cpp-python's own chain and the grammar-first one, on the same logits."""
+
+        def __init__(self, plain: Any, fast: GrammarFirstSampler) -> None:
+            self.plain, self.fast = plain, fast
+
+        def sample(self, ctx: Any, idx: int) -> int:
+            token = self.plain.sample(ctx, idx)
+            tokens["same" if self.fast.sample(ctx, idx) == token else "different"] += 1
+            return int(token)
+
+    def init_both(*args: Any, **kwargs: Any) -> Both:
+        fast = type(llama)._init_sampler(llama, *args, **kwargs)
+        assert isinstance(fast, GrammarFirstSampler)
+        both.append((None, fast))
+        return Both(llama_cpp.Llama._init_sampler(llama, *args, **kwargs), fast)
+
+    monkeypatch.setattr(llama, "_init_sampler", init_both)
+    schema = json.dumps(rubric_schema((1, 5)).model_json_schema(), sort_keys=True)
+    grammar = tool_grammar(schema, 200)
+    prompt = "<|im_start|>user\nWrite a 1-5 rubric as JSON for: How do I bake bread?<|im_end|>\n"
+    for seed, temperature in enumerate((0.0, 1.2)):
+        reply = llama.create_completion(
+            prompt + "<|im_start|>assistant\n",
+            max_tokens=250,
+            temperature=temperature,
+            top_k=40,
+            repeat_penalty=1.1,
+            seed=seed,
+            grammar=grammar,
+        )["choices"][0]
+        if reply["finish_reason"] == "stop":
+            assert set(json.loads(reply["text"])) >= {"criteria", "score1_description"}
+    assert tokens["different"] == 0 and tokens["same"] > 200
+    # Both ways of checking ran: the short one inside strings, the full one at punctuation.
+    assert sum(fast.short_checks for _, fast in both) > 100
+    assert sum(fast.full_checks for _, fast in both) > 10

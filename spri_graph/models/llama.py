@@ -20,6 +20,7 @@ import atexit
 import ctypes
 import functools
 import importlib.util
+import inspect
 import os
 import threading
 import warnings
@@ -28,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from spri_graph.models.sampling import GrammarFirstSampler, grammar_first_applies
 from spri_graph.models.threads import Contention, default_threads, fixed_threads
 
 __all__ = [
@@ -167,11 +169,26 @@ class LlamaCounts:
         """Threads the completion ran on."""
 
 
+# The sampling settings GrammarFirstSampler takes from ``Llama._init_sampler``.
+_GRAMMAR_FIRST_PARAMS = (
+    "temp",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "repeat_penalty",
+    "frequency_penalty",
+    "presence_penalty",
+)
+
+
 @functools.cache
 def _local_llama_class() -> type:
     """``llama_cpp.Llama`` that counts tokens and restores the states of earlier prompts."""
     import llama_cpp
     import numpy as np
+
+    sampler_signature = inspect.signature(llama_cpp.Llama._init_sampler)
 
     class LocalLlama(llama_cpp.Llama):
         def __init__(
@@ -218,6 +235,24 @@ def _local_llama_class() -> type:
                     self.contention.stop()
                 if self.prompt_cache_bytes:
                     self._remember()
+
+        def _init_sampler(self, *args: Any, **kwargs: Any) -> Any:
+            # Called once per generation; a grammar is checked on likely tokens first.
+            bound = sampler_signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            params = bound.arguments
+            if params["grammar"] is None or not grammar_first_applies(
+                temp=params["temp"],
+                top_k=params["top_k"],
+                mirostat_mode=params["mirostat_mode"],
+                logits_processor=params["logits_processor"],
+            ):
+                return super()._init_sampler(*args, **kwargs)
+            return GrammarFirstSampler(
+                self,
+                params["grammar"],
+                **{name: params[name] for name in _GRAMMAR_FIRST_PARAMS},
+            )
 
         def _use_threads(self, threads: int) -> None:
             if threads != self.threads:
