@@ -16,7 +16,8 @@ llama.cpp's own reuse of the prompt it evaluated last.
 grammar or as text and then a one-token score.
 
 ``--before`` also runs each question with the settings of spri-graph 0.1 (one thread, no
-cache of earlier prompts, critiques written as grammar-constrained JSON) right after, so
+cache of earlier prompts, critiques written as grammar-constrained JSON, the shipped Q4_1
+weights) right after, so
 both see the same load on a shared machine.
 
     python benchmarks/local_model.py                # 5 questions, max 4 critiques a stage
@@ -41,6 +42,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 from spri_graph import create_spri_graph
 from spri_graph.models import LocalChatModel, default_threads, load_local_model
+from spri_graph.models.weights import q8_0_copy
 
 QUESTIONS = [
     "How do I tell my team I am burning out?",
@@ -50,8 +52,14 @@ QUESTIONS = [
     "How do I prepare for my first job interview?",
 ]
 
-BEFORE = {"n_threads": 1, "prompt_cache_mb": 0, "two_step_structured": False}
-"""spri-graph 0.1's local model: half the cores (one here), no prompt cache, JSON grammar."""
+BEFORE = {
+    "n_threads": 1,
+    "prompt_cache_mb": 0,
+    "two_step_structured": False,
+    "q8_0_weights": False,
+}
+"""spri-graph 0.1's local model: half the cores (one here), no prompt cache, JSON grammar, the
+shipped Q4_1 weights."""
 
 
 def cpu_seconds() -> float:
@@ -340,7 +348,7 @@ def main() -> None:
 
         threads = model.n_threads or default_threads()
         raw = Llama(
-            model_path=model.model_path,
+            model_path=q8_0_copy(model.model_path),
             n_ctx=model.n_ctx,
             n_threads=threads,
             n_threads_batch=threads,

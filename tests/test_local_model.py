@@ -13,6 +13,7 @@ import multiprocessing
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -389,3 +390,39 @@ def test_grammar_first_sampling_picks_the_tokens_the_full_grammar_check_picks(
     # Both ways of checking ran: the short one inside strings, the full one at punctuation.
     assert sum(fast.short_checks for _, fast in both) > 100
     assert sum(fast.full_checks for _, fast in both) > 10
+
+
+def test_the_embedded_model_runs_from_a_q8_0_copy_made_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp
+
+    from spri_graph.models.weights import q8_0_copy
+
+    shipped = str(default_gguf_path())
+    monkeypatch.setenv("SPRI_CACHE_DIR", str(tmp_path / "cache"))
+    copy = q8_0_copy.__wrapped__(shipped)
+    assert Path(copy).parent == tmp_path / "cache" and copy.endswith(".Q8_0.gguf")
+    assert list((tmp_path / "cache").iterdir()) == [Path(copy)]  # no temporary file left
+    meta = llama_cpp.Llama(copy, vocab_only=True, verbose=False).metadata
+    assert meta["general.file_type"] == str(llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0)
+    written = Path(copy).stat().st_mtime_ns
+    assert q8_0_copy.__wrapped__(shipped) == copy and Path(copy).stat().st_mtime_ns == written
+    # A cache folder that cannot be made: the shipped file loads as it is.
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("SPRI_CACHE_DIR", str(tmp_path / "file" / "cache"))
+    assert q8_0_copy.__wrapped__(shipped) == shipped
+
+
+def test_only_the_embedded_model_is_swapped_for_its_copy(
+    local: LocalChatModel, tmp_path: Path
+) -> None:
+    from spri_graph.models.llama import weights_file
+
+    llama, _ = local.client()
+    assert llama.model_path.endswith(".Q8_0.gguf")
+    assert weights_file(local.model_path, embedded_q8_0=True) == llama.model_path
+    assert weights_file(local.model_path, embedded_q8_0=False) == local.model_path
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF")
+    assert weights_file(str(other), embedded_q8_0=True) == str(other)

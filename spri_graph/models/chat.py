@@ -172,6 +172,10 @@ class LocalChatModel(BaseChatModel):
     """Most tokens in a tool call's JSON arguments."""
     max_string_chars: int = Field(default=400, ge=1)
     """Most characters in each string of a tool call's arguments."""
+    q8_0_weights: bool = True
+    """Run the embedded model from a Q8_0 copy of its Q4_1 weights, made once in the cache
+    folder: llama.cpp evaluates prompts about 1.8x faster with it on a CPU (see
+    :mod:`~spri_graph.models.weights`). Other GGUF files load as they are."""
     two_step_structured: bool = True
     """Write a schema of one text field then one choice (a critique) in two steps: the text
     without a grammar, then the choice under a grammar of its values; ``False`` writes the
@@ -235,6 +239,7 @@ class LocalChatModel(BaseChatModel):
             n_batch=self.n_batch,
             chat_format=self.chat_format,
             prompt_cache_mb=self.prompt_cache_mb,
+            embedded_q8_0=self.q8_0_weights,
         )
 
     def bind_tools(
