@@ -12,6 +12,10 @@ Prompt prefixes: besides llama.cpp's own reuse of the prefix it last evaluated, 
 model keeps the state of its last few completions (``prompt_cache_mb``) and starts a new
 prompt from the one that shares the longest prefix with it. SPRI alternates between a few
 prompt templates (draft, critique, refine), so most of each prompt is evaluated only once.
+
+Weights and grammars: the embedded model loads from a Q8_0 copy of its file (see
+:mod:`~spri_graph.models.weights`), and a grammar is checked on the likeliest tokens first
+(see :mod:`~spri_graph.models.sampling`).
 """
 
 from __future__ import annotations
