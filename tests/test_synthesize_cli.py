@@ -137,6 +137,23 @@ def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=300)
 
 
+def main_in_process(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> subprocess.CompletedProcess[str]:
+    """``run_cli`` for error paths, which end before any model call: the command's ``main``
+    runs in this process (the installed script's own error output is tested in
+    tests/test_cli_align.py)."""
+    from spri_graph.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(args[len(spri_command()) :])
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
 def write_input(path: Path, n: int) -> Path:
     path.write_text(
         "".join(
@@ -300,11 +317,16 @@ def test_failing_records_go_to_the_errors_file_and_exit_1(
     ids=["bad-lines", "empty"],
 )
 def test_bad_input_exits_2_with_every_problem(
-    server: ChatServer, tmp_path: Path, content: str, first: str, details: list[str]
+    server: ChatServer,
+    tmp_path: Path,
+    content: str,
+    first: str,
+    details: list[str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text(content)
-    done = run_cli(synthesize_args(server, src, out))
+    done = main_in_process(synthesize_args(server, src, out), capsys)
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert lines[0] == f"spri: error: {src}: {first}"
@@ -314,12 +336,18 @@ def test_bad_input_exits_2_with_every_problem(
     assert server.requests == 0 and not out.exists()
 
 
-def test_bad_arguments_are_one_line(server: ChatServer, tmp_path: Path) -> None:
+def test_bad_arguments_are_one_line(
+    server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = write_input(tmp_path / "in.jsonl", 1)
-    missing = run_cli(synthesize_args(server, tmp_path / "nope.jsonl", tmp_path / "o.jsonl"))
+    missing = main_in_process(
+        synthesize_args(server, tmp_path / "nope.jsonl", tmp_path / "o.jsonl"), capsys
+    )
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "does not exist" in missing.stderr
-    zero = run_cli(synthesize_args(server, src, tmp_path / "o.jsonl", "--concurrency", "0"))
+    zero = main_in_process(
+        synthesize_args(server, src, tmp_path / "o.jsonl", "--concurrency", "0"), capsys
+    )
     assert zero.returncode == 2 and "--concurrency" in zero.stderr
     assert server.requests == 0
 
@@ -371,7 +399,7 @@ def test_progress_in_a_log_is_a_line_every_interval(clock: list[float]) -> None:
 
 
 def test_unwritable_outputs_exit_2_before_any_model_call(
-    server: ChatServer, tmp_path: Path
+    server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     src = write_input(tmp_path / "in.jsonl", 3)
     for out, extra, where in [
@@ -380,7 +408,7 @@ def test_unwritable_outputs_exit_2_before_any_model_call(
         (tmp_path / "out.jsonl", ["--errors", "/proc/spri-errors.jsonl"], "--errors"),
     ]:
         started = time.monotonic()
-        done = run_cli(synthesize_args(server, src, out, *extra))
+        done = main_in_process(synthesize_args(server, src, out, *extra), capsys)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith(f"spri: error: {where}: "), done.stderr
         assert done.stderr.count("\n") == 1
