@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import shutil
 import subprocess
 import sys
 import warnings
@@ -409,6 +410,11 @@ def test_the_embedded_model_runs_from_a_q8_0_copy_made_once(
     assert meta["general.file_type"] == str(llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0)
     written = Path(copy).stat().st_mtime_ns
     assert q8_0_copy.__wrapped__(shipped) == copy and Path(copy).stat().st_mtime_ns == written
+    # The same file installed elsewhere (another virtualenv) shares the copy.
+    (tmp_path / "venv").mkdir()
+    elsewhere = shutil.copy(shipped, tmp_path / "venv")
+    assert q8_0_copy.__wrapped__(str(elsewhere)) == copy
+    assert Path(copy).stat().st_mtime_ns == written
     # A cache folder that cannot be made: the shipped file loads as it is.
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("SPRI_CACHE_DIR", str(tmp_path / "file" / "cache"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import logging
 import os
 import tempfile
@@ -46,9 +47,10 @@ def cache_dir() -> Path:
 def q8_0_copy(path: str) -> str:
     """The Q8_0 copy of a GGUF file, written to :func:`cache_dir` on first use.
 
-    The copy's name carries the source's size and modification time, so a changed source
-    gets a new copy. Processes writing it at the same time each write a temporary file of
-    their own and rename it into place.
+    The copy's name carries a digest of the source's size, first and last mebibyte, so every
+    installation of the same file shares one copy and a different file gets its own.
+    Processes writing it at the same time each write a temporary file of their own and
+    rename it into place.
 
     Args:
         path: A GGUF file.
@@ -57,8 +59,7 @@ def q8_0_copy(path: str) -> str:
         The copy's path, or ``path`` itself when the copy cannot be written.
     """
     source = Path(path)
-    stat = source.stat()
-    name = f"{source.stem.split('.')[0]}-{stat.st_size:x}-{stat.st_mtime_ns:x}.Q8_0.gguf"
+    name = f"{source.stem.split('.')[0]}-{_digest(source)}.Q8_0.gguf"
     target = cache_dir() / name
     if target.is_file():
         return str(target)
@@ -78,6 +79,16 @@ def q8_0_copy(path: str) -> str:
         if part is not None:
             Path(part).unlink(missing_ok=True)
     return str(target)
+
+
+def _digest(source: Path) -> str:
+    size = source.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with source.open("rb") as handle:
+        digest.update(handle.read(2**20))
+        handle.seek(max(0, size - 2**20))
+        digest.update(handle.read(2**20))
+    return digest.hexdigest()[:16]
 
 
 def _quantize(source: Path, target: Path) -> bool:
