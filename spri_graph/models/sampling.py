@@ -136,35 +136,35 @@ class GrammarFirstSampler:
         """Sample the token at ``idx`` of the context's last batch and accept it."""
         lib = self._llama_cpp
         logits = np.ctypeslib.as_array(lib.llama_get_logits_ith(ctx.ctx, idx), (self._n_vocab,))
-        data, array = self._all
-        data["id"], data["logit"], data["p"] = self._ids, logits, 0.0
+        everything, _ = self._all
+        everything["id"], everything["logit"], everything["p"] = self._ids, logits, 0.0
         self._apply(self._penalties, self._all, self._n_vocab)
-        self._apply_grammar()
-        self._apply(self._rest, self._all, self._n_vocab)
+        candidates = self._apply_grammar()
+        data, array = candidates
+        self._apply(self._rest, candidates, len(data))
         token = int(data["id"][array.selected])
         for sampler in (self._penalties, self._grammar, self._rest):
             lib.llama_sampler_accept(sampler, token)
         return token
 
-    def _apply_grammar(self) -> None:
+    def _apply_grammar(self) -> tuple[np.ndarray, Any]:
+        """Mask the tokens the grammar refuses; the buffer holding every candidate left."""
         data, _ = self._all
         short, _ = self._short
-        logits, size = data["logit"], len(short)
+        size = len(short)
         if size < self._n_vocab:
-            top = np.argpartition(logits, self._n_vocab - size)[self._n_vocab - size :]
+            top = np.argpartition(data["logit"], self._n_vocab - size)[self._n_vocab - size :]
             short[:] = data[top]
             floor = float(short["logit"].min())
             self._apply(self._grammar, self._short, size)
             passed = np.isfinite(short["logit"])
             if np.count_nonzero(passed & (short["logit"] > floor)) >= self._needed:
-                kept = top[passed]
-                values = logits[kept]
-                logits[:] = -np.inf
-                logits[kept] = values
+                # The k best candidates are all here: the rest of the chain needs no others.
                 self.short_checks += 1
-                return
+                return self._short
         self._apply(self._grammar, self._all, self._n_vocab)
         self.full_checks += 1
+        return self._all
 
     def close(self) -> None:
         """Free the llama.cpp samplers."""
