@@ -42,7 +42,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 from spri_graph import create_spri_graph
 from spri_graph.models import LocalChatModel, default_threads, load_local_model
-from spri_graph.models.weights import q8_0_copy
+from spri_graph.models.llama import weights_file
 
 QUESTIONS = [
     "How do I tell my team I am burning out?",
@@ -348,7 +348,7 @@ def main() -> None:
 
         threads = model.n_threads or default_threads()
         raw = Llama(
-            model_path=q8_0_copy(model.model_path),
+            model_path=weights_file(model.model_path, embedded_q8_0=model.q8_0_weights),
             n_ctx=model.n_ctx,
             n_threads=threads,
             n_threads_batch=threads,

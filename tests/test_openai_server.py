@@ -24,7 +24,7 @@ from langchain_openai import ChatOpenAI
 from spri_graph import create_spri_graph, resolve_model
 from spri_graph.critique import ScoredCritique
 from spri_graph.models import default_gguf_path
-from spri_graph.models.weights import q8_0_copy
+from spri_graph.models.llama import weights_file
 from spri_graph.prompts import SPRI_PROMPTS
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,8 @@ def env() -> dict[str, str]:
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shipped = default_gguf_path()
     assert shipped is not None, "the 'local' extra is part of the test environment"
-    gguf = q8_0_copy(str(shipped))  # the file the embedded model runs in-process
+    # The file the embedded model runs in-process.
+    gguf = weights_file(str(shipped), embedded_q8_0=True)
     port = free_port()
     threads = str(max(1, (os.cpu_count() or 2) // 2))
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
