@@ -8,6 +8,7 @@ agree. The real model is tested in ``test_local_model.py``.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import warnings
 from collections.abc import Iterator
@@ -276,6 +277,40 @@ def test_default_threads_follow_the_process_setting(monkeypatch: pytest.MonkeyPa
     finally:
         set_default_threads(None)
     assert default_threads() == 3
+
+
+def _in_a_forked_child(*settings: int | None) -> list[int | None]:
+    """fixed_threads() in a forked child, first as inherited, then after each setting."""
+    read, write = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # other tests' threads
+        pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's cleanup
+        seen = [fixed_threads()]
+        for threads in settings:
+            set_default_threads(threads)
+            seen.append(fixed_threads())
+        os.write(write, json.dumps(seen).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        seen: list[int | None] = json.loads(pipe.read())
+    assert os.waitpid(pid, 0)[1] == 0
+    return seen
+
+
+def test_a_forked_process_runs_on_one_thread_until_it_sets_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SPRI_LLAMA_THREADS", "3")
+    try:
+        set_default_threads(2)
+        assert _in_a_forked_child(4, None) == [1, 4, 3]
+        assert fixed_threads() == 2  # the parent keeps its own count
+    finally:
+        set_default_threads(None)
+    monkeypatch.delenv("SPRI_LLAMA_THREADS")
+    assert _in_a_forked_child() == [1] and fixed_threads() is None
 
 
 def test_threads_follow_the_cores_other_work_leaves_free(

@@ -23,7 +23,9 @@ from pathlib import Path
 __all__ = ["Contention", "default_threads", "fixed_threads", "set_default_threads"]
 
 _THREADS_ENV = "SPRI_LLAMA_THREADS"
-_default_threads: int | None = None
+# The count set with set_default_threads and the process that set it. A process forked
+# from that one has another pid, so it counts as a forked worker until it sets its own.
+_setting: tuple[int | None, int] = (None, os.getpid())
 
 
 def _usable_cores() -> int:
@@ -45,10 +47,14 @@ def _usable_cores() -> int:
 def fixed_threads() -> int | None:
     """The thread count set for this process, or ``None`` when models choose their own.
 
-    The count comes from :func:`set_default_threads`, else ``$SPRI_LLAMA_THREADS``.
+    The count comes from :func:`set_default_threads`, else ``$SPRI_LLAMA_THREADS``; a
+    forked process that has not set its own count since the fork runs on one thread.
     """
-    if _default_threads is not None:
-        return _default_threads
+    threads, pid = _setting
+    if pid != os.getpid():
+        return 1
+    if threads is not None:
+        return threads
     env = os.environ.get(_THREADS_ENV, "").strip()
     return int(env) if env.isdigit() and int(env) > 0 else None
 
@@ -80,21 +86,12 @@ def set_default_threads(threads: int | None) -> None:
     Raises:
         ValueError: If ``threads`` is not a positive integer or ``None``.
     """
-    global _default_threads
+    global _setting
     if threads is not None and (
         not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
     ):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    _default_threads = threads
-
-
-def _one_thread_after_fork() -> None:
-    global _default_threads
-    _default_threads = 1
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_one_thread_after_fork)
+    _setting = (threads, os.getpid())
 
 
 def _busy_seconds() -> float | None:
