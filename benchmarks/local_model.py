@@ -348,7 +348,7 @@ def main() -> None:
 
         threads = model.n_threads or default_threads()
         raw = Llama(
-            model_path=weights_file(model.model_path, embedded_q8_0=model.q8_0_weights),
+            model_path=weights_file(model.model_path, q8_0_weights=model.q8_0_weights),
             n_ctx=model.n_ctx,
             n_threads=threads,
             n_threads_batch=threads,

@@ -428,8 +428,8 @@ def test_only_the_embedded_model_is_swapped_for_its_copy(
 
     llama, _ = local.client()
     assert llama.model_path.endswith(".Q8_0.gguf")
-    assert weights_file(local.model_path, embedded_q8_0=True) == llama.model_path
-    assert weights_file(local.model_path, embedded_q8_0=False) == local.model_path
+    assert weights_file(local.model_path, q8_0_weights=True) == llama.model_path
+    assert weights_file(local.model_path, q8_0_weights=False) == local.model_path
     other = tmp_path / "other.gguf"
     other.write_bytes(b"GGUF")
-    assert weights_file(str(other), embedded_q8_0=True) == str(other)
+    assert weights_file(str(other), q8_0_weights=True) == str(other)

@@ -54,7 +54,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     shipped = default_gguf_path()
     assert shipped is not None, "the 'local' extra is part of the test environment"
     # The file the embedded model runs in-process.
-    gguf = weights_file(str(shipped), embedded_q8_0=True)
+    gguf = weights_file(str(shipped), q8_0_weights=True)
     port = free_port()
     threads = str(max(1, (os.cpu_count() or 2) // 2))
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")

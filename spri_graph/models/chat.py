@@ -239,7 +239,7 @@ class LocalChatModel(BaseChatModel):
             n_batch=self.n_batch,
             chat_format=self.chat_format,
             prompt_cache_mb=self.prompt_cache_mb,
-            embedded_q8_0=self.q8_0_weights,
+            q8_0_weights=self.q8_0_weights,
         )
 
     def bind_tools(

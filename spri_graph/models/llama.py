@@ -335,15 +335,15 @@ def _close_llamas() -> None:
     _LLAMAS.clear()
 
 
-def weights_file(path: str, *, embedded_q8_0: bool) -> str:
+def weights_file(path: str, *, q8_0_weights: bool) -> str:
     """The file llama.cpp loads for ``path``: the embedded model's Q8_0 copy, if asked for.
 
     Example:
-        >>> weights_file("/models/other.gguf", embedded_q8_0=True)
+        >>> weights_file("/models/other.gguf", q8_0_weights=True)
         '/models/other.gguf'
     """
     embedded = default_gguf_path()
-    if embedded_q8_0 and embedded and Path(path).resolve() == embedded.resolve():
+    if q8_0_weights and embedded and Path(path).resolve() == embedded.resolve():
         return q8_0_copy(path)
     return path
 
@@ -356,7 +356,7 @@ def load_llama(
     n_batch: int,
     chat_format: str | None = None,
     prompt_cache_mb: int = 0,
-    embedded_q8_0: bool = False,
+    q8_0_weights: bool = False,
 ) -> tuple[Any, threading.Lock]:
     """Load a GGUF file once per process and settings; the model and the lock guarding it.
 
@@ -373,14 +373,14 @@ def load_llama(
         n_batch: Prompt tokens evaluated per batch.
         chat_format: A llama-cpp-python chat format name; ``None`` for the file's template.
         prompt_cache_mb: Memory for the states of earlier prompts; ``0`` keeps none.
-        embedded_q8_0: When ``path`` is the embedded model's file, load its Q8_0 copy
+        q8_0_weights: When ``path`` is the embedded model's file, load its Q8_0 copy
             (see :mod:`~spri_graph.models.weights`).
 
     Returns:
         The ``llama_cpp.Llama`` and its lock.
     """
     threads = n_threads or fixed_threads()
-    key = (path, n_ctx, threads, n_batch, chat_format, prompt_cache_mb, embedded_q8_0)
+    key = (path, n_ctx, threads, n_batch, chat_format, prompt_cache_mb, q8_0_weights)
     with _LLAMAS_LOCK:
         if key not in _LLAMAS:
             if not _HOOKS:
@@ -396,7 +396,7 @@ def load_llama(
                 contention.start()
                 threads = contention.cores
             llama = _local_llama_class()(
-                model_path=weights_file(path, embedded_q8_0=embedded_q8_0),
+                model_path=weights_file(path, q8_0_weights=q8_0_weights),
                 n_ctx=n_ctx,
                 n_threads=threads,
                 n_threads_batch=threads,
