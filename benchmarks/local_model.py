@@ -250,8 +250,8 @@ def critic_cost(model: LocalChatModel, questions: list[str]) -> dict[str, dict[s
     plain text reply, for reference) back to back, with no cache of earlier prompts, so
     every call evaluates its whole prompt.
     """
-    from spri_graph.critique import ScoredCritique
-    from spri_graph.prompts import SPRI_PROMPTS
+    from spri_graph.engine.prompts import SPRI_PROMPTS
+    from spri_graph.readers.scores import ScoredCritique
 
     cold = {"prompt_cache_mb": 0}
     ways = {

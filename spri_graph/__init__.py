@@ -16,28 +16,8 @@ Example:
     'Tell them you are burning out.'
 """
 
-from spri_graph.baselines import create_fixed_rubric_judge, create_vanilla_judge
-from spri_graph.caching import UsageCounter, judge_cache
-from spri_graph.critique import Critique, Judgment, ScoredCritique, parse_critique, parse_judgment
-from spri_graph.evaluators import create_async_spri_evaluator, create_spri_evaluator
-from spri_graph.judge import JudgeInput, JudgeOutput, create_judge_graph, create_rubric_graph
-from spri_graph.loop import RefineLoop, add_refine_loop
-from spri_graph.metrics import Agreement, AgreementTable, agreement, agreement_by
-from spri_graph.middleware import SPRIMiddleware
-from spri_graph.models import resolve_model
-from spri_graph.nodes import StageUsage
-from spri_graph.pairwise import PairwiseInput, PairwiseOutput, create_pairwise_judge_graph
-from spri_graph.pairwise_evaluators import (
-    create_async_pairwise_evaluator,
-    create_pairwise_evaluator,
-)
-from spri_graph.panel import PanelOutput, create_judge_panel, panel_agreement
-from spri_graph.plots import plot_agreement
-from spri_graph.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
-from spri_graph.refine import RefineLoopState, create_refine_loop
-from spri_graph.rubric import GENERIC_RUBRIC, Rubric, parse_rubric
-from spri_graph.settings import default_retry_policy, is_transient_error
-from spri_graph.spri import (
+from spri_graph.agents.middleware import SPRIMiddleware
+from spri_graph.alignment.spri import (
     PrinciplesOutput,
     SPRIContext,
     SPRIInput,
@@ -46,7 +26,35 @@ from spri_graph.spri import (
     create_principles_graph,
     create_spri_graph,
 )
-from spri_graph.streaming import SPRIEvent, aspri_events, spri_events
+from spri_graph.alignment.streaming import SPRIEvent, aspri_events, spri_events
+from spri_graph.engine.caching import UsageCounter, judge_cache
+from spri_graph.engine.loop import RefineLoop, RefineLoopState, add_refine_loop, create_refine_loop
+from spri_graph.engine.options import default_retry_policy, is_transient_error
+from spri_graph.engine.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
+from spri_graph.engine.steps import StageUsage
+from spri_graph.evaluation.evaluators import (
+    create_async_pairwise_evaluator,
+    create_async_spri_evaluator,
+    create_pairwise_evaluator,
+    create_spri_evaluator,
+)
+from spri_graph.evaluation.metrics import Agreement, AgreementTable, agreement, agreement_by
+from spri_graph.evaluation.plots import plot_agreement
+from spri_graph.judges.absolute import create_judge_graph, create_rubric_graph
+from spri_graph.judges.base import JudgeInput, JudgeOutput
+from spri_graph.judges.baselines import create_fixed_rubric_judge, create_vanilla_judge
+from spri_graph.judges.pairwise import PairwiseInput, PairwiseOutput, create_pairwise_judge_graph
+from spri_graph.judges.panel import PanelOutput, create_judge_panel, panel_agreement
+from spri_graph.models import resolve_model
+from spri_graph.readers.rubric import GENERIC_RUBRIC, Rubric, parse_rubric
+from spri_graph.readers.scores import (
+    Critique,
+    Judgment,
+    ScoredCritique,
+    parse_critique,
+    parse_judgment,
+)
+from spri_graph.readers.verdicts import Verdict, parse_verdict
 from spri_graph.synthesis import (
     InputError,
     SynthesisInterrupted,
@@ -54,7 +62,6 @@ from spri_graph.synthesis import (
     asynthesize,
     synthesize,
 )
-from spri_graph.verdicts import Verdict, parse_verdict
 
 __all__ = [
     "GENERIC_RUBRIC",

@@ -15,7 +15,7 @@ from langsmith import testing as ls_testing
 from langsmith.schemas import Example
 
 from spri_graph import create_vanilla_judge
-from spri_graph.evaluators import create_async_spri_evaluator, create_spri_evaluator
+from spri_graph.evaluation.evaluators import create_async_spri_evaluator, create_spri_evaluator
 from tests.fakes import ScriptedChatModel
 
 RUBRIC = "Criteria: Is the capital named?\nScore 1: No city.\nScore 5: The right city."

@@ -19,8 +19,8 @@ from spri_graph import (
     create_spri_evaluator,
     create_vanilla_judge,
 )
-from spri_graph.caching import UsageCounter, judge_cache
-from spri_graph.critique import Critique
+from spri_graph.engine.caching import UsageCounter, judge_cache
+from spri_graph.readers.scores import Critique
 from tests.fakes import ScriptedChatModel
 
 INSTRUCTION = "Explain why the sky is blue to a ten-year-old."
@@ -242,8 +242,8 @@ def test_other_settings_miss_the_cache(options: dict) -> None:
 
 def test_per_run_models_are_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     named = judge_model("<feedback>Other model.</feedback><score>2</score>")
-    monkeypatch.setattr("spri_graph.judge.resolve_model_cached", lambda name, **kw: named)
-    monkeypatch.setattr("spri_graph.judge_base.check_context", lambda: None)
+    monkeypatch.setattr("spri_graph.judges.absolute.resolve_model_cached", lambda name, **kw: named)
+    monkeypatch.setattr("spri_graph.judges.base.check_context", lambda: None)
     model = judge_model()
     graph = spri_graph(model, judge_cache())
     assert graph.invoke(INPUT)["score"] == 4.0

@@ -28,8 +28,8 @@ from spri_graph import (
     create_judge_graph,
     resolve_model,
 )
-from spri_graph.caching import judge_cache
 from spri_graph.cli import main
+from spri_graph.engine.caching import judge_cache
 from spri_graph.models import is_local_model, local_model_available
 
 pytestmark = [

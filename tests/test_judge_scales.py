@@ -20,10 +20,9 @@ from spri_graph import (
     create_vanilla_judge,
     parse_rubric,
 )
-from spri_graph.grading import grading_schema, read_grading, resolve_judge_output
-from spri_graph.judge import JudgeSettings
+from spri_graph.judges.base import JudgeSettings, grading_schema, read_grading, resolve_judge_output
 from spri_graph.models import load_local_model, local_model_available
-from spri_graph.rubric import coerce_rubric, generic_rubric, rubric_schema
+from spri_graph.readers.rubric import coerce_rubric, generic_rubric, rubric_schema
 from tests.fakes import ScriptedChatModel
 
 INPUT = {"instruction": "Name the capital of France.", "response": "Paris."}

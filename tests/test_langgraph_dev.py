@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from spri_graph import GENERIC_RUBRIC, create_principles_graph, create_spri_graph
-from spri_graph.judge import create_judge_graph
+from spri_graph.judges.absolute import create_judge_graph
 from tests.conftest import ROOT
 from tests.fakes import ScriptedChatModel
 
@@ -44,7 +44,7 @@ def test_langgraph_json_serves_the_compiled_graphs() -> None:
     assert set(graphs) == {"spri", "spri_review", "principles", "judge", "agent"}
     for graph_id, spec in graphs.items():
         path, variable = spec.rsplit(":", 1)
-        assert (ROOT / path).resolve() == ROOT / "spri_graph" / "graphs.py", graph_id
+        assert (ROOT / path).resolve() == ROOT / "spri_graph" / "studio.py", graph_id
         assert variable == graph_id
 
 
@@ -62,7 +62,7 @@ def test_graph_schemas_render_for_studio(factory: Any) -> None:
 
 
 def test_agent_graph_schemas_render_for_studio() -> None:
-    from spri_graph.graphs import agent
+    from spri_graph.studio import agent
 
     assert set(agent.get_input_jsonschema()["properties"]) == {"messages"}
     output = set(agent.get_output_jsonschema()["properties"])
@@ -90,7 +90,7 @@ IMPORT_CHECK = textwrap.dedent(
 
     llama_cpp.Llama.__init__ = refuse
 
-    from spri_graph import graphs
+    from spri_graph import studio as graphs
 
     report = {
         "after_import": len(loads),

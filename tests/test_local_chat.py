@@ -18,7 +18,6 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from spri_graph.critique import ScoredCritique
 from spri_graph.models import (
     LocalChatModel,
     default_threads,
@@ -28,7 +27,8 @@ from spri_graph.models import (
 from spri_graph.models.grammar import text_then_choice
 from spri_graph.models.llama import LlamaCounts, chat_template_warning
 from spri_graph.models.threads import Contention, fixed_threads
-from spri_graph.rubric import rubric_schema
+from spri_graph.readers.rubric import rubric_schema
+from spri_graph.readers.scores import ScoredCritique
 
 PROMPT_TOKENS = 7
 

@@ -23,7 +23,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from pydantic import BaseModel, Field
 
 from spri_graph import create_spri_graph, resolve_model
-from spri_graph.critique import ScoredCritique
+from spri_graph.engine.prompts import SPRI_PROMPTS
 from spri_graph.models import (
     LocalChatModel,
     default_gguf_path,
@@ -33,7 +33,7 @@ from spri_graph.models import (
     local_model_available,
     set_default_threads,
 )
-from spri_graph.prompts import SPRI_PROMPTS
+from spri_graph.readers.scores import ScoredCritique
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def test_default_model_is_the_embedded_gguf_without_loading_it() -> None:
 
 def test_building_graphs_does_not_load_the_model() -> None:
     code = (
-        "import sys, spri_graph.graphs\n"
+        "import sys, spri_graph.studio\n"
         "from spri_graph import create_spri_graph\n"
         "from spri_graph.models import loaded_llama_count\n"
         "create_spri_graph().compile()\n"
@@ -349,7 +349,7 @@ def test_grammar_first_sampling_picks_the_tokens_the_full_grammar_check_picks(
 
     from spri_graph.models.grammar import tool_grammar
     from spri_graph.models.sampling import GrammarFirstSampler
-    from spri_graph.rubric import rubric_schema
+    from spri_graph.readers.rubric import rubric_schema
 
     llama, _ = local.client()
     fast_samplers: list[GrammarFirstSampler] = []

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from spri_graph.metrics import MISSING_GROUP, agreement, agreement_by, read_score
+from spri_graph.evaluation.metrics import MISSING_GROUP, agreement, agreement_by, read_score
 from tests.conftest import reference_dir
 
 

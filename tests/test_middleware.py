@@ -32,7 +32,7 @@ from langgraph.types import CachePolicy, Command
 from pydantic import BaseModel
 
 from spri_graph import SPRIMiddleware
-from spri_graph.middleware import SPRIAgentState
+from spri_graph.agents.middleware import SPRIAgentState
 from tests.fakes import ScriptedChatModel
 
 QUESTION = "What is 2 + 3, doubled?"

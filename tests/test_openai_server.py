@@ -22,10 +22,10 @@ import pytest
 from langchain_openai import ChatOpenAI
 
 from spri_graph import create_spri_graph, resolve_model
-from spri_graph.critique import ScoredCritique
+from spri_graph.engine.prompts import SPRI_PROMPTS
 from spri_graph.models import default_gguf_path
 from spri_graph.models.llama import weights_file
-from spri_graph.prompts import SPRI_PROMPTS
+from spri_graph.readers.scores import ScoredCritique
 
 pytestmark = pytest.mark.integration
 

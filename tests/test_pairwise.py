@@ -250,7 +250,7 @@ def test_rubric_on_a_ten_point_scale() -> None:
 def test_a_cached_rerun_makes_no_model_calls(mode: str) -> None:
     from langgraph.types import CachePolicy
 
-    from spri_graph.caching import judge_cache
+    from spri_graph.engine.caching import judge_cache
 
     base = ScriptedChatModel([RUBRIC, prefers(GOOD), prefers(GOOD)])
     critic = ScriptedChatModel(["Feedback: Specific. [RESULT] 5"])
@@ -439,7 +439,7 @@ def test_pairwise_evaluator_with_a_judge_graph_passes_the_reference_on() -> None
 
 
 def test_pairwise_evaluator_with_a_cache_compares_a_pair_once() -> None:
-    from spri_graph.caching import judge_cache
+    from spri_graph.engine.caching import judge_cache
 
     model = evaluator_models([prefers(GOOD), prefers(GOOD)])
     evaluator = create_pairwise_evaluator(model, cache=judge_cache())

@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import BaseMessage
 
 from spri_graph import Rubric, create_judge_panel, create_spri_evaluator, panel_agreement
-from spri_graph.panel import aggregate_scores
+from spri_graph.judges.panel import aggregate_scores
 from tests.fakes import ScriptedChatModel
 
 INSTRUCTION = "Name a prime number greater than 10."
@@ -212,7 +212,7 @@ def test_structured_judges(mode: str) -> None:
 def test_a_cached_rerun_makes_no_model_calls(mode: str) -> None:
     from langgraph.types import CachePolicy
 
-    from spri_graph.caching import judge_cache
+    from spri_graph.engine.caching import judge_cache
 
     writer = ScriptedChatModel([RUBRIC, "Feedback: Checkable. [RESULT] 5"], name_="writer")
     judges = [ScriptedChatModel([grading(s)], name_=f"judge{s}") for s in (5, 4)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from spri_graph import Judgment, parse_judgment
-from spri_graph.critique import check_scale
+from spri_graph.readers.scores import check_scale
 
 # --------------------------------------------------------------------------- formats
 

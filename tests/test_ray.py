@@ -49,7 +49,7 @@ def ray_local() -> Iterator[Any]:
 
 
 def test_every_record_comes_back_exactly_once(ray_local: Any) -> None:
-    from spri_graph.ray import synthesize_dataset
+    from spri_graph.synthesis.ray import synthesize_dataset
 
     rows = [{"id": f"r{i}", "instruction": f"question {i}"} for i in range(120)]
     ds = ray_local.data.from_items(rows)
@@ -74,7 +74,7 @@ def test_every_record_comes_back_exactly_once(ray_local: Any) -> None:
 
 
 def test_an_unpicklable_model_is_refused_before_anything_runs(ray_local: Any) -> None:
-    from spri_graph.ray import synthesize_dataset
+    from spri_graph.synthesis.ray import synthesize_dataset
 
     ds = ray_local.data.from_items([{"id": 1, "instruction": "question 1"}])
     with pytest.raises(ValueError, match="model: ScriptedChatModel cannot be pickled"):
@@ -88,13 +88,13 @@ def test_an_unpicklable_model_is_refused_before_anything_runs(ray_local: Any) ->
 
 
 def test_importing_the_module_does_not_import_ray() -> None:
-    code = "import sys, spri_graph.ray; print('ray' in sys.modules)"
+    code = "import sys, spri_graph.synthesis.ray; print('ray' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 
 
 def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from spri_graph.ray import synthesize_dataset
+    from spri_graph.synthesis.ray import synthesize_dataset
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'spri-graph\[ray\]'"):

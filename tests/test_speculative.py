@@ -12,7 +12,7 @@ import pytest
 from langchain_core.messages import BaseMessage
 
 from spri_graph import create_spri_graph
-from spri_graph.critique import clean_text
+from spri_graph.readers.scores import clean_text
 from tests.conftest import reference_dir
 from tests.fakes import ScriptedChatModel
 from tests.test_traces import SEEDS

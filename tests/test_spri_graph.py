@@ -422,8 +422,8 @@ def test_spri_model_env_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_structured_critic_uses_function_calling_where_models_can_choose() -> None:
     from langchain_openai import ChatOpenAI
 
-    from spri_graph.critique import ScoredCritique
-    from spri_graph.loop import structured_output
+    from spri_graph.engine.steps import structured_output
+    from spri_graph.readers.scores import ScoredCritique
 
     chat = ChatOpenAI(model="any", api_key="unused", base_url="http://127.0.0.1:9/v1")
     runnable = structured_output(chat, ScoredCritique)

@@ -17,8 +17,8 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.types import RetryPolicy
 
-from spri_graph.loop import is_transient_error
-from spri_graph.spri import create_batch_graph, create_spri_graph
+from spri_graph.alignment.spri import create_batch_graph, create_spri_graph
+from spri_graph.engine.options import is_transient_error
 from spri_graph.synthesis import (
     InputError,
     Record,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from spri_graph import create_spri_graph
-from spri_graph.critique import clean_text
+from spri_graph.readers.scores import clean_text
 from tests.conftest import REFERENCE, reference_dir
 from tests.fakes import ScriptedChatModel
 

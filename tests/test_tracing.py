@@ -14,7 +14,7 @@ from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 from langchain_core.tracers.schemas import Run
 
 from spri_graph import create_principles_graph, create_spri_graph
-from spri_graph.prompts import FORMAT_REMINDER
+from spri_graph.engine.prompts import FORMAT_REMINDER
 from tests.fakes import ScriptedChatModel
 
 QUERY = "How do I tell my team I am burning out?"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from langchain_core.messages import BaseMessage
 
-from spri_graph.critique import clean_text
+from spri_graph.readers.scores import clean_text
 from tests.fakes import ScriptedChatModel
 
 

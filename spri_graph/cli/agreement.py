@@ -67,7 +67,7 @@ def _add_agreement(sub: Any) -> None:
 def _run_agreement(args: argparse.Namespace) -> int:
     import json
 
-    from spri_graph.metrics import agreement_by
+    from spri_graph.evaluation.metrics import agreement_by
 
     if args.plot is not None:
         check_output(args.plot, option="--plot")
@@ -99,7 +99,7 @@ def _run_agreement(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace, rows: list[Any]) -> None:
-    from spri_graph.plots import plot_agreement
+    from spri_graph.evaluation.plots import plot_agreement
 
     options = {"human": args.human, "pred": args.pred, "by": args.by, "parse": args.parse}
     try:

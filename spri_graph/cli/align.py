@@ -178,7 +178,7 @@ def _run_align(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from spri_graph.spri import create_spri_graph
+    from spri_graph.alignment.spri import create_spri_graph
 
     question = args.question.strip()
     if not question:

@@ -143,7 +143,7 @@ def grade_file(
     """
     import asyncio
 
-    from spri_graph.caching import UsageCounter
+    from spri_graph.engine.caching import UsageCounter
     from spri_graph.models import is_local_model
 
     concurrency = 1 if any(is_local_model(m) for m in models) else args.concurrency

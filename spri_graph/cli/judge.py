@@ -25,7 +25,7 @@ def _scale(text: str) -> tuple[int, int]:
     """Argument type: an integer score scale written ``LOW-HIGH`` (``1-5``, ``0-1``)."""
     import re
 
-    from spri_graph.critique import check_scale
+    from spri_graph.readers.scores import check_scale
 
     found = re.fullmatch(r"\s*(-?\d+)\s*-\s*(-?\d+)\s*", text)
     if not found:
@@ -167,7 +167,7 @@ def _check_judge_args(args: argparse.Namespace) -> None:
 def _check_judge_record(
     record: dict[str, Any], *, use_reference: bool, need_rubric: bool, scale: tuple[int, int]
 ) -> str | None:
-    from spri_graph.rubric import coerce_rubric
+    from spri_graph.readers.rubric import coerce_rubric
 
     fields = [*_JUDGE_FIELDS, *(["reference_answer"] if use_reference else [])]
     for name in fields:
@@ -197,7 +197,7 @@ def judge_options(
     """
     from langgraph.types import CachePolicy
 
-    from spri_graph.caching import judge_cache
+    from spri_graph.engine.caching import judge_cache
 
     cache = None
     if args.cache is not None:

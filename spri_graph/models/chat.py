@@ -136,7 +136,7 @@ class LocalChatModel(BaseChatModel):
     ``empty_retries`` times, at a higher temperature and another seed.
 
     Example:
-        >>> from spri_graph.critique import ScoredCritique
+        >>> from spri_graph.readers.scores import ScoredCritique
         >>> model = load_local_model(max_tokens=8)
         >>> 0 < model.invoke("Say hi.").usage_metadata["output_tokens"] <= 8
         True

@@ -38,14 +38,14 @@ endpoint that answers hundreds of calls per second keeps a core busy. ``workers=
 ``N`` processes that each run every ``N``-th record and send finished lines back to the
 parent, the only writer (in batches, each at most 50 ms old). On Python 3.12+ the loops
 synthesis owns start tasks eagerly, which keeps a busy loop's model calls going out sooner.
-Beyond one machine, see :mod:`spri_graph.ray`.
+Beyond one machine, see :mod:`spri_graph.synthesis.ray`.
 
 The modules, in the order a record goes through them:
 
 * :mod:`~spri_graph.synthesis.records`: the JSONL reader (:func:`read_jsonl`, also used by
   ``spri judge FILE``), input sources and the input check;
 * :mod:`~spri_graph.synthesis.runner`: :class:`RecordRunner`, which runs a compiled graph
-  over records (also used by :mod:`spri_graph.ray` and the judge's file mode);
+  over records (also used by :mod:`spri_graph.synthesis.ray` and the judge's file mode);
 * :mod:`~spri_graph.synthesis.workers`: the event loop and the pool of forked workers;
 * :mod:`~spri_graph.synthesis.output`: the line format, the writability check, resume and
   whole-line writes;

@@ -58,7 +58,7 @@ def output_record(record_id: Any, query: str, result: Mapping[str, Any]) -> dict
         result: The SPRI graph's output for it.
 
     Example:
-        >>> from spri_graph.critique import Critique
+        >>> from spri_graph.readers.scores import Critique
         >>> out = {"principles": "Be kind.", "response": "Hi!", "usage": {},
         ...        "principle_critiques": [Critique(feedback="ok", score=5)],
         ...        "response_critiques": []}

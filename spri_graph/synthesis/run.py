@@ -21,9 +21,9 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import RetryPolicy
 
+from spri_graph.alignment.spri import SPRI_OPTIONS, create_batch_graph
+from spri_graph.engine.options import default_retry_policy
 from spri_graph.models import ModelSpec
-from spri_graph.settings import default_retry_policy
-from spri_graph.spri import SPRI_OPTIONS, create_batch_graph
 from spri_graph.synthesis.output import (
     FileSink,
     check_writable,
@@ -176,7 +176,7 @@ def _prepare(
     if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
         raise ValueError(
             "workers > 1 needs processes started with fork (Linux); use workers=1, or "
-            "spri_graph.ray.synthesize_dataset to scale out"
+            "spri_graph.synthesis.ray.synthesize_dataset to scale out"
         )
     if not isinstance(query_field, str) or not query_field:
         raise ValueError(f"query_field must be a non-empty string, got {query_field!r}")

@@ -1,7 +1,7 @@
 """The per-record runner: one compiled graph over many records, concurrently.
 
 :class:`RecordRunner` is how every batch job of the package runs records: local synthesis
-runs and its worker processes, Ray actors (:mod:`spri_graph.ray`) and the judge's file
+runs and its worker processes, Ray actors (:mod:`spri_graph.synthesis.ray`) and the judge's file
 mode. It takes a graph and two functions, one turning a :class:`Record` into the graph's
 input and one turning the graph's output into a line (a JSON-ready dict). A record whose
 graph run raises (after the graph's own retries), or whose input or line cannot be made,

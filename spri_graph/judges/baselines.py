@@ -15,22 +15,23 @@ from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy
 
-from spri_graph.caching import prompt_cache_policy
-from spri_graph.grading import JudgeOutputMode, grading_step
-from spri_graph.judge_base import (
+from spri_graph.alignment.spri import SPRIContext
+from spri_graph.engine.caching import prompt_cache_policy
+from spri_graph.engine.prompts import JUDGE_PROMPTS
+from spri_graph.engine.steps import step_node
+from spri_graph.judges.base import (
     FixedRubricInput,
     JudgeInput,
     JudgeOutput,
+    JudgeOutputMode,
     JudgeSettings,
     JudgeState,
     finalize_judgment,
+    grading_step,
     judge_prepare,
 )
 from spri_graph.models import ModelSpec
-from spri_graph.nodes import step_node
-from spri_graph.prompts import JUDGE_PROMPTS
-from spri_graph.rubric import Rubric, coerce_rubric, generic_rubric
-from spri_graph.spri import SPRIContext
+from spri_graph.readers.rubric import Rubric, coerce_rubric, generic_rubric
 
 __all__ = ["create_fixed_rubric_judge", "create_vanilla_judge"]
 
@@ -121,7 +122,7 @@ def create_vanilla_judge(
     """Create the vanilla baseline: one absolute grading against the generic rubric.
 
     This is the generic LLM-as-a-judge that instance-specific rubrics are compared with; its
-    rubric is :data:`GENERIC_RUBRIC` on 1-5 (:func:`~spri_graph.rubric.generic_rubric` on
+    rubric is :data:`GENERIC_RUBRIC` on 1-5 (:func:`~spri_graph.readers.rubric.generic_rubric` on
     other scales).
 
     Args:

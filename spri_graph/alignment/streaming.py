@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from langchain_core.messages import BaseMessage
 
-from spri_graph.nodes import message_text
+from spri_graph.engine.steps import message_text
 
 __all__ = ["SPRIEvent", "aspri_events", "spri_events"]
 

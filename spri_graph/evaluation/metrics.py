@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from spri_graph.critique import parse_judgment
+from spri_graph.readers.scores import parse_judgment
 
 __all__ = ["Agreement", "AgreementTable", "agreement", "agreement_by", "read_score"]
 

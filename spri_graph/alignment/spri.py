@@ -1,9 +1,13 @@
 """The SPRI graph: situated principles for a query, then a response guided by them.
 
-Both stages are the same draft -> critique -> refine loop (:mod:`spri_graph.loop`):
+Both stages are the same draft -> critique -> refine loop (:mod:`spri_graph.engine.loop`):
 
 ``prepare -> principles_draft -> principles_critique -(refine)-> principles_refine -> ...``
 ``-(done)-> [review_principles] -> response_draft -> response_critique -> ... -> finalize``
+
+``create_spri_graph(review_principles=True)`` adds :func:`review_principles` as a node
+after the principles stage: the graph pauses and a person approves or edits the principles
+(it needs a checkpointer so the run can be resumed).
 """
 
 from __future__ import annotations
@@ -17,29 +21,78 @@ from langchain_core.prompts import ChatPromptTemplate
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
-from langgraph.types import CachePolicy, RetryPolicy
+from langgraph.types import CachePolicy, RetryPolicy, interrupt
 from typing_extensions import TypedDict
 
-from spri_graph.critique import Critique, clean_text
-from spri_graph.loop import RefineLoop, add_refine_loop
+from spri_graph.engine.loop import RefineLoop, add_refine_loop
+from spri_graph.engine.options import CriticOutput, LoopSettings, check_context
+from spri_graph.engine.prompts import (
+    SPRI_PROMPTS,
+    SeedExample,
+    format_seed_examples,
+    resolve_prompts,
+)
+from spri_graph.engine.steps import StageUsage, merge_usage, message_text
 from spri_graph.models import ModelSpec, resolve_model_cached
-from spri_graph.nodes import StageUsage, merge_usage, message_text
-from spri_graph.prompts import SPRI_PROMPTS, SeedExample, format_seed_examples, resolve_prompts
-from spri_graph.review import review_principles
-from spri_graph.settings import CriticOutput, LoopSettings, check_context
+from spri_graph.readers.scores import Critique, clean_text
 
 __all__ = [
     "PrinciplesOutput",
     "SPRIContext",
     "SPRIInput",
     "SPRIOutput",
-    "SPRI_OPTIONS",
     "SPRIState",
+    "SPRI_OPTIONS",
     "create_batch_graph",
     "create_principles_graph",
     "create_spri_graph",
     "format_conversation",
+    "review_principles",
 ]
+
+_REVIEW_HOW = "Resume with True to approve, or with edited principles (a string)."
+
+
+def _review_edit(decision: Any) -> str | None:
+    """The edited principles ("" to approve as they are), or ``None`` if unreadable."""
+    if decision is True or decision is None or decision in ("approve", "approved", "ok"):
+        return ""
+    if isinstance(decision, Mapping):
+        if decision.get("action") == "approve" and "principles" not in decision:
+            return ""
+        decision = decision.get("principles")
+    if not isinstance(decision, str) or not decision.strip():
+        return None
+    return decision.strip()
+
+
+def review_principles(state: Any) -> dict[str, Any]:
+    """Pause for a person to approve or edit the principles.
+
+    Resume with ``Command(resume=True)`` (or ``"approve"``) to keep them, or with the edited
+    principles as a string (or ``{"principles": "..."}``) to replace them. An unreadable
+    answer pauses again, with an ``error`` saying what was expected, so the thread can
+    still be resumed.
+    """
+    request: dict[str, Any] = {
+        "principles": state["principles"],
+        "principle_critiques": [
+            Critique.of(c).model_dump() for c in state.get("principle_critiques", [])
+        ],
+        "instructions": _REVIEW_HOW,
+    }
+    decision = interrupt(request)
+    while (edited := _review_edit(decision)) is None:
+        request = {
+            **request,
+            "error": f"review: cannot use {decision!r:.80}; expected True to approve or "
+            "edited principles as a non-empty string",
+        }
+        decision = interrupt(request)
+    return {"principles": edited} if edited else {}
+
+
+# ---------------------------------------------------------------------------
 
 
 class SPRIInput(TypedDict, total=False):
@@ -336,7 +389,7 @@ def create_spri_graph(
         seed_examples: Few-shot ``{"query", "principles"}`` examples for the principle writer.
         prompts: Prompt overrides keyed ``principles_draft``, ``principles_critique``,
             ``principles_refine``, ``response_draft``, ``response_critique``,
-            ``response_refine`` (see :mod:`spri_graph.prompts`).
+            ``response_refine`` (see :mod:`spri_graph.engine.prompts`).
         retry_policy: Retry policy for transient model errors (timeouts, rate limits, 5xx);
             defaults to :func:`spri_graph.default_retry_policy`.
         review_principles: Pause with ``interrupt()`` after the principles stage so a person

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable
 
-from spri_graph.settings import validate_loop_settings
-from spri_graph.spri import SPRI_OPTIONS, create_spri_graph
+from spri_graph.alignment.spri import SPRI_OPTIONS, create_spri_graph
+from spri_graph.engine.options import validate_loop_settings
 from spri_graph.synthesis import Record, output_record, spri_runner
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def _require_ray() -> Any:
         import ray.data  # noqa: F401 - Ray Data is its own extra of ray
     except ImportError as exc:
         raise ImportError(
-            "spri_graph.ray needs Ray Data; install it with pip install 'spri-graph[ray]'"
+            "spri_graph.synthesis.ray needs Ray Data; install it with pip install 'spri-graph[ray]'"
         ) from exc
     return ray
 
@@ -230,7 +230,7 @@ def synthesize_dataset(
         ValueError: If an argument is invalid or a model cannot be sent to the workers.
 
     Example:
-        >>> from spri_graph.ray import synthesize_dataset
+        >>> from spri_graph.synthesis.ray import synthesize_dataset
         >>> import ray  # doctest: +SKIP
         >>> ds = ray.data.read_json("instructions.jsonl")  # doctest: +SKIP
         >>> out = synthesize_dataset(ds, model="openai:gpt-4o-mini", workers=4)  # doctest: +SKIP

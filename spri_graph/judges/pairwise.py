@@ -1,12 +1,12 @@
 r"""Pairwise grading with an instance-specific rubric: which of two responses is better.
 
 :func:`create_pairwise_judge_graph` writes one rubric for the instruction with the rubric
-stage of the SPRI judge (:func:`spri_graph.judge.add_rubric_stage`, the same draft -> critique
--> refine loop), then asks the judge which response the rubric prefers, once with A shown
-first and once with B shown first, concurrently. Judges favour a position; asking in both
-orders cancels that bias: when the two orders name the same response it wins, and when they
-disagree the verdict is a tie (or, with ``on_disagreement="reask"``, both orders are asked
-once more and that round decides).
+stage of the SPRI judge (:func:`spri_graph.judges.absolute.add_rubric_stage`, the same
+draft -> critique -> refine loop), then asks the judge which response the rubric prefers,
+once with A shown first and once with B shown first, concurrently. Judges favour a
+position; asking in both orders cancels that bias: when the two orders name the same
+response it wins, and when they disagree the verdict is a tie (or, with
+``on_disagreement="reask"``, both orders are asked once more and that round decides).
 
 ``prepare -> rubric_draft -> rubric_critique -(refine)-> ... -(done)-> compare``
 ``-> grade (A first | B first) -> decide -(reask)-> grade -> decide``
@@ -28,13 +28,17 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy, Send
 from typing_extensions import TypedDict
 
-from spri_graph.caching import prompt_cache_policy
-from spri_graph.critique import Critique
-from spri_graph.grading import JudgeOutputMode
-from spri_graph.judge import JUDGE_DEFAULTS, add_rubric_stage
-from spri_graph.judge_base import JudgeSettings, judge_prepare, text_field
-from spri_graph.models import ModelSpec, resolve_model_cached
-from spri_graph.nodes import (
+from spri_graph.alignment.spri import SPRIContext
+from spri_graph.engine.caching import prompt_cache_policy
+from spri_graph.engine.options import CriticOutput
+from spri_graph.engine.prompts import (
+    PAIRWISE_PROMPTS,
+    VERDICT_REMINDER,
+    fence,
+    resolve_prompts,
+    verdict_format,
+)
+from spri_graph.engine.steps import (
     ModelCall,
     StageUsage,
     Step,
@@ -46,19 +50,12 @@ from spri_graph.nodes import (
     step_node,
     structured_output,
 )
-from spri_graph.prompts import fence, resolve_prompts
-from spri_graph.rubric import Rubric
-from spri_graph.settings import CriticOutput
-from spri_graph.spri import SPRIContext
-from spri_graph.verdicts import (
-    PAIRWISE_PROMPTS,
-    VERDICT_REMINDER,
-    Better,
-    PairwiseVerdict,
-    Verdict,
-    parse_verdict,
-    verdict_format,
-)
+from spri_graph.judges.absolute import JUDGE_DEFAULTS, add_rubric_stage
+from spri_graph.judges.base import JudgeOutputMode, JudgeSettings, judge_prepare, text_field
+from spri_graph.models import ModelSpec, resolve_model_cached
+from spri_graph.readers.rubric import Rubric
+from spri_graph.readers.scores import Critique
+from spri_graph.readers.verdicts import Better, PairwiseVerdict, Verdict, parse_verdict
 
 __all__ = [
     "OrderVerdict",
@@ -400,7 +397,7 @@ def create_pairwise_judge_graph(
         retry_policy: Retry policy for transient model errors; defaults to
             :func:`spri_graph.default_retry_policy`.
         cache_policy: Cache the model nodes, as in :func:`~spri_graph.create_judge_graph`
-            (compile with ``cache=spri_graph.caching.judge_cache(...)``): the same judging
+            (compile with ``cache=spri_graph.engine.caching.judge_cache(...)``): the same judging
             run again makes no model calls.
 
     Returns:

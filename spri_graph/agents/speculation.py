@@ -27,7 +27,7 @@ from langgraph.config import get_config
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph.state import CompiledStateGraph
 
-from spri_graph.critique import Critique
+from spri_graph.readers.scores import Critique
 
 __all__ = ["EarlyModelCall", "acall_early", "call_early"]
 

@@ -1,7 +1,7 @@
 r"""A panel of judges grading with one instance-specific rubric.
 
 :func:`create_judge_panel` writes one rubric per instance with the SPRI rubric stage
-(:func:`spri_graph.judge.add_rubric_stage`), then every judge of the panel grades the
+(:func:`spri_graph.judges.absolute.add_rubric_stage`), then every judge of the panel grades the
 response with it, concurrently (one LangGraph ``Send`` per judge), as
 :func:`~spri_graph.create_fixed_rubric_judge` does. The panel's score aggregates the
 readable scores (mean, median or majority); a judge whose grading has no readable score on
@@ -35,22 +35,24 @@ from langgraph.graph import END, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy, Send
 from typing_extensions import TypedDict
 
-from spri_graph.caching import prompt_cache_policy
-from spri_graph.critique import Judgment
-from spri_graph.grading import JudgeOutputMode, grading_step, resolve_judge_output
-from spri_graph.judge import JUDGE_DEFAULTS
-from spri_graph.judge_base import (
+from spri_graph.alignment.spri import SPRIContext
+from spri_graph.engine.caching import prompt_cache_policy
+from spri_graph.engine.options import CriticOutput
+from spri_graph.engine.steps import StageUsage, Step, context_value, step_node
+from spri_graph.evaluation.metrics import Agreement, agreement
+from spri_graph.judges.absolute import JUDGE_DEFAULTS
+from spri_graph.judges.base import (
     JudgeInput,
+    JudgeOutputMode,
     JudgeSettings,
     RubricOutput,
+    grading_step,
     judge_prompt_inputs,
+    resolve_judge_output,
 )
-from spri_graph.metrics import Agreement, agreement
+from spri_graph.judges.pairwise import start_with_rubric, sum_usage
 from spri_graph.models import ModelSpec, resolve_model
-from spri_graph.nodes import StageUsage, Step, context_value, step_node
-from spri_graph.pairwise import start_with_rubric, sum_usage
-from spri_graph.settings import CriticOutput
-from spri_graph.spri import SPRIContext
+from spri_graph.readers.scores import Judgment
 
 __all__ = [
     "Aggregate",
@@ -382,7 +384,7 @@ def create_judge_panel(
             model its default (structured for the embedded local model), so a panel may
             mix both.
         cache_policy: Cache the model nodes, as in :func:`~spri_graph.create_judge_graph`
-            (compile with ``cache=spri_graph.caching.judge_cache(...)``).
+            (compile with ``cache=spri_graph.engine.caching.judge_cache(...)``).
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with the input of

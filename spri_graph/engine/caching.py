@@ -41,8 +41,8 @@ from langgraph.cache.memory import InMemoryCache
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import CachePolicy
 
-from spri_graph.critique import Judgment
-from spri_graph.rubric import Rubric
+from spri_graph.readers.rubric import Rubric
+from spri_graph.readers.scores import Judgment
 
 __all__ = [
     "JUDGE_STATE_TYPES",

@@ -4,7 +4,7 @@ Instead of one generic rubric for every instruction, the judge writes a rubric f
 instruction, on the judge's scale (1-5 by default), has a critic check its usefulness and
 refines it, grades the response with it, then critiques and refines the grading itself.
 Both stages are the same draft -> critique -> refine loop as the SPRI graph
-(:mod:`spri_graph.loop`):
+(:mod:`spri_graph.engine.loop`):
 
 ``prepare -> rubric_draft -> rubric_critique -(refine)-> rubric_refine -> ...``
 ``-(done)-> judgment_draft -> judgment_critique -(refine)-> judgment_refine -> ...``
@@ -12,11 +12,11 @@ Both stages are the same draft -> critique -> refine loop as the SPRI graph
 
 :func:`create_rubric_graph` is the rubric stage alone. The one-call baselines
 (:func:`~spri_graph.create_vanilla_judge`, :func:`~spri_graph.create_fixed_rubric_judge`) live
-in :mod:`spri_graph.baselines` and share this module's states and ``prepare`` / ``finalize``
+in :mod:`spri_graph.judges.baselines` and share this module's states and ``prepare`` / ``finalize``
 nodes. Judges of your own reuse :class:`JudgeSettings` (validated, resolved settings),
 :func:`add_rubric_stage` / :func:`add_judgment_stage` (the two loops, added to any builder)
-and the grading blocks of :mod:`spri_graph.grading`. Caching and costs:
-:mod:`spri_graph.caching`.
+and the grading blocks of :mod:`spri_graph.judges.base`. Caching and costs:
+:mod:`spri_graph.engine.caching`.
 """
 
 from __future__ import annotations
@@ -31,11 +31,14 @@ from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy
 
-from spri_graph.grading import JudgeOutputMode, grading_schema, read_grading, read_rubric
-from spri_graph.judge_base import (
+from spri_graph.alignment.spri import SPRIContext
+from spri_graph.engine.loop import RefineLoop, add_refine_loop
+from spri_graph.engine.options import CriticOutput
+from spri_graph.judges.base import (
     FixedRubricInput,
     JudgeInput,
     JudgeOutput,
+    JudgeOutputMode,
     JudgeSettings,
     JudgeState,
     RubricInput,
@@ -43,17 +46,18 @@ from spri_graph.judge_base import (
     as_rubric,
     check_reference_free,
     finalize_judgment,
+    grading_schema,
     judge_prepare,
     judge_prompt_inputs,
     judgment_finalizer,
+    read_grading,
+    read_rubric,
     render_judgment,
     text_field,
 )
-from spri_graph.loop import RefineLoop, add_refine_loop
 from spri_graph.models import ModelSpec, resolve_model_cached
-from spri_graph.rubric import GENERIC_RUBRIC, Rubric, parse_rubric, rubric_schema
-from spri_graph.settings import CriticOutput
-from spri_graph.spri import SPRIContext
+from spri_graph.readers.rubric import GENERIC_RUBRIC, Rubric, parse_rubric, rubric_schema
+from spri_graph.readers.scores import Scale
 
 __all__ = [
     "GENERIC_RUBRIC",
@@ -80,8 +84,6 @@ __all__ = [
     "render_rubric",
     "text_field",
 ]
-
-Scale = tuple[int, int]
 
 
 # --------------------------------------------------------------------------- stages
@@ -258,21 +260,21 @@ def create_judge_graph(
             readable score.
         prompts: Overrides keyed ``rubric_draft``, ``rubric_critique``, ``rubric_refine``,
             ``judgment_draft``, ``judgment_critique``, ``judgment_refine``
-            (see :data:`spri_graph.prompts.JUDGE_PROMPTS`).
+            (see :data:`spri_graph.engine.prompts.JUDGE_PROMPTS`).
         retry_policy: Retry policy for transient model errors; defaults to
             :func:`spri_graph.default_retry_policy`.
         scale: The integer score scale ``(low, high)``: ``(1, 5)``, ``(1, 10)``, ``(0, 1)``
             for pass/fail...
         judge_output: ``"text"`` reads ``<feedback>...</feedback><score>N</score>`` (and the
             rubric's ``Score N:`` lines); ``"structured"`` has the model answer with the
-            fields of :func:`spri_graph.grading.grading_schema` (and
-            :func:`spri_graph.rubric.rubric_schema`) by function calling, so the score is
+            fields of :func:`spri_graph.judges.base.grading_schema` (and
+            :func:`spri_graph.readers.rubric.rubric_schema`) by function calling, so the score is
             always on the scale. ``None`` means ``"structured"`` for the embedded local
             model and ``"text"`` otherwise.
         cache_policy: Cache the model nodes with LangGraph's node cache, e.g.
             ``CachePolicy()``, and compile with a cache
-            (:func:`spri_graph.caching.judge_cache`): re-running the same judging then
-            makes no model calls. See :mod:`spri_graph.caching` for keys and clearing.
+            (:func:`spri_graph.engine.caching.judge_cache`): re-running the same judging then
+            makes no model calls. See :mod:`spri_graph.engine.caching` for keys and clearing.
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with input ``instruction``,

@@ -38,15 +38,15 @@ from langgraph.runtime import Runtime
 from langgraph.types import CachePolicy, Command, RetryPolicy
 from typing_extensions import NotRequired, TypedDict
 
-from spri_graph.answer_review import create_answer_review_graph
-from spri_graph.critique import Critique
-from spri_graph.loop import loop_done
+from spri_graph.agents.review import create_answer_review_graph
+from spri_graph.agents.speculation import EarlyModelCall, acall_early, call_early
+from spri_graph.alignment.spri import SPRIContext, create_principles_graph, format_conversation
+from spri_graph.engine.loop import loop_done
+from spri_graph.engine.options import CriticOutput, LoopSettings
+from spri_graph.engine.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
+from spri_graph.engine.steps import StageUsage, empty_usage, message_text
 from spri_graph.models import ModelSpec
-from spri_graph.nodes import StageUsage, empty_usage, message_text
-from spri_graph.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
-from spri_graph.settings import CriticOutput, LoopSettings
-from spri_graph.speculation import EarlyModelCall, acall_early, call_early
-from spri_graph.spri import SPRIContext, create_principles_graph, format_conversation
+from spri_graph.readers.scores import Critique
 
 __all__ = ["PRINCIPLES_SECTION", "SPRIAgentState", "SPRIMiddleware", "SPRITurn"]
 

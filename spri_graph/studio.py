@@ -21,13 +21,13 @@ with ``context={...}``. The agent's input is ``{"messages": [...]}`` and its con
 offline, also set ``LANGGRAPH_CLI_NO_ANALYTICS=1`` and ``LANGGRAPH_NO_VERSION_CHECK=true``.
 
 Example:
-    >>> from spri_graph.graphs import spri
+    >>> from spri_graph.studio import spri
     >>> sorted(spri.get_context_jsonschema()["properties"])
     ['critic_model', 'max_iterations', 'model', 'threshold']
     >>> spri.invoke(  # doctest: +SKIP
     ...     {"query": "Tips for a first marathon?"}, context={"max_iterations": 2}
     ... )
-    >>> from spri_graph.graphs import calculator, convert_units
+    >>> from spri_graph.studio import calculator, convert_units
     >>> calculator.invoke({"expression": "12 * (3 + 4.5)"})
     '90'
     >>> convert_units.invoke({"value": 10, "from_unit": "km", "to_unit": "mi"})
@@ -46,10 +46,10 @@ from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import tool
 
-from spri_graph.judge import create_judge_graph
-from spri_graph.middleware import SPRIMiddleware
+from spri_graph.agents.middleware import SPRIMiddleware
+from spri_graph.alignment.spri import create_principles_graph, create_spri_graph
+from spri_graph.judges.absolute import create_judge_graph
 from spri_graph.models import resolve_model
-from spri_graph.spri import create_principles_graph, create_spri_graph
 
 __all__ = [
     "AgentContext",

@@ -15,11 +15,11 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
-from spri_graph.critique import Critique
-from spri_graph.loop import RefineLoop, add_refine_loop
-from spri_graph.nodes import StageUsage, merge_usage
-from spri_graph.settings import LoopSettings, ResolvedModels
-from spri_graph.spri import SPRIContext
+from spri_graph.alignment.spri import SPRIContext
+from spri_graph.engine.loop import RefineLoop, add_refine_loop
+from spri_graph.engine.options import LoopSettings, ResolvedModels
+from spri_graph.engine.steps import StageUsage, merge_usage
+from spri_graph.readers.scores import Critique
 
 __all__ = ["AnswerReviewState", "create_answer_review_graph"]
 

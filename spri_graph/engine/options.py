@@ -16,8 +16,8 @@ from typing import Any, Literal
 from langchain_core.runnables import Runnable
 from langgraph.types import RetryPolicy
 
+from spri_graph.engine.steps import context_value
 from spri_graph.models import ModelSpec, is_local_model, resolve_model, resolve_model_cached
-from spri_graph.nodes import context_value
 
 __all__ = [
     "CriticOutput",

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from spri_graph.metrics import MISSING_GROUP, Agreement, agreement_by, read_score
+from spri_graph.evaluation.metrics import MISSING_GROUP, Agreement, agreement_by, read_score
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -2,7 +2,7 @@
 
 A rubric has a criteria question and one description per score level, on any integer scale
 (``(1, 5)`` by default, also e.g. ``(1, 10)`` or ``(0, 1)`` for pass/fail). Rubrics are
-written in a fixed text layout (see :func:`spri_graph.prompts.rubric_layout`) and read by
+written in a fixed text layout (see :func:`spri_graph.engine.prompts.rubric_layout`) and read by
 :func:`parse_rubric`, or written as structured output with the fields of
 :func:`rubric_schema` and read by :func:`read_rubric_fields`. A rubric the model did not
 write in either form never stops a run: whatever text it wrote becomes the criteria, and
@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from spri_graph.critique import check_scale
+from spri_graph.readers.scores import Scale, check_scale
 
 __all__ = [
     "GENERIC_RUBRIC",
@@ -43,7 +43,6 @@ __all__ = [
     "rubric_schema",
 ]
 
-Scale = tuple[int, int]
 _LEVEL_KEY = re.compile(r"^score(-?\d+)_description$")
 
 

@@ -9,7 +9,7 @@
 and a conditional edge after the critique that returns ``"refine"`` while the score is below
 ``threshold`` and fewer than ``max_iterations`` critiques were made, else ``"done"``. An
 unreadable score (after ``critic_parse_retries`` re-asks) also ends the loop, keeping the
-current candidate. :func:`~spri_graph.create_refine_loop` (:mod:`spri_graph.refine`) wraps
+current candidate. :func:`create_refine_loop` wraps
 the same nodes in a graph of their own.
 
 Every model call shares one code path for sync and async: a node is a generator that yields
@@ -22,18 +22,25 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
-from langgraph.graph import StateGraph
+from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy
+from typing_extensions import TypedDict
 
-from spri_graph.caching import model_identity, prompt_cache_policy
-from spri_graph.critique import Critique, ScoredCritique, clean_text, parse_critique
-from spri_graph.nodes import (
+from spri_graph.engine.caching import model_identity, prompt_cache_policy
+from spri_graph.engine.options import (
+    CriticOutput,
+    default_retry_policy,
+    is_transient_error,
+    validate_loop_settings,
+)
+from spri_graph.engine.prompts import FORMAT_REMINDER
+from spri_graph.engine.steps import (
     Join,
     ModelCall,
     Spawn,
@@ -48,20 +55,16 @@ from spri_graph.nodes import (
     step_node,
     structured_output,
 )
-from spri_graph.prompts import FORMAT_REMINDER
-from spri_graph.settings import (
-    CriticOutput,
-    default_retry_policy,
-    is_transient_error,
-    validate_loop_settings,
-)
+from spri_graph.readers.scores import Critique, ScoredCritique, clean_text, parse_critique
 
 __all__ = [
     "CriticOutput",
     "RefineLoop",
+    "RefineLoopState",
     "StageUsage",
     "add_refine_loop",
     "context_value",
+    "create_refine_loop",
     "default_retry_policy",
     "is_transient_error",
     "loop_done",
@@ -269,7 +272,7 @@ def loop_done(critiques: Sequence[Critique], *, threshold: int, max_iterations: 
     ``max_iterations``-th.
 
     Example:
-        >>> from spri_graph.critique import Critique
+        >>> from spri_graph.readers.scores import Critique
         >>> loop_done([Critique(score=3)], threshold=4, max_iterations=4)
         False
     """
@@ -423,3 +426,93 @@ def add_refine_loop(
     builder.add_conditional_edges(critique, route_node(route.__name__, route), targets)
     builder.add_edge(refine, critique)
     return draft
+
+
+# --------------------------------------------------------------------------- a loop as a graph
+
+
+class RefineLoopState(TypedDict, total=False):
+    """State of a stand-alone refine loop (see :func:`create_refine_loop`)."""
+
+    inputs: dict[str, Any]
+    candidate: Any
+    critiques: list[Critique]
+    usage: Annotated[dict[str, StageUsage], merge_usage]
+
+
+def create_refine_loop(
+    model: BaseChatModel | Runnable[Any, Any],
+    *,
+    draft_prompt: ChatPromptTemplate,
+    critique_prompt: ChatPromptTemplate,
+    refine_prompt: ChatPromptTemplate,
+    critic_model: BaseChatModel | Runnable[Any, Any] | None = None,
+    name: str = "refine",
+    threshold: int = 4,
+    max_iterations: int = 4,
+    critic_output: CriticOutput = "text",
+    critic_parse_retries: int = 1,
+    retry_policy: RetryPolicy | None = None,
+) -> StateGraph[Any, Any, Any, Any]:
+    """Create a stand-alone draft -> critique -> refine graph.
+
+    The prompts read their variables from the ``inputs`` dict of the state, plus
+    ``candidate`` (critique and refine) and ``feedback`` (refine).
+
+    Args:
+        model: Chat model that drafts and refines.
+        draft_prompt: Prompt for the first candidate.
+        critique_prompt: Prompt for the critic; should ask for ``[RESULT] N``.
+        refine_prompt: Prompt that rewrites ``candidate`` from ``feedback``.
+        critic_model: Chat model that critiques; defaults to ``model``.
+        name: Stage name used for nodes, tracing and usage.
+        threshold: Score (1-5) that accepts a candidate.
+        max_iterations: Most critiques to make (at least 1).
+        critic_output: ``"text"`` or ``"structured"``.
+        critic_parse_retries: Re-asks when a text critique carries no score.
+        retry_policy: Retry policy for transient model errors; defaults to
+            :func:`default_retry_policy`.
+
+    Returns:
+        An uncompiled :class:`~langgraph.graph.StateGraph` over :class:`RefineLoopState`.
+
+    Example:
+        >>> from langchain_core.language_models import GenericFakeChatModel
+        >>> from langchain_core.prompts import ChatPromptTemplate
+        >>> model = GenericFakeChatModel(messages=iter(["A haiku.", "Vivid. [RESULT] 5"]))
+        >>> graph = create_refine_loop(
+        ...     model,
+        ...     draft_prompt=ChatPromptTemplate.from_template("Write about {topic}"),
+        ...     critique_prompt=ChatPromptTemplate.from_template("Grade: {candidate}"),
+        ...     refine_prompt=ChatPromptTemplate.from_template("{candidate} {feedback}"),
+        ... ).compile()
+        >>> out = graph.invoke({"inputs": {"topic": "rain"}})
+        >>> out["candidate"], out["critiques"][0].score
+        ('A haiku.', 5)
+    """
+    loop = RefineLoop(
+        name=name,
+        model=model,
+        critic_model=critic_model,
+        draft_prompt=draft_prompt,
+        critique_prompt=critique_prompt,
+        refine_prompt=refine_prompt,
+        candidate_key="candidate",
+        critiques_key="critiques",
+        prompt_inputs=lambda state: dict(state.get("inputs") or {}),
+        threshold=threshold,
+        max_iterations=max_iterations,
+        critic_output=critic_output,
+        critic_parse_retries=critic_parse_retries,
+    )
+    builder = StateGraph(RefineLoopState)
+    builder.add_edge(
+        START,
+        add_refine_loop(
+            builder,
+            loop,
+            then=END,
+            retry_policy=default_retry_policy() if retry_policy is None else retry_policy,
+        ),
+    )
+    return builder

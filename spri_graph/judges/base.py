@@ -1,0 +1,696 @@
+"""What every judge shares: states, settings, output modes, the grading step, prepare/finalize.
+
+:mod:`spri_graph.judges.absolute` (the SPRI judge), :mod:`spri_graph.judges.baselines`,
+the pairwise judge, panels and judges of your own build on these:
+
+* the input and output states, the ``prepare`` node that validates the input before any
+  model call, the judge prompts' variables, the ``finalize`` node, and
+  :class:`JudgeSettings` (every setting checked, then the models resolved once);
+* output modes: a judge writes its grading (and, for the SPRI judge, its rubric) either as
+  text, read by :func:`~spri_graph.parse_judgment` / :func:`~spri_graph.parse_rubric`, or
+  as structured output: a tool call with the fields of :func:`grading_schema` /
+  :func:`~spri_graph.readers.rubric.rubric_schema`, made by function calling and, on the
+  embedded local model, constrained by a grammar so that it always holds a score on the
+  scale. ``judge_output=None`` picks structured output for the embedded local model and
+  text otherwise, like ``critic_output``;
+* :func:`answer_with_schema` (a model that answers every call with a schema) and
+  :class:`StructuredDrafts` (one that does so for a refine loop's draft and refine calls);
+* :func:`structured_fields`, :func:`read_grading`, :func:`read_rubric`: the readers,
+  structured first, text as the fallback;
+* :func:`grading_step`: one grading call as a step (see
+  :func:`spri_graph.engine.steps.step_node`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, Protocol
+
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.utils.json import parse_partial_json
+from langgraph.types import CachePolicy
+from pydantic import BaseModel, Field, create_model
+from typing_extensions import TypedDict
+
+from spri_graph.engine.caching import check_cache_policy, model_identity
+from spri_graph.engine.options import LoopSettings, ResolvedModels, check_context
+from spri_graph.engine.prompts import (
+    JUDGE_PROMPTS,
+    fence,
+    grading_format,
+    resolve_prompts,
+    rubric_format,
+    score_levels,
+)
+from spri_graph.engine.steps import (
+    ModelCall,
+    StageUsage,
+    Step,
+    add_usage,
+    context_value,
+    empty_usage,
+    merge_usage,
+    message_text,
+    structured_output,
+)
+from spri_graph.models import ModelSpec, is_local_model, resolve_model_cached
+from spri_graph.readers.rubric import Rubric, coerce_rubric, parse_rubric, read_rubric_fields
+from spri_graph.readers.scores import Critique, Judgment, Scale, check_scale, parse_judgment
+
+__all__ = [
+    "FixedRubricInput",
+    "JudgeInput",
+    "JudgeOutput",
+    "JudgeOutputMode",
+    "JudgeSettings",
+    "JudgeState",
+    "RubricInput",
+    "RubricOutput",
+    "StructuredDrafts",
+    "answer_with_schema",
+    "as_judgment",
+    "as_rubric",
+    "check_judge_output",
+    "check_reference_free",
+    "finalize_judgment",
+    "grading_schema",
+    "grading_step",
+    "judge_prepare",
+    "judge_prompt_inputs",
+    "judgment_finalizer",
+    "read_grading",
+    "read_rubric",
+    "render_judgment",
+    "resolve_judge_output",
+    "structured_fields",
+    "text_field",
+]
+
+JudgeOutputMode = Literal["text", "structured"]
+
+
+def check_judge_output(judge_output: Any) -> None:
+    """Raise a ``ValueError`` unless ``judge_output`` is ``"text"``, ``"structured"`` or None.
+
+    Example:
+        >>> check_judge_output("json")
+        Traceback (most recent call last):
+        ...
+        ValueError: judge_output must be 'text', 'structured' or None, got 'json'
+    """
+    if judge_output not in (None, "text", "structured"):
+        raise ValueError(f"judge_output must be 'text', 'structured' or None, got {judge_output!r}")
+
+
+def resolve_judge_output(judge_output: JudgeOutputMode | None, model: Any) -> JudgeOutputMode:
+    """The output mode a judge model gets: ``None`` means structured for the local model.
+
+    Example:
+        >>> resolve_judge_output(None, object()), resolve_judge_output("structured", None)
+        ('text', 'structured')
+    """
+    check_judge_output(judge_output)
+    if judge_output is None:
+        return "structured" if is_local_model(model) else "text"
+    return judge_output
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@functools.lru_cache(maxsize=32)
+def _grading_schema(scale: Scale) -> type[BaseModel]:
+    low, high = scale
+    feedback = Field(description="Concise feedback that judges the response by the rubric.")
+    score = Field(
+        ge=low, le=high, description=f"The rubric level the response meets, {low}-{high}."
+    )
+    doc = f"A grading of one response by a rubric: feedback, then a {low}-{high} score."
+    return create_model("Grading", __doc__=doc, feedback=(str, feedback), score=(int, score))
+
+
+def grading_schema(scale: Scale = (1, 5)) -> type[BaseModel]:
+    """The structured-output schema of a grading on ``scale`` (tool name ``Grading``).
+
+    Fields: ``feedback`` (a string), then ``score`` (an integer from ``low`` to ``high``).
+
+    Example:
+        >>> grading_schema((1, 10)).model_json_schema()["properties"]["score"]["maximum"]
+        10
+    """
+    return _grading_schema(check_scale(scale))
+
+
+# --------------------------------------------------------------------------- models
+
+
+def answer_with_schema(model: Runnable[Any, Any], schema: type[BaseModel]) -> Runnable[Any, Any]:
+    """``model`` answering with ``schema`` by function calling, replying its ``AIMessage``.
+
+    Unlike ``with_structured_output``, the reply stays a message: its tool call carries the
+    fields (read them with :func:`structured_fields`) and its ``usage_metadata`` the tokens.
+    """
+    return structured_output(model, schema) | RunnableLambda(itemgetter("raw"), name="raw")
+
+
+class StructuredDrafts(Runnable[LanguageModelInput, BaseMessage]):
+    """A chat model whose refine-loop draft and refine calls answer with ``schema``.
+
+    A :class:`~spri_graph.RefineLoop` calls one model to draft, refine and, when no critic is
+    given, critique. Wrapped in this, the model answers the calls tagged as drafts and
+    refinements (``spri_step`` metadata ``"draft"`` or ``"refine"``, which every loop call
+    carries) through :func:`answer_with_schema`, and every other call as it is, so a critic
+    sharing the model still writes its text or structured critique.
+
+    Args:
+        model: The chat model.
+        schema: The structured-output schema of the candidates.
+    """
+
+    def __init__(self, model: Runnable[Any, Any], schema: type[BaseModel]) -> None:
+        self.model = model
+        self.schema = schema
+        self.structured = answer_with_schema(model, schema)
+
+    def _pick(self, config: RunnableConfig | None) -> Runnable[Any, Any]:
+        metadata = (config or {}).get("metadata") or {}
+        return self.structured if metadata.get("spri_step") in ("draft", "refine") else self.model
+
+    def invoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> BaseMessage:
+        """Call the model, structured for draft and refine calls."""
+        return self._pick(config).invoke(input, config, **kwargs)  # type: ignore[no-any-return]
+
+    async def ainvoke(
+        self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> BaseMessage:
+        """Call the model asynchronously, structured for draft and refine calls."""
+        return await self._pick(config).ainvoke(input, config, **kwargs)  # type: ignore[no-any-return]
+
+    def with_structured_output(
+        self, schema: Any, *, include_raw: bool = False, **kwargs: Any
+    ) -> Runnable[Any, Any]:
+        """The wrapped model's structured output (a critic sharing the model uses it)."""
+        if include_raw and not kwargs:
+            return structured_output(self.model, schema)
+        return self.model.with_structured_output(schema, include_raw=include_raw, **kwargs)  # type: ignore[attr-defined, no-any-return]
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        """The wrapped model's identity and the schema (node cache keys use it)."""
+        return {
+            "model": model_identity(self.model),
+            "schema": json.dumps(self.schema.model_json_schema(), sort_keys=True),
+        }
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0:
+        return None
+    data: Any = None
+    if end > start:
+        try:
+            data = json.loads(text[start : end + 1])
+        except ValueError:
+            data = None
+    if data is None:
+        try:  # cut off by the token limit
+            data = parse_partial_json(text[start:])
+        except ValueError:
+            return None
+    return data if isinstance(data, dict) else None
+
+
+def structured_fields(message: BaseMessage) -> dict[str, Any] | None:
+    """The fields of a structured answer: its tool call, or a JSON object in its text.
+
+    A tool call whose JSON was cut off (an ``invalid_tool_call``) is read as far as it goes.
+
+    Returns:
+        The fields, or ``None`` when the message holds no JSON object.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage
+        >>> structured_fields(AIMessage('{"feedback": "Fine.", "score": 4}'))
+        {'feedback': 'Fine.', 'score': 4}
+    """
+    for call in getattr(message, "tool_calls", None) or []:
+        if isinstance(call.get("args"), Mapping):
+            return dict(call["args"])
+    for call in getattr(message, "invalid_tool_calls", None) or []:
+        if isinstance(call.get("args"), str) and (found := _json_object(call["args"])):
+            return found
+    return _json_object(message_text(message))
+
+
+def _score(value: Any, scale: Scale) -> float | None:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if scale[0] <= value <= scale[1] else None
+
+
+def read_grading(
+    message: BaseMessage,
+    *,
+    scale: Scale = (1, 5),
+    quoted: str | Sequence[str] | None = None,
+    structured: bool = False,
+) -> Judgment:
+    """Read a judge's grading: structured fields first, else its text.
+
+    Args:
+        message: The judge's reply.
+        scale: The ``(low, high)`` scale; a score outside it is unread (``None``).
+        quoted: The text under judgment: score markers copied from it do not count
+            (see :func:`~spri_graph.parse_judgment`).
+        structured: Read the fields of :func:`grading_schema` when the reply has them.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage
+        >>> read_grading(AIMessage('{"feedback": "Ok.", "score": 9}'), structured=True).score
+        >>> read_grading(AIMessage("<feedback>Ok.</feedback><score>4</score>")).score
+        4.0
+    """
+    scale = check_scale(scale)
+    if structured:
+        fields = structured_fields(message)
+        if fields is not None and ("score" in fields or "feedback" in fields):
+            feedback = fields.get("feedback")
+            return Judgment(
+                feedback=feedback.strip() if isinstance(feedback, str) else "",
+                score=_score(fields.get("score"), scale),
+                raw=json.dumps(fields),
+                scale=scale,
+            )
+    return parse_judgment(message_text(message), scale=scale, quoted=quoted)
+
+
+def read_rubric(message: BaseMessage, *, scale: Scale = (1, 5), structured: bool = False) -> Rubric:
+    """Read a rubric writer's reply: structured fields first, else its text.
+
+    Missing levels get the generic description either way (see :func:`parse_rubric`).
+    """
+    if structured and (rubric := read_rubric_fields(structured_fields(message), scale=scale)):
+        return rubric
+    return parse_rubric(message_text(message), scale=scale)
+
+
+# --------------------------------------------------------------------------- grading step
+
+
+def grading_step(
+    model: Runnable[Any, Any],
+    prompt: ChatPromptTemplate,
+    prompt_inputs: Callable[[Mapping[str, Any]], dict[str, Any]],
+    *,
+    scale: Scale = (1, 5),
+    judge_output: JudgeOutputMode = "text",
+    quoted_keys: Sequence[str] = ("response",),
+    key: str = "judgment",
+    stage: str = "judgment",
+    step: str = "grade",
+) -> Callable[[Mapping[str, Any]], Step]:
+    """One grading call as a step: prompt -> model -> :func:`read_grading`.
+
+    Wrap it with :func:`spri_graph.engine.steps.step_node` to get a node that runs sync or async.
+    The call is tagged ``spri:<stage>:<step>``, and a per-run ``model`` from the graph's
+    context replaces ``model``.
+
+    Args:
+        model: The judge model.
+        prompt: The grading prompt.
+        prompt_inputs: Builds the prompt's variables from the state.
+        scale: The judge's scale.
+        judge_output: ``"text"`` or ``"structured"`` (see :func:`resolve_judge_output`).
+        quoted_keys: State keys holding the text under judgment.
+        key: State key the :class:`~spri_graph.Judgment` is written to.
+        stage: Stage name, for tracing and ``usage``.
+        step: Step name, for tracing.
+
+    Returns:
+        A step whose update is ``{key: Judgment, "usage": {stage: StageUsage}}``.
+    """
+    scale = check_scale(scale)
+    check_judge_output(judge_output)
+    structured = judge_output == "structured"
+    schema = grading_schema(scale)
+
+    def grade(state: Mapping[str, Any]) -> Step:
+        name = context_value("model")
+        runnable = resolve_model_cached(name, field="model") if name else model
+        if structured:
+            runnable = answer_with_schema(runnable, schema)
+        messages = prompt.format_messages(**prompt_inputs(state))
+        message = yield ModelCall.for_stage(runnable, messages, stage=stage, step=step)
+        quoted = [state[k] for k in quoted_keys if isinstance(state.get(k), str)]
+        return {
+            key: read_grading(message, scale=scale, quoted=quoted, structured=structured),
+            "usage": {stage: add_usage(empty_usage(), message, critic=False)},
+        }
+
+    return grade
+
+
+# ---------------------------------------------------------------------------
+
+
+def render_judgment(judgment: Judgment) -> str:
+    """A grading in the ``<feedback>..</feedback><score>N</score>`` layout the critic reads."""
+    judgment = as_judgment(judgment)
+    score = "none given" if judgment.score is None else f"{judgment.score:g}"
+    return f"<feedback>{judgment.feedback}</feedback><score>{score}</score>"
+
+
+# --------------------------------------------------------------------------- state
+
+
+class RubricInput(TypedDict, total=False):
+    """Input of :func:`create_rubric_graph`.
+
+    ``reference_answer`` (a response that would get the top score) is used only by graphs
+    built with ``reference_free=False``, which require it.
+    """
+
+    instruction: str
+    reference_answer: str | None
+
+
+class JudgeInput(RubricInput, total=False):
+    """Input of the judge graphs: the instruction and the response to grade."""
+
+    response: str
+
+
+class FixedRubricInput(JudgeInput, total=False):
+    """Input of :func:`create_fixed_rubric_judge`: ``rubric`` overrides the factory's rubric.
+
+    ``rubric`` may be a :class:`Rubric`, a dict of its fields, or rubric text.
+    """
+
+    rubric: Rubric
+
+
+class RubricOutput(TypedDict, total=False):
+    """Output of :func:`create_rubric_graph`."""
+
+    rubric: Rubric
+    rubric_critiques: list[Critique]
+    usage: Annotated[dict[str, StageUsage], merge_usage]
+
+
+class JudgeOutput(RubricOutput, total=False):
+    """Output of the judge graphs.
+
+    ``score`` is ``None`` when the final grading carried no readable score on the judge's
+    scale. ``usage`` maps each stage (``"rubric"``, ``"judgment"``) to its model calls and
+    tokens.
+    """
+
+    score: float | None
+    feedback: str
+    judgment_critiques: list[Critique]
+
+
+class JudgeState(FixedRubricInput, JudgeOutput, total=False):
+    """Full state of the judge graphs.
+
+    ``judgment`` is the grading under refinement; ``context_models`` the per-run models of
+    the graph's context (part of every node's cache key).
+    """
+
+    judgment: Judgment
+    context_models: dict[str, str | None]
+
+
+class _JudgeNode(Protocol):
+    """A node of the judge graphs (LangGraph passes the state as ``state``)."""
+
+    def __call__(self, state: JudgeState) -> dict[str, Any]: ...
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def text_field(state: Mapping[str, Any], key: str) -> str:
+    """``state[key]`` when it is a non-empty string, else a ``ValueError`` naming ``key``."""
+    value = state.get(key)
+    if value is None:
+        raise ValueError(f"{key}: missing; pass a non-empty string {key!r}")
+    if not isinstance(value, str):
+        raise ValueError(f"{key} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def judge_prepare(
+    *,
+    with_response: bool,
+    reference_free: bool,
+    rubric: Rubric | None,
+    rubric_from_input: bool,
+    scale: Scale = (1, 5),
+) -> _JudgeNode:
+    """The ``prepare`` node of the judge graphs: validate the input before any model call.
+
+    It also records the context's per-run models in ``context_models``.
+
+    Args:
+        with_response: Require a ``response`` (a judge; not the rubric stage alone).
+        reference_free: Ignore ``reference_answer`` (else require it).
+        rubric: A fixed rubric to grade with, if any.
+        rubric_from_input: Take the rubric from the input (falling back to ``rubric``).
+        scale: The judge's scale; a rubric from the input must have its levels.
+    """
+
+    def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
+        update: dict[str, Any] = {"instruction": text_field(state, "instruction")}
+        if with_response:
+            update["response"] = text_field(state, "response")
+        reference = state.get("reference_answer")
+        if not reference_free:
+            update["reference_answer"] = text_field(state, "reference_answer")
+        elif reference is not None and not isinstance(reference, str):
+            raise ValueError(
+                f"reference_answer must be a string or None, got {type(reference).__name__}"
+            )
+        if rubric_from_input:
+            given = state.get("rubric")
+            if given is None and rubric is None:
+                raise ValueError(
+                    "rubric: missing; pass rubric= to create_fixed_rubric_judge or a 'rubric' "
+                    "in the input"
+                )
+            update["rubric"] = (
+                rubric if given is None else coerce_rubric(given, "rubric", scale=scale)
+            )
+        elif rubric is not None:
+            update["rubric"] = rubric
+        check_context()
+        update["context_models"] = {key: context_value(key) for key in ("model", "critic_model")}
+        return update
+
+    return prepare
+
+
+def judge_prompt_inputs(
+    reference_free: bool, *, scale: Scale = (1, 5), judge_output: JudgeOutputMode = "text"
+) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    """The judge prompts' variables from the state (the reference only when used).
+
+    See :data:`spri_graph.engine.prompts.JUDGE_PROMPTS` for the variables.
+    """
+    low, high = check_scale(scale)
+    structured = judge_output == "structured"
+    fixed = {
+        "low": low,
+        "high": high,
+        "levels": score_levels((low, high)),
+        "rubric_format": rubric_format((low, high), structured=structured),
+        "grading_format": grading_format((low, high), structured=structured),
+    }
+
+    def inputs(state: Mapping[str, Any]) -> dict[str, Any]:
+        reference = None if reference_free else state.get("reference_answer")
+        rubric = as_rubric(state.get("rubric"))
+        response = state.get("response") or ""
+        return {
+            "instruction": state["instruction"],
+            "response": response,
+            "response_block": fence(response),
+            "reference_section": (
+                f"\n\n### Reference Answer (Score {high}):\n{reference}" if reference else ""
+            ),
+            "rubric": rubric.render() if rubric is not None else "",
+            "context_models": state.get("context_models"),
+            **fixed,
+        }
+
+    return inputs
+
+
+def as_rubric(value: Any) -> Rubric | None:
+    """A :class:`Rubric` from state, also when read back as a dict of its fields.
+
+    A checkpoint or cache whose serializer does not allow the class gives plain data back.
+    """
+    return Rubric.model_validate(value) if isinstance(value, Mapping) else value
+
+
+def as_judgment(value: Any) -> Judgment:
+    """A :class:`~spri_graph.Judgment` from state, also when read back as a dict."""
+    return Judgment.model_validate(value) if isinstance(value, Mapping) else value
+
+
+def finalize_judgment(state: Any) -> dict[str, Any]:
+    """The ``finalize`` node of the judge graphs: the output keys from the final grading."""
+    judgment = as_judgment(state["judgment"])
+    return {
+        "rubric": as_rubric(state.get("rubric")),
+        "score": judgment.score,
+        "feedback": judgment.feedback,
+        "rubric_critiques": [Critique.of(c) for c in state.get("rubric_critiques") or []],
+        "judgment_critiques": [Critique.of(c) for c in state.get("judgment_critiques") or []],
+    }
+
+
+def judgment_finalizer(
+    *, scale: Scale = (1, 5), judge_output: JudgeOutputMode = "text"
+) -> _JudgeNode:
+    """A ``finalize`` node that reads the final grading again with the response quoted.
+
+    Inside the refine loop a grading is read from the judge's reply alone; here its raw
+    output is read again with the response as ``quoted``, so score markers the judge copied
+    from the response (``<score>5</score>`` written into it) cannot set the grade.
+    """
+    structured = judge_output == "structured"
+
+    def finalize(state: Mapping[str, Any]) -> dict[str, Any]:
+        judgment = as_judgment(state["judgment"])
+        if judgment.raw is not None:
+            judgment = read_grading(
+                AIMessage(content=judgment.raw),
+                scale=scale,
+                quoted=state.get("response"),
+                structured=structured,
+            )
+        return finalize_judgment({**state, "judgment": judgment})
+
+    return finalize
+
+
+def check_reference_free(reference_free: Any) -> None:
+    """Raise a ``ValueError`` unless ``reference_free`` is a bool."""
+    if not isinstance(reference_free, bool):
+        raise ValueError(f"reference_free must be True or False, got {reference_free!r}")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """Validated, resolved settings of one judge factory call.
+
+    Build it with :meth:`create`, which checks every setting (naming the bad one in a
+    ``ValueError``) before resolving the models, then pass it to :func:`add_rubric_stage`,
+    :func:`add_judgment_stage` or a judge of your own.
+
+    Attributes:
+        loop: Refine-loop settings (the critics' threshold is on their own 1-5 scale).
+        models: The resolved base and critic models.
+        scale: The judge's ``(low, high)`` scale.
+        judge_output: ``"text"`` or ``"structured"``, the local-model default applied.
+        reference_free: Whether a ``reference_answer`` is ignored (else required).
+        prompts: The judge prompts, overrides merged in.
+        cache_policy: The node cache policy (``None``: no caching).
+    """
+
+    loop: LoopSettings
+    models: ResolvedModels
+    scale: Scale
+    judge_output: JudgeOutputMode
+    reference_free: bool
+    prompts: Mapping[str, ChatPromptTemplate]
+    cache_policy: CachePolicy[Any] | None = None
+
+    @classmethod
+    def create(
+        cls,
+        model: ModelSpec = None,
+        *,
+        critic_model: ModelSpec = None,
+        scale: Any = (1, 5),
+        judge_output: JudgeOutputMode | None = None,
+        reference_free: bool = True,
+        prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
+        default_prompts: Mapping[str, ChatPromptTemplate] = JUDGE_PROMPTS,
+        cache_policy: CachePolicy[Any] | None = None,
+        **loop_settings: Any,
+    ) -> JudgeSettings:
+        """Check the settings, then resolve the models.
+
+        Args:
+            model: The judge model (see :func:`create_judge_graph`).
+            critic_model: The critic model; ``None`` means ``model``.
+            scale: The judge's integer scale ``(low, high)``.
+            judge_output: ``"text"``, ``"structured"`` or ``None`` (structured for the
+                embedded local model).
+            reference_free: See :func:`create_judge_graph`.
+            prompts: Prompt overrides, keyed like ``default_prompts``.
+            default_prompts: The prompts the overrides apply to.
+            cache_policy: See :func:`create_judge_graph`.
+            **loop_settings: :class:`~spri_graph.engine.options.LoopSettings` fields
+                (``threshold``, ``max_iterations``, ``critic_output``, ...).
+        """
+        scale = check_scale(scale)
+        check_judge_output(judge_output)
+        check_reference_free(reference_free)
+        check_cache_policy(cache_policy)
+        loop = LoopSettings(**loop_settings)
+        stage_prompts = resolve_prompts(default_prompts, prompts)
+        models = loop.resolve(model, critic_model)
+        return cls(
+            loop=loop,
+            models=models,
+            scale=scale,
+            judge_output=resolve_judge_output(judge_output, models.base),
+            reference_free=reference_free,
+            prompts=MappingProxyType(stage_prompts),
+            cache_policy=cache_policy,
+        )
+
+    @property
+    def structured(self) -> bool:
+        """Whether gradings and rubrics are structured output."""
+        return self.judge_output == "structured"
+
+    def prompt_inputs(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        """The prompts' variables from the state (see :func:`judge_prompt_inputs`)."""
+        return judge_prompt_inputs(
+            self.reference_free, scale=self.scale, judge_output=self.judge_output
+        )
+
+    def answering(
+        self, model: Runnable[Any, Any], schema: Callable[[Scale], type]
+    ) -> Runnable[Any, Any]:
+        """``model`` as the loops call it: structured drafts and refinements when asked."""
+        return StructuredDrafts(model, schema(self.scale)) if self.structured else model
