@@ -19,7 +19,6 @@ Example:
 from spri_graph.agents.middleware import SPRIMiddleware
 from spri_graph.alignment.spri import (
     PrinciplesOutput,
-    SPRIContext,
     SPRIInput,
     SPRIOutput,
     SPRIState,
@@ -29,7 +28,7 @@ from spri_graph.alignment.spri import (
 from spri_graph.alignment.streaming import SPRIEvent, aspri_events, spri_events
 from spri_graph.engine.caching import UsageCounter, judge_cache
 from spri_graph.engine.loop import RefineLoop, RefineLoopState, add_refine_loop, create_refine_loop
-from spri_graph.engine.options import default_retry_policy, is_transient_error
+from spri_graph.engine.options import SPRIContext, default_retry_policy, is_transient_error
 from spri_graph.engine.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
 from spri_graph.engine.steps import StageUsage
 from spri_graph.evaluation.evaluators import (

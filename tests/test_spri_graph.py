@@ -368,7 +368,7 @@ def test_bad_query_fails_before_any_model_call(inputs: dict, message: str, mode:
         ({"threshold": 3.5}, "threshold must be an integer from 1 to 5"),
         ({"max_iterations": 0}, "max_iterations must be an integer >= 1, got 0"),
         ({"critic_output": "json"}, "critic_output must be 'text' or 'structured'"),
-        ({"critic_parse_retries": -1}, "critic_parse_retries must be an integer >= 0"),
+        ({"critic_parse_retries": -1}, "parse_retries must be an integer >= 0"),
         ({"prompts": {"principle_draft": "x"}}, "prompts: unknown prompt 'principle_draft'"),
         ({"seed_examples": [{"query": "q"}]}, "seed_examples\\[0\\] needs a non-empty string"),
     ],

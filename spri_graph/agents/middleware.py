@@ -17,7 +17,7 @@ The state keys it adds all start with ``spri_``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from langchain.agents.middleware import (
@@ -40,9 +40,9 @@ from typing_extensions import NotRequired, TypedDict
 
 from spri_graph.agents.review import create_answer_review_graph
 from spri_graph.agents.speculation import EarlyModelCall, acall_early, call_early
-from spri_graph.alignment.spri import SPRIContext, create_principles_graph, format_conversation
+from spri_graph.alignment.spri import create_principles_graph, format_conversation
 from spri_graph.engine.loop import loop_done
-from spri_graph.engine.options import CriticOutput, LoopSettings
+from spri_graph.engine.options import LoopSettings, OutputMode, SPRIContext
 from spri_graph.engine.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
 from spri_graph.engine.steps import StageUsage, empty_usage, message_text
 from spri_graph.models import ModelSpec
@@ -261,7 +261,7 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         critic_model: ModelSpec = None,
         threshold: int = 4,
         max_iterations: int = 4,
-        critic_output: CriticOutput | None = None,
+        critic_output: OutputMode | None = None,
         critic_parse_retries: int = 1,
         prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
         seed_examples: Sequence[SeedExample] | None = None,
@@ -279,7 +279,7 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
             threshold=threshold,
             max_iterations=max_iterations,
             critic_output=critic_output,
-            critic_parse_retries=critic_parse_retries,
+            parse_retries=critic_parse_retries,
             retry_policy=retry_policy,
         )
         if not isinstance(principles, bool) and not (
@@ -303,7 +303,7 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
                 "principles=True (written each turn) or a string of fixed principles"
             )
         stage_prompts = resolve_prompts(SPRI_PROMPTS, prompts)
-        models = settings.resolve(model, critic_model)
+        models = replace(settings, critic_model=critic_model).resolve(model)
         self.principles = principles
         self.refine_answer = refine_answer
         self.speculative = speculative
@@ -320,7 +320,11 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
             history=history,
             cache_policy=cache_policy,
             stream_critiques=stream_critiques,
-            **settings.as_kwargs(),
+            threshold=settings.threshold,
+            max_iterations=settings.max_iterations,
+            critic_output=settings.critic_output,
+            critic_parse_retries=settings.parse_retries,
+            retry_policy=settings.retry_policy,
         )
         self._principles_graph = (
             principles_graph.compile(name="spri_principles", cache=cache)

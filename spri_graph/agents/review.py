@@ -15,9 +15,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
-from spri_graph.alignment.spri import SPRIContext
 from spri_graph.engine.loop import RefineLoop, add_refine_loop
-from spri_graph.engine.options import LoopSettings, ResolvedModels
+from spri_graph.engine.options import LoopSettings, ResolvedModels, SPRIContext
 from spri_graph.engine.steps import StageUsage, merge_usage
 from spri_graph.readers.scores import Critique
 
@@ -67,7 +66,7 @@ def create_answer_review_graph(
         threshold=settings.threshold,
         max_iterations=settings.max_iterations,
         critic_output=models.critic_output,
-        critic_parse_retries=settings.critic_parse_retries,
+        critic_parse_retries=settings.parse_retries,
         critic_tags=critic_tags,
     )
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(

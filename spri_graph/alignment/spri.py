@@ -13,7 +13,7 @@ after the principles stage: the graph pauses and a person approves or edits the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -25,7 +25,7 @@ from langgraph.types import CachePolicy, RetryPolicy, interrupt
 from typing_extensions import TypedDict
 
 from spri_graph.engine.loop import RefineLoop, add_refine_loop
-from spri_graph.engine.options import CriticOutput, LoopSettings, check_context
+from spri_graph.engine.options import LoopSettings, OutputMode, SPRIContext, check_context
 from spri_graph.engine.prompts import (
     SPRI_PROMPTS,
     SeedExample,
@@ -140,25 +140,6 @@ class SPRIState(SPRIInput, SPRIOutput, total=False):
 
     conversation: str
     response_speculative: bool
-
-
-@dataclass
-class SPRIContext:
-    """Per-run settings: ``graph.invoke(..., context=SPRIContext(...))``.
-
-    ``None`` keeps the value given to the factory.
-
-    Attributes:
-        model: Model string for the base model (e.g. ``"openai:gpt-4o-mini"``, ``"local"``).
-        critic_model: Model string for the critic.
-        threshold: Score (1-5) that accepts a candidate.
-        max_iterations: Most critiques per stage.
-    """
-
-    model: str | None = None
-    critic_model: str | None = None
-    threshold: int | None = None
-    max_iterations: int | None = None
 
 
 _SPEAKERS = {"human": "User", "ai": "Assistant"}
@@ -288,7 +269,7 @@ def _build(
     """
     stage_prompts = resolve_prompts(SPRI_PROMPTS, prompts)
     examples_section = format_seed_examples(seed_examples)
-    models = settings.resolve(model, critic_model)
+    models = replace(settings, critic_model=critic_model).resolve(model)
     policy = settings.policy
 
     def loop(name: str, candidate_key: str, critiques_key: str) -> RefineLoop:
@@ -306,7 +287,7 @@ def _build(
             threshold=settings.threshold,
             max_iterations=settings.max_iterations,
             critic_output=models.critic_output,
-            critic_parse_retries=settings.critic_parse_retries,
+            critic_parse_retries=settings.parse_retries,
             resolve_model=resolve_model_cached,
             critic_tags=() if shape.stream_critiques else (TAG_NOSTREAM,),
         )
@@ -360,7 +341,7 @@ def create_spri_graph(
     critic_model: ModelSpec = None,
     threshold: int = 4,
     max_iterations: int = 4,
-    critic_output: CriticOutput | None = None,
+    critic_output: OutputMode | None = None,
     critic_parse_retries: int = 1,
     seed_examples: Sequence[SeedExample] | None = None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
@@ -439,7 +420,7 @@ def create_spri_graph(
             threshold=threshold,
             max_iterations=max_iterations,
             critic_output=critic_output,
-            critic_parse_retries=critic_parse_retries,
+            parse_retries=critic_parse_retries,
             retry_policy=retry_policy,
         ),
         seed_examples=seed_examples,
@@ -460,7 +441,7 @@ def create_principles_graph(
     critic_model: ModelSpec = None,
     threshold: int = 4,
     max_iterations: int = 4,
-    critic_output: CriticOutput | None = None,
+    critic_output: OutputMode | None = None,
     critic_parse_retries: int = 1,
     seed_examples: Sequence[SeedExample] | None = None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
@@ -491,7 +472,7 @@ def create_principles_graph(
             threshold=threshold,
             max_iterations=max_iterations,
             critic_output=critic_output,
-            critic_parse_retries=critic_parse_retries,
+            parse_retries=critic_parse_retries,
             retry_policy=retry_policy,
         ),
         seed_examples=seed_examples,

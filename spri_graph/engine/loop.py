@@ -34,7 +34,7 @@ from typing_extensions import TypedDict
 
 from spri_graph.engine.caching import model_identity, prompt_cache_policy
 from spri_graph.engine.options import (
-    CriticOutput,
+    OutputMode,
     default_retry_policy,
     is_transient_error,
     validate_loop_settings,
@@ -58,7 +58,7 @@ from spri_graph.engine.steps import (
 from spri_graph.readers.scores import Critique, ScoredCritique, clean_text, parse_critique
 
 __all__ = [
-    "CriticOutput",
+    "OutputMode",
     "RefineLoop",
     "RefineLoopState",
     "StageUsage",
@@ -120,7 +120,7 @@ class RefineLoop:
     render_candidate: Callable[[Any], str] = str
     threshold: int = 4
     max_iterations: int = 4
-    critic_output: CriticOutput = "text"
+    critic_output: OutputMode = "text"
     critic_parse_retries: int = 1
     resolve_model: ModelResolver | None = None
     critic_tags: tuple[str, ...] = ()
@@ -132,7 +132,7 @@ class RefineLoop:
             threshold=self.threshold,
             max_iterations=self.max_iterations,
             critic_output=self.critic_output,
-            critic_parse_retries=self.critic_parse_retries,
+            parse_retries=self.critic_parse_retries,
         )
 
     @property
@@ -450,7 +450,7 @@ def create_refine_loop(
     name: str = "refine",
     threshold: int = 4,
     max_iterations: int = 4,
-    critic_output: CriticOutput = "text",
+    critic_output: OutputMode = "text",
     critic_parse_retries: int = 1,
     retry_policy: RetryPolicy | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:

@@ -1,35 +1,45 @@
-"""Settings every SPRI factory shares: loop limits, critic output, retries, models.
+"""The options every entry point shares, declared once: loop limits, critic, retries, caching.
 
-:class:`LoopSettings` checks the settings once, names the bad argument in a ``ValueError``,
-and resolves the models; :func:`check_context` checks the per-run settings a graph's context
-may change, before the run's first model call. The public factories keep flat keyword
-arguments and build a :class:`LoopSettings` from them.
+:class:`LoopOptions` declares the refine-loop options every entry point takes as keyword
+arguments (``**options: Unpack[LoopOptions]``, or a ``TypedDict`` extending it);
+:class:`LoopSettings` holds their defaults and checks them, naming the bad argument in a
+``ValueError``, and resolves the models. :class:`SPRIContext` is the per-run context every
+graph takes, and :func:`check_context` checks it before the run's first model call. The
+retry policy for transient model errors lives here too.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any, Literal
 
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
-from langgraph.types import RetryPolicy
+from langgraph.types import CachePolicy, RetryPolicy
+from typing_extensions import TypedDict
 
+from spri_graph.engine.caching import check_cache_policy
 from spri_graph.engine.steps import context_value
 from spri_graph.models import ModelSpec, is_local_model, resolve_model, resolve_model_cached
 
 __all__ = [
-    "CriticOutput",
+    "DEPRECATED_OPTIONS",
+    "LoopOptions",
     "LoopSettings",
+    "OutputMode",
     "ResolvedModels",
+    "SPRIContext",
     "check_context",
     "default_retry_policy",
     "is_transient_error",
+    "option_names",
+    "take_options",
     "validate_loop_settings",
 ]
-
-CriticOutput = Literal["text", "structured"]
 
 _TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 529}
 _TRANSIENT_NAMES = (
@@ -92,12 +102,102 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+OutputMode = Literal["text", "structured"]
+"""How a model answers a grading call: free text read by the readers, or structured output
+(a tool call with typed fields, grammar-constrained on the embedded local model)."""
+
+
+class LoopOptions(TypedDict, total=False):
+    """The options every refine-loop entry point takes, with the same defaults.
+
+    Every factory that runs the draft -> critique -> refine loop (the SPRI graphs, every
+    judge, both evaluator kinds, the panel, the middleware, :func:`~spri_graph.synthesize`,
+    Ray and the ``spri`` command's flags) takes these as keyword arguments. Their defaults
+    and checks are the fields of :class:`LoopSettings`.
+
+    Attributes:
+        critic_model: The critic: a chat model or a model string; ``None`` (the default)
+            means the base model critiques.
+        threshold: Critique score (1-5) that accepts a candidate (default 4).
+        max_iterations: Most critiques per stage, at least 1 (default 4).
+        critic_output: ``"text"`` parses ``Feedback: ... [RESULT] N``; ``"structured"`` uses
+            ``with_structured_output`` and always yields an integer score. ``None`` (the
+            default) means ``"text"``, except ``"structured"`` for the embedded local model,
+            which is too small to be trusted to print ``[RESULT] N``.
+        parse_retries: Re-asks, with a format reminder, when a text reply (a critique, a
+            grading or a verdict) carries no readable score (default 1). After that a loop
+            stops and keeps its current candidate; a grading is left unread.
+        prompts: Prompt overrides, keyed like the entry point's default prompts
+            (:data:`~spri_graph.SPRI_PROMPTS`, :data:`~spri_graph.JUDGE_PROMPTS`): a
+            ``ChatPromptTemplate`` or a template string each.
+        retry_policy: Retry policy for transient model errors (timeouts, rate limits, 5xx);
+            ``None`` (the default) means :func:`~spri_graph.default_retry_policy`.
+        cache_policy: Cache model nodes with LangGraph's node cache, keyed on the models and
+            the prompt each node would send, e.g. ``CachePolicy(ttl=3600)``; compile with
+            ``cache=InMemoryCache()`` or ``SqliteCache(path=...)``. ``None``: no caching.
+    """
+
+    critic_model: ModelSpec
+    threshold: int
+    max_iterations: int
+    critic_output: OutputMode | None
+    parse_retries: int
+    prompts: Mapping[str, ChatPromptTemplate | str] | None
+    retry_policy: RetryPolicy | None
+    cache_policy: CachePolicy[Any] | None
+
+
+DEPRECATED_OPTIONS: Mapping[str, str] = MappingProxyType({"critic_parse_retries": "parse_retries"})
+"""Old option names still accepted for one release (with a ``DeprecationWarning``)."""
+
+
+def take_options(
+    options: Mapping[str, Any], allowed: Iterable[str], *, caller: str
+) -> dict[str, Any]:
+    """Check option names: old names renamed (with a warning), unknown names refused.
+
+    Args:
+        options: The keyword arguments an entry point received.
+        allowed: The option names it takes.
+        caller: The entry point's name, for the error message.
+
+    Returns:
+        The options under their current names.
+
+    Raises:
+        TypeError: If an option is unknown, like Python's own error for a bad keyword.
+
+    Example:
+        >>> take_options({"treshold": 3}, LoopOptions.__annotations__, caller="create_x")
+        Traceback (most recent call last):
+        ...
+        TypeError: create_x() got an unexpected keyword argument 'treshold'
+    """
+    allowed = set(allowed)
+    taken: dict[str, Any] = {}
+    for name, value in options.items():
+        new = DEPRECATED_OPTIONS.get(name)
+        if new is not None and new in allowed:
+            warnings.warn(
+                f"{caller}(): {name}= is deprecated, use {new}=",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if new in options:
+                raise TypeError(f"{caller}() got both {name}= and {new}=")
+            name = new
+        if name not in allowed:
+            raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}")
+        taken[name] = value
+    return taken
+
+
 def validate_loop_settings(
     *,
     threshold: Any = 4,
     max_iterations: Any = 4,
-    critic_output: Any = "text",
-    critic_parse_retries: Any = 0,
+    critic_output: Any = None,
+    parse_retries: Any = 1,
 ) -> None:
     """Check loop settings, raising a ``ValueError`` that names the bad argument.
 
@@ -111,12 +211,10 @@ def validate_loop_settings(
         raise ValueError(f"threshold must be an integer from 1 to 5, got {threshold!r}")
     if not _is_int(max_iterations) or max_iterations < 1:
         raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
-    if critic_output not in ("text", "structured"):
+    if critic_output not in (None, "text", "structured"):
         raise ValueError(f"critic_output must be 'text' or 'structured', got {critic_output!r}")
-    if not _is_int(critic_parse_retries) or critic_parse_retries < 0:
-        raise ValueError(
-            f"critic_parse_retries must be an integer >= 0, got {critic_parse_retries!r}"
-        )
+    if not _is_int(parse_retries) or parse_retries < 0:
+        raise ValueError(f"parse_retries must be an integer >= 0, got {parse_retries!r}")
 
 
 @dataclass(frozen=True)
@@ -131,65 +229,100 @@ class ResolvedModels:
 
     base: Runnable[Any, Any]
     critic: Runnable[Any, Any] | None
-    critic_output: CriticOutput
+    critic_output: OutputMode
 
 
 @dataclass(frozen=True)
 class LoopSettings:
-    """Validated settings of the refine loops one factory builds.
+    """The checked :class:`LoopOptions` of one entry point: the options' one set of defaults.
 
-    Attributes:
-        threshold: Critique score (1-5) that accepts a candidate.
-        max_iterations: Most critiques per stage.
-        critic_output: ``"text"``, ``"structured"`` or ``None`` (structured for the
-            embedded local model, text otherwise).
-        critic_parse_retries: Re-asks when a text critique has no readable score.
-        retry_policy: Retry policy for model nodes (``None``: :func:`default_retry_policy`).
+    Every field is a key of :class:`LoopOptions` (documented there), with its default.
+    Build one with :meth:`from_options`, which refuses unknown names and names the bad
+    value in a ``ValueError``.
 
     Example:
         >>> LoopSettings(max_iterations=0)
         Traceback (most recent call last):
         ...
         ValueError: max_iterations must be an integer >= 1, got 0
+        >>> LoopSettings.from_options({"threshold": 5}, caller="create_x").threshold
+        5
     """
 
+    critic_model: ModelSpec = None
     threshold: int = 4
     max_iterations: int = 4
-    critic_output: CriticOutput | None = None
-    critic_parse_retries: int = 1
+    critic_output: OutputMode | None = None
+    parse_retries: int = 1
+    prompts: Mapping[str, ChatPromptTemplate | str] | None = None
     retry_policy: RetryPolicy | None = None
+    cache_policy: CachePolicy[Any] | None = None
 
     def __post_init__(self) -> None:
         validate_loop_settings(
             threshold=self.threshold,
             max_iterations=self.max_iterations,
-            critic_output="text" if self.critic_output is None else self.critic_output,
-            critic_parse_retries=self.critic_parse_retries,
+            critic_output=self.critic_output,
+            parse_retries=self.parse_retries,
         )
+        check_cache_policy(self.cache_policy)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, caller: str) -> LoopSettings:
+        """Settings from an entry point's keyword arguments (see :func:`take_options`)."""
+        return cls(**take_options(options, option_names(cls), caller=caller))
 
     @property
     def policy(self) -> RetryPolicy:
         """The retry policy for model nodes."""
         return default_retry_policy() if self.retry_policy is None else self.retry_policy
 
-    def resolve(self, model: ModelSpec, critic_model: ModelSpec = None) -> ResolvedModels:
+    def resolve(self, model: ModelSpec) -> ResolvedModels:
         """Resolve the base and critic models and the critic output they get."""
         base = resolve_model(model, field="model")
-        critic = None if critic_model is None else resolve_model(critic_model, field="critic_model")
+        critic = (
+            None
+            if self.critic_model is None
+            else resolve_model(self.critic_model, field="critic_model")
+        )
         output = self.critic_output
         if output is None:
             output = "structured" if is_local_model(critic or base) else "text"
         return ResolvedModels(base=base, critic=critic, critic_output=output)
 
-    def as_kwargs(self) -> dict[str, Any]:
-        """The settings as the factories' keyword arguments."""
-        return {
-            "threshold": self.threshold,
-            "max_iterations": self.max_iterations,
-            "critic_output": self.critic_output,
-            "critic_parse_retries": self.critic_parse_retries,
-            "retry_policy": self.retry_policy,
-        }
+    def options(self) -> dict[str, Any]:
+        """The settings as keyword arguments, to pass on to another entry point."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def option_names(settings: type[Any]) -> tuple[str, ...]:
+    """The option names a settings dataclass declares (its fields), in order.
+
+    Example:
+        >>> option_names(LoopSettings)[:3]
+        ('critic_model', 'threshold', 'max_iterations')
+    """
+    return tuple(f.name for f in fields(settings))
+
+
+@dataclass
+class SPRIContext:
+    """Per-run settings: ``graph.invoke(..., context=SPRIContext(...))``.
+
+    Every SPRI graph and judge takes it as its ``context_schema``. ``None`` keeps the value
+    given to the factory.
+
+    Attributes:
+        model: Model string for the base model (e.g. ``"openai:gpt-4o-mini"``, ``"local"``).
+        critic_model: Model string for the critic.
+        threshold: Score (1-5) that accepts a candidate.
+        max_iterations: Most critiques per stage.
+    """
+
+    model: str | None = None
+    critic_model: str | None = None
+    threshold: int | None = None
+    max_iterations: int | None = None
 
 
 def check_context(context: Mapping[str, Any] | None = None) -> None:

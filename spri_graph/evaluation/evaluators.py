@@ -32,10 +32,9 @@ from langgraph.cache.base import BaseCache
 from langgraph.graph import StateGraph
 from langgraph.types import CachePolicy, RetryPolicy
 
-from spri_graph.engine.options import CriticOutput
+from spri_graph.engine.options import OutputMode
 from spri_graph.engine.steps import message_text
 from spri_graph.judges.absolute import JUDGE_DEFAULTS, create_judge_graph
-from spri_graph.judges.base import JudgeOutputMode
 from spri_graph.judges.pairwise import OnDisagreement, create_pairwise_judge_graph
 from spri_graph.models import ModelSpec
 from spri_graph.readers.scores import check_scale
@@ -200,11 +199,11 @@ def create_spri_evaluator(
     threshold: int = 4,
     max_iterations: int = 4,
     reference_free: bool = True,
-    critic_output: CriticOutput | None = None,
+    critic_output: OutputMode | None = None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     cache_policy: CachePolicy[Any] | None = None,
     cache: BaseCache[Any] | None = None,
 ) -> Callable[..., EvaluatorResult]:
@@ -295,11 +294,11 @@ def create_async_spri_evaluator(
     threshold: int = 4,
     max_iterations: int = 4,
     reference_free: bool = True,
-    critic_output: CriticOutput | None = None,
+    critic_output: OutputMode | None = None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     cache_policy: CachePolicy[Any] | None = None,
     cache: BaseCache[Any] | None = None,
 ) -> Callable[..., Awaitable[EvaluatorResult]]:
@@ -441,7 +440,7 @@ def create_pairwise_evaluator(
     reference_key: str | None = None,
     critic_model: ModelSpec = None,
     on_disagreement: OnDisagreement = "tie",
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     max_iterations: int = 4,
     reference_free: bool = True,
     cache: BaseCache[Any] | None = None,
@@ -529,7 +528,7 @@ def create_async_pairwise_evaluator(
     reference_key: str | None = None,
     critic_model: ModelSpec = None,
     on_disagreement: OnDisagreement = "tie",
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     max_iterations: int = 4,
     reference_free: bool = True,
     cache: BaseCache[Any] | None = None,
@@ -574,7 +573,7 @@ def create_async_pairwise_evaluator(
 def _options(
     critic_model: ModelSpec,
     on_disagreement: OnDisagreement,
-    judge_output: JudgeOutputMode | None,
+    judge_output: OutputMode | None,
     max_iterations: int,
     reference_free: bool,
 ) -> dict[str, Any]:

@@ -31,14 +31,12 @@ from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy
 
-from spri_graph.alignment.spri import SPRIContext
 from spri_graph.engine.loop import RefineLoop, add_refine_loop
-from spri_graph.engine.options import CriticOutput
+from spri_graph.engine.options import OutputMode, SPRIContext
 from spri_graph.judges.base import (
     FixedRubricInput,
     JudgeInput,
     JudgeOutput,
-    JudgeOutputMode,
     JudgeSettings,
     JudgeState,
     RubricInput,
@@ -127,7 +125,7 @@ def _add_stage(
         threshold=settings.loop.threshold,
         max_iterations=settings.loop.max_iterations,
         critic_output=settings.models.critic_output,
-        critic_parse_retries=settings.loop.critic_parse_retries,
+        critic_parse_retries=settings.loop.parse_retries,
         resolve_model=resolve,
     )
     return add_refine_loop(
@@ -224,12 +222,12 @@ def create_judge_graph(
     threshold: int = 4,
     max_iterations: int = 4,
     reference_free: bool = True,
-    critic_output: CriticOutput | None = None,
+    critic_output: OutputMode | None = None,
     critic_parse_retries: int = 1,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     cache_policy: CachePolicy[Any] | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
     r"""Create the SPRI judge: an instance-specific rubric, then a refined grading with it.
@@ -314,12 +312,12 @@ def create_rubric_graph(
     threshold: int = 4,
     max_iterations: int = 4,
     reference_free: bool = True,
-    critic_output: CriticOutput | None = None,
+    critic_output: OutputMode | None = None,
     critic_parse_retries: int = 1,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     cache_policy: CachePolicy[Any] | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
     r"""Create the rubric stage alone: a refined rubric for an instruction, on ``scale``.

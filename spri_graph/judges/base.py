@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
@@ -41,7 +41,7 @@ from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
 from spri_graph.engine.caching import check_cache_policy, model_identity
-from spri_graph.engine.options import LoopSettings, ResolvedModels, check_context
+from spri_graph.engine.options import LoopSettings, OutputMode, ResolvedModels, check_context
 from spri_graph.engine.prompts import (
     JUDGE_PROMPTS,
     fence,
@@ -69,7 +69,6 @@ __all__ = [
     "FixedRubricInput",
     "JudgeInput",
     "JudgeOutput",
-    "JudgeOutputMode",
     "JudgeSettings",
     "JudgeState",
     "RubricInput",
@@ -94,8 +93,6 @@ __all__ = [
     "text_field",
 ]
 
-JudgeOutputMode = Literal["text", "structured"]
-
 
 def check_judge_output(judge_output: Any) -> None:
     """Raise a ``ValueError`` unless ``judge_output`` is ``"text"``, ``"structured"`` or None.
@@ -110,7 +107,7 @@ def check_judge_output(judge_output: Any) -> None:
         raise ValueError(f"judge_output must be 'text', 'structured' or None, got {judge_output!r}")
 
 
-def resolve_judge_output(judge_output: JudgeOutputMode | None, model: Any) -> JudgeOutputMode:
+def resolve_judge_output(judge_output: OutputMode | None, model: Any) -> OutputMode:
     """The output mode a judge model gets: ``None`` means structured for the local model.
 
     Example:
@@ -322,7 +319,7 @@ def grading_step(
     prompt_inputs: Callable[[Mapping[str, Any]], dict[str, Any]],
     *,
     scale: Scale = (1, 5),
-    judge_output: JudgeOutputMode = "text",
+    judge_output: OutputMode = "text",
     quoted_keys: Sequence[str] = ("response",),
     key: str = "judgment",
     stage: str = "judgment",
@@ -512,7 +509,7 @@ def judge_prepare(
 
 
 def judge_prompt_inputs(
-    reference_free: bool, *, scale: Scale = (1, 5), judge_output: JudgeOutputMode = "text"
+    reference_free: bool, *, scale: Scale = (1, 5), judge_output: OutputMode = "text"
 ) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
     """The judge prompts' variables from the state (the reference only when used).
 
@@ -572,9 +569,7 @@ def finalize_judgment(state: Any) -> dict[str, Any]:
     }
 
 
-def judgment_finalizer(
-    *, scale: Scale = (1, 5), judge_output: JudgeOutputMode = "text"
-) -> _JudgeNode:
+def judgment_finalizer(*, scale: Scale = (1, 5), judge_output: OutputMode = "text") -> _JudgeNode:
     """A ``finalize`` node that reads the final grading again with the response quoted.
 
     Inside the refine loop a grading is read from the judge's reply alone; here its raw
@@ -627,7 +622,7 @@ class JudgeSettings:
     loop: LoopSettings
     models: ResolvedModels
     scale: Scale
-    judge_output: JudgeOutputMode
+    judge_output: OutputMode
     reference_free: bool
     prompts: Mapping[str, ChatPromptTemplate]
     cache_policy: CachePolicy[Any] | None = None
@@ -639,7 +634,7 @@ class JudgeSettings:
         *,
         critic_model: ModelSpec = None,
         scale: Any = (1, 5),
-        judge_output: JudgeOutputMode | None = None,
+        judge_output: OutputMode | None = None,
         reference_free: bool = True,
         prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
         default_prompts: Mapping[str, ChatPromptTemplate] = JUDGE_PROMPTS,
@@ -665,9 +660,11 @@ class JudgeSettings:
         check_judge_output(judge_output)
         check_reference_free(reference_free)
         check_cache_policy(cache_policy)
-        loop = LoopSettings(**loop_settings)
+        if "critic_parse_retries" in loop_settings:
+            loop_settings["parse_retries"] = loop_settings.pop("critic_parse_retries")
+        loop = LoopSettings(critic_model=critic_model, **loop_settings)
         stage_prompts = resolve_prompts(default_prompts, prompts)
-        models = loop.resolve(model, critic_model)
+        models = loop.resolve(model)
         return cls(
             loop=loop,
             models=models,

@@ -15,15 +15,14 @@ from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy
 
-from spri_graph.alignment.spri import SPRIContext
 from spri_graph.engine.caching import prompt_cache_policy
+from spri_graph.engine.options import OutputMode, SPRIContext
 from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.engine.steps import step_node
 from spri_graph.judges.base import (
     FixedRubricInput,
     JudgeInput,
     JudgeOutput,
-    JudgeOutputMode,
     JudgeSettings,
     JudgeState,
     finalize_judgment,
@@ -91,7 +90,7 @@ def _settings(
     model: ModelSpec,
     *,
     scale: tuple[int, int],
-    judge_output: JudgeOutputMode | None,
+    judge_output: OutputMode | None,
     reference_free: bool,
     prompts: Mapping[str, ChatPromptTemplate | str] | None,
     retry_policy: RetryPolicy | None,
@@ -116,7 +115,7 @@ def create_vanilla_judge(
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     cache_policy: CachePolicy[Any] | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
     """Create the vanilla baseline: one absolute grading against the generic rubric.
@@ -170,7 +169,7 @@ def create_fixed_rubric_judge(
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     cache_policy: CachePolicy[Any] | None = None,
 ) -> StateGraph[Any, Any, Any, Any]:
     r"""Create the fixed-rubric baseline: one absolute grading against a given rubric.

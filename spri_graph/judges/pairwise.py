@@ -28,9 +28,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy, Send
 from typing_extensions import TypedDict
 
-from spri_graph.alignment.spri import SPRIContext
 from spri_graph.engine.caching import prompt_cache_policy
-from spri_graph.engine.options import CriticOutput
+from spri_graph.engine.options import OutputMode, SPRIContext
 from spri_graph.engine.prompts import (
     PAIRWISE_PROMPTS,
     VERDICT_REMINDER,
@@ -51,7 +50,7 @@ from spri_graph.engine.steps import (
     structured_output,
 )
 from spri_graph.judges.absolute import JUDGE_DEFAULTS, add_rubric_stage
-from spri_graph.judges.base import JudgeOutputMode, JudgeSettings, judge_prepare, text_field
+from spri_graph.judges.base import JudgeSettings, judge_prepare, text_field
 from spri_graph.models import ModelSpec, resolve_model_cached
 from spri_graph.readers.rubric import Rubric
 from spri_graph.readers.scores import Critique
@@ -347,13 +346,13 @@ def create_pairwise_judge_graph(
     *,
     critic_model: ModelSpec = None,
     on_disagreement: OnDisagreement = "tie",
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     parse_retries: int = 1,
     scale: tuple[int, int] = (1, 5),
     threshold: int = 4,
     max_iterations: int = 4,
     reference_free: bool = True,
-    critic_output: CriticOutput | None = None,
+    critic_output: OutputMode | None = None,
     critic_parse_retries: int = 1,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,

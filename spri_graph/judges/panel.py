@@ -35,15 +35,13 @@ from langgraph.graph import END, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy, Send
 from typing_extensions import TypedDict
 
-from spri_graph.alignment.spri import SPRIContext
 from spri_graph.engine.caching import prompt_cache_policy
-from spri_graph.engine.options import CriticOutput
+from spri_graph.engine.options import OutputMode, SPRIContext
 from spri_graph.engine.steps import StageUsage, Step, context_value, step_node
 from spri_graph.evaluation.metrics import Agreement, agreement
 from spri_graph.judges.absolute import JUDGE_DEFAULTS
 from spri_graph.judges.base import (
     JudgeInput,
-    JudgeOutputMode,
     JudgeSettings,
     RubricOutput,
     grading_step,
@@ -223,7 +221,7 @@ def _member(
     spec: ModelSpec,
     settings: JudgeSettings,
     prompt: ChatPromptTemplate,
-    judge_output: JudgeOutputMode | None,
+    judge_output: OutputMode | None,
 ) -> _Member:
     model = resolve_model(spec, field=f"judges[{index}]")
     output = resolve_judge_output(judge_output, model)
@@ -342,12 +340,12 @@ def create_judge_panel(
     threshold: int = 4,
     max_iterations: int = 4,
     reference_free: bool = True,
-    critic_output: CriticOutput | None = None,
+    critic_output: OutputMode | None = None,
     critic_parse_retries: int = 1,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
     retry_policy: RetryPolicy | None = None,
     scale: tuple[int, int] = (1, 5),
-    judge_output: JudgeOutputMode | None = None,
+    judge_output: OutputMode | None = None,
     cache_policy: CachePolicy[Any] | None = None,
 ) -> StateGraph[PanelState, SPRIContext, JudgeInput, PanelOutput]:
     r"""Create a panel of judges that grade with one instance-specific SPRI rubric.

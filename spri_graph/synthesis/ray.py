@@ -261,7 +261,7 @@ def synthesize_dataset(
         threshold=spri_options.get("threshold", 4),
         max_iterations=spri_options.get("max_iterations", 4),
         critic_output=spri_options.get("critic_output") or "text",
-        critic_parse_retries=spri_options.get("critic_parse_retries", 1),
+        parse_retries=spri_options.get("critic_parse_retries", 1),
     )
     _check_model("model", model)
     _check_model("critic_model", critic_model)
