@@ -6,7 +6,14 @@ import argparse
 from typing import Any
 
 from spri_graph.cli.common import CLIError
-from spri_graph.cli.grading import FileMode, check_file, check_mode, grade_file, judge_once
+from spri_graph.cli.grading import (
+    FileMode,
+    check_file,
+    check_mode,
+    grade_file,
+    judge_once,
+    judge_options,
+)
 
 __all__ = ["add_pairwise_arguments", "refuse_pairwise_options", "run_pairwise"]
 
@@ -66,7 +73,6 @@ def _check_record(record: dict[str, Any], *, use_reference: bool) -> str | None:
 
 def _build(args: argparse.Namespace, *, reference_free: bool) -> tuple[Any, tuple[Any, Any]]:
     from spri_graph import create_pairwise_judge_graph
-    from spri_graph.cli.judge import judge_options
 
     cache, model, critic, options = judge_options(args, reference_free=reference_free)
     graph = create_pairwise_judge_graph(
