@@ -26,6 +26,11 @@ context an :class:`AgentContext` (a ``goal`` for the principle writer). To keep 
 server fully offline, also set ``LANGGRAPH_CLI_NO_ANALYTICS=1`` and
 ``LANGGRAPH_NO_VERSION_CHECK=true``.
 
+While it reloads on code changes, the dev server logs "N changes detected" every 10 s: its
+in-memory runtime rewrites its own thread store in ``./.langgraph_api``, inside the folder
+its watcher watches (the graphs write nothing there). ``langgraph dev --no-reload`` runs
+without the watcher.
+
 Example:
     >>> from spri_graph.studio import make_spri
     >>> spri = make_spri()
