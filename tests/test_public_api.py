@@ -189,35 +189,35 @@ def test_importing_the_package_compiles_no_graph_and_loads_no_model() -> None:
     assert report["after_build"] == ["spri"]
 
 
-def test_tests_import_only_public_names() -> None:
+def unlisted(module: str, name: str) -> bool:
+    """Whether ``from module import name`` names neither a listed name nor a submodule."""
+    loaded = importlib.import_module(module)
+    if name in loaded.__all__ or (name.startswith("__") and name.endswith("__")):
+        return False
+    return not (hasattr(loaded, "__path__") and importlib.util.find_spec(f"{module}.{name}"))
+
+
+def import_problems(folder: Path) -> list[str]:
+    """Imports of the package's private or unlisted names in the files of ``folder``."""
     problems = []
-    for path in sorted(TESTS.rglob("*.py")):
+    for path in sorted(folder.rglob("*.py")):
         for line, module, name in imported_names(path):
-            where = f"{path.relative_to(ROOT)}:{line}"
-            if not module.startswith("spri_graph"):
-                continue
-            if any(is_private(part) for part in module.split(".")) or is_private(name):
-                problems.append(f"{where}: {module} {name}: private")
-                continue
-            if not name:
-                continue
-            loaded = importlib.import_module(module)
-            is_submodule = hasattr(loaded, "__path__") and (
-                importlib.util.find_spec(f"{module}.{name}") is not None
-            )
-            if name not in loaded.__all__ and not is_submodule:
-                problems.append(f"{where}: {module} {name}: not in {module}.__all__")
-    assert problems == []
+            where = f"{path.relative_to(folder.parent)}:{line}: {module} {name}"
+            parts = [part for part in module.lstrip(".").split(".") if part]
+            if any(is_private(part) for part in parts) or is_private(name):
+                problems.append(f"{where}: private")
+            elif module.startswith("spri_graph") and name and unlisted(module, name):
+                problems.append(f"{where}: not in {module}.__all__")
+    return problems
+
+
+def test_tests_import_only_public_names() -> None:
+    assert import_problems(TESTS) == []
 
 
 def test_no_module_imports_another_modules_private_name() -> None:
-    problems = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        for line, module, name in imported_names(path):
-            parts = [part for part in module.lstrip(".").split(".") if part]
-            if any(is_private(part) for part in parts) or is_private(name):
-                problems.append(f"{path.relative_to(ROOT)}:{line}: {module} {name}")
-    assert problems == []
+    # Nor a name its module does not list, nor a private name of another library.
+    assert import_problems(PACKAGE) == []
 
 
 def test_the_scans_catch_a_private_import(tmp_path: Path) -> None:
@@ -235,3 +235,10 @@ def test_the_scans_catch_a_private_import(tmp_path: Path) -> None:
     ]
     assert [is_private(name) for _, _, name in found] == [True, False, False]
     assert is_private("_impl") and not is_private("__version__")
+    assert unlisted("spri_graph.judges.pairwise", "ORDERS")
+    assert not unlisted("spri_graph.judges.pairwise", "create_pairwise_judge_graph")
+    assert not unlisted("spri_graph", "studio") and not unlisted("spri_graph", "__version__")
+    assert [problem.split(": ", 1)[1] for problem in import_problems(tmp_path)] == [
+        "spri_graph.engine.steps _hidden: private",
+        "spri_graph._impl thing: private",
+    ]
