@@ -14,7 +14,22 @@ Example:
     >>> graph = create_spri_graph(model).compile()
     >>> graph.invoke({"query": "How do I tell my team I am burning out?"})["response"]
     'Tell them you are burning out.'
+
+Extension points (new stages, judges and loops) are public here too: the step machinery
+(:class:`ModelCall`, :class:`Spawn`, :class:`Join`, :func:`step_node`, :func:`route_node`),
+the refine loop (:class:`RefineLoop`, :func:`add_refine_loop`, :class:`LoopSettings`) and
+what judges share (:class:`JudgeSettings`, :func:`add_rubric_stage`,
+:func:`add_judgment_stage`, :func:`grading_step`). Each subpackage module keeps an explicit
+``__all__`` of its own public names.
+
+Renamed names keep working for a while: :data:`DEPRECATED_NAMES` maps each old name to the
+module and name that replace it, and reading the old name warns with a
+:class:`DeprecationWarning`.
 """
+
+import importlib
+import warnings
+from typing import TYPE_CHECKING, Any
 
 from spri_graph.agents.middleware import SPRIMiddleware
 from spri_graph.alignment.spri import (
@@ -28,9 +43,27 @@ from spri_graph.alignment.spri import (
 from spri_graph.alignment.streaming import SPRIEvent, aspri_events, spri_events
 from spri_graph.engine.caching import UsageCounter, judge_cache
 from spri_graph.engine.loop import RefineLoop, RefineLoopState, add_refine_loop, create_refine_loop
-from spri_graph.engine.options import SPRIContext, default_retry_policy, is_transient_error
+from spri_graph.engine.options import (
+    LoopOptions,
+    LoopSettings,
+    OutputMode,
+    SPRIContext,
+    default_retry_policy,
+    is_transient_error,
+)
 from spri_graph.engine.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
-from spri_graph.engine.steps import StageUsage
+from spri_graph.engine.steps import (
+    Join,
+    ModelCall,
+    Spawn,
+    StageUsage,
+    Step,
+    StepNode,
+    message_text,
+    route_node,
+    step_node,
+    structured_output,
+)
 from spri_graph.evaluation.evaluators import (
     create_async_pairwise_evaluator,
     create_async_spri_evaluator,
@@ -39,8 +72,19 @@ from spri_graph.evaluation.evaluators import (
 )
 from spri_graph.evaluation.metrics import Agreement, AgreementTable, agreement, agreement_by
 from spri_graph.evaluation.plots import plot_agreement
-from spri_graph.judges.absolute import create_judge_graph, create_rubric_graph
-from spri_graph.judges.base import JudgeInput, JudgeOutput
+from spri_graph.judges.absolute import (
+    add_judgment_stage,
+    add_rubric_stage,
+    create_judge_graph,
+    create_rubric_graph,
+)
+from spri_graph.judges.base import (
+    JudgeInput,
+    JudgeOutput,
+    JudgeSettings,
+    JudgeState,
+    grading_step,
+)
 from spri_graph.judges.baselines import create_fixed_rubric_judge, create_vanilla_judge
 from spri_graph.judges.pairwise import PairwiseInput, PairwiseOutput, create_pairwise_judge_graph
 from spri_graph.judges.panel import PanelOutput, create_judge_panel, panel_agreement
@@ -70,9 +114,16 @@ __all__ = [
     "AgreementTable",
     "Critique",
     "InputError",
+    "Join",
     "JudgeInput",
     "JudgeOutput",
+    "JudgeSettings",
+    "JudgeState",
     "Judgment",
+    "LoopOptions",
+    "LoopSettings",
+    "ModelCall",
+    "OutputMode",
     "PairwiseInput",
     "PairwiseOutput",
     "PanelOutput",
@@ -87,12 +138,17 @@ __all__ = [
     "SPRIOutput",
     "SPRIState",
     "ScoredCritique",
+    "Spawn",
     "StageUsage",
+    "Step",
+    "StepNode",
     "SynthesisInterrupted",
     "SynthesisReport",
     "UsageCounter",
     "Verdict",
+    "add_judgment_stage",
     "add_refine_loop",
+    "add_rubric_stage",
     "agreement",
     "agreement_by",
     "aspri_events",
@@ -111,8 +167,10 @@ __all__ = [
     "create_spri_graph",
     "create_vanilla_judge",
     "default_retry_policy",
+    "grading_step",
     "is_transient_error",
     "judge_cache",
+    "message_text",
     "panel_agreement",
     "parse_critique",
     "parse_judgment",
@@ -120,8 +178,31 @@ __all__ = [
     "parse_verdict",
     "plot_agreement",
     "resolve_model",
+    "route_node",
     "spri_events",
+    "step_node",
+    "structured_output",
     "synthesize",
 ]
 
 __version__ = "0.1.0"
+
+DEPRECATED_NAMES: dict[str, tuple[str, str]] = {
+    # "old_name": ("spri_graph.module", "new_name"),  -- one row per line
+}
+"""Renamed public names: old name -> (the module defining the new one, the new name)."""
+
+
+if not TYPE_CHECKING:  # type checkers keep reporting unknown names of the package
+
+    def __getattr__(name: str) -> Any:
+        """Resolve a renamed name from :data:`DEPRECATED_NAMES`, warning it is deprecated."""
+        if name not in DEPRECATED_NAMES:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        module, new_name = DEPRECATED_NAMES[name]
+        warnings.warn(
+            f"spri_graph.{name} is deprecated; use {module}.{new_name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), new_name)

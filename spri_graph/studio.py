@@ -1,27 +1,39 @@
-"""Compiled SPRI graphs for LangGraph Studio and ``langgraph dev``.
+"""The SPRI graphs of LangGraph Studio and ``langgraph dev``, built by factory functions.
 
-``langgraph.json`` at the project root serves them::
+``langgraph.json`` at the project root names one factory per graph, which the server calls
+when it needs the graph (so importing this module compiles nothing and loads no model)::
 
     pip install -e '.[local,dev]'
     langgraph dev
 
-* ``spri`` - situated principles, then a response aligned to them;
-* ``principles`` - the principles stage alone;
-* ``judge`` - an instance-specific rubric, then a refined grading of a response;
-* ``agent`` - a ``create_agent`` agent with two offline tools (:func:`calculator`,
-  :func:`convert_units`) and :class:`~spri_graph.SPRIMiddleware`: principles for each user
-  turn in its system message, and its final answer critiqued and refined against them.
+* ``spri`` (:func:`make_spri`) - situated principles, then a response aligned to them;
+* ``spri_review`` (:func:`make_spri_review`) - the same, pausing for human review of the
+  principles;
+* ``principles`` (:func:`make_principles`) - the principles stage alone;
+* ``judge`` (:func:`make_judge`) - an instance-specific rubric, then a refined grading of a
+  response;
+* ``agent`` (:func:`make_agent`) - a ``create_agent`` agent with two offline tools
+  (:func:`calculator`, :func:`convert_units`) and :class:`~spri_graph.SPRIMiddleware`:
+  principles for each user turn in its system message, and its final answer critiqued and
+  refined against them.
 
 The model is ``$SPRI_MODEL`` when set, else the embedded local model, which loads on the
-first model call, not at import. Per-run settings come from the graphs' context
-(:class:`~spri_graph.SPRIContext`: ``model``, ``critic_model``, ``threshold``,
-``max_iterations``): Studio shows them as assistant settings, and a run can change them
-with ``context={...}``. The agent's input is ``{"messages": [...]}`` and its context an
-:class:`AgentContext` (a ``goal`` for the principle writer). To keep the dev server fully
-offline, also set ``LANGGRAPH_CLI_NO_ANALYTICS=1`` and ``LANGGRAPH_NO_VERSION_CHECK=true``.
+first model call (once per process), not when a graph is built. Per-run settings come from
+the graphs' context (:class:`~spri_graph.SPRIContext`: ``model``, ``critic_model``,
+``threshold``, ``max_iterations``): Studio shows them as assistant settings, and a run can
+change them with ``context={...}``. The agent's input is ``{"messages": [...]}`` and its
+context an :class:`AgentContext` (a ``goal`` for the principle writer). To keep the dev
+server fully offline, also set ``LANGGRAPH_CLI_NO_ANALYTICS=1`` and
+``LANGGRAPH_NO_VERSION_CHECK=true``.
+
+While it reloads on code changes, the dev server logs "N changes detected" every 10 s: its
+in-memory runtime rewrites its own thread store in ``./.langgraph_api``, inside the folder
+its watcher watches (the graphs write nothing there). ``langgraph dev --no-reload`` runs
+without the watcher.
 
 Example:
-    >>> from spri_graph.studio import spri
+    >>> from spri_graph.studio import make_spri
+    >>> spri = make_spri()
     >>> sorted(spri.get_context_jsonschema()["properties"])
     ['critic_model', 'max_iterations', 'model', 'threshold']
     >>> spri.invoke(  # doctest: +SKIP
@@ -40,11 +52,12 @@ import ast
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import tool
+from langgraph.graph.state import CompiledStateGraph
 
 from spri_graph.agents.middleware import SPRIMiddleware
 from spri_graph.alignment.spri import create_principles_graph, create_spri_graph
@@ -53,27 +66,38 @@ from spri_graph.models import resolve_model
 
 __all__ = [
     "AgentContext",
-    "agent",
     "calculator",
     "convert_units",
-    "judge",
-    "principles",
-    "spri",
-    "spri_review",
+    "make_agent",
+    "make_judge",
+    "make_principles",
+    "make_spri",
+    "make_spri_review",
 ]
 
-spri = create_spri_graph().compile(name="spri")
-"""The SPRI graph: principles, then a response guided by them."""
 
-spri_review = create_spri_graph(review_principles=True).compile(name="spri_review")
-"""The SPRI graph with human review: it pauses after the principles stage. Resume the
-thread with ``Command(resume=True)`` to approve them or with edited principles (a string)."""
+def make_spri() -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The SPRI graph: principles, then a response guided by them."""
+    return create_spri_graph().compile(name="spri")
 
-principles = create_principles_graph().compile(name="principles")
-"""The principles stage alone."""
 
-judge = create_judge_graph().compile(name="judge")
-"""The SPRI judge: a rubric for the instruction, then a grading of the response with it."""
+def make_spri_review() -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The SPRI graph with human review: it pauses after the principles stage.
+
+    Resume the thread with ``Command(resume=True)`` to approve them or with edited
+    principles (a string).
+    """
+    return create_spri_graph(review_principles=True).compile(name="spri_review")
+
+
+def make_principles() -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The principles stage alone."""
+    return create_principles_graph().compile(name="principles")
+
+
+def make_judge() -> CompiledStateGraph[Any, Any, Any, Any]:
+    """The SPRI judge: a rubric for the instruction, then a grading of the response with it."""
+    return create_judge_graph().compile(name="judge")
 
 
 _OPERATORS: dict[type[ast.AST], Callable[..., float]] = {
@@ -167,17 +191,17 @@ class AgentContext:
     goal: str | None = None
 
 
-_MODEL = cast(BaseChatModel, resolve_model(None))
-
-agent = create_agent(
-    _MODEL,
-    tools=[calculator, convert_units],
-    system_prompt=(
-        "You are a helpful assistant. Use the calculator for arithmetic and convert_units "
-        "for unit conversions, then answer in a few sentences."
-    ),
-    middleware=[SPRIMiddleware(_MODEL, max_iterations=2, refine_answer=True)],
-    context_schema=AgentContext,
-    name="agent",
-)
-"""A tool-using agent whose turns are steered by SPRI principles."""
+def make_agent() -> CompiledStateGraph[Any, Any, Any, Any]:
+    """A tool-using agent whose turns are steered by SPRI principles."""
+    model = cast(BaseChatModel, resolve_model(None))
+    return create_agent(
+        model,
+        tools=[calculator, convert_units],
+        system_prompt=(
+            "You are a helpful assistant. Use the calculator for arithmetic and convert_units "
+            "for unit conversions, then answer in a few sentences."
+        ),
+        middleware=[SPRIMiddleware(model, max_iterations=2, refine_answer=True)],
+        context_schema=AgentContext,
+        name="agent",
+    )

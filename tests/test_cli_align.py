@@ -174,9 +174,9 @@ def test_help_lists_align_and_every_command() -> None:
         [SPRI, "--help"], capture_output=True, text=True, timeout=60, env=env(), check=True
     ).stdout
     assert "align" in out and "answer a question with SPRI" in out
-    from spri_graph.cli.common import COMMANDS
+    from spri_graph.cli import COMMANDS
 
-    assert set(COMMANDS) == {"align", "judge", "agreement", "synthesize"}
+    assert list(COMMANDS) == ["align", "judge", "agreement", "synthesize"]
     for name in COMMANDS:
         assert name in out
 

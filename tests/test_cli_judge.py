@@ -344,6 +344,26 @@ def test_judge_file_bad_lines_are_reported_before_any_model_call(
     assert judge.model.calls == [] and not out.exists()
 
 
+@pytest.mark.parametrize("option", ["-o", "--cache"])
+def test_judge_output_under_a_file_names_the_file(
+    judge: Judge,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "in.jsonl", [{"instruction": "1+1?", "response": "2"}])
+    (tmp_path / "one.jsonl").write_text("already a file\n")
+    paths = {"-o": "out.jsonl", "--cache": "cache.sqlite", option: "one.jsonl/sub/x.jsonl"}
+    args = ["judge", "in.jsonl", "-o", paths["-o"], "--cache", paths["--cache"]]
+    assert main([*args, "--no-progress"]) == 2
+    error = one_line_error(capsys)
+    assert error == f"spri: error: {option}: 'one.jsonl' is a file, not a directory"
+    assert judge.model.calls == []
+    assert (tmp_path / "one.jsonl").read_text() == "already a file\n"
+
+
 def test_judge_file_with_references_and_fixed_rubrics(
     judge: Judge, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,7 +38,11 @@ QUERY = "How can I get better at remembering people's names?"
 # --------------------------------------------------------------------------- offline checks
 
 
-def test_langgraph_json_serves_the_compiled_graphs() -> None:
+def test_langgraph_json_names_one_factory_per_graph() -> None:
+    import inspect
+
+    from spri_graph import studio
+
     config = json.loads(CONFIG.read_text())
     assert config["dependencies"] == ["."]
     graphs = config["graphs"]
@@ -45,7 +50,21 @@ def test_langgraph_json_serves_the_compiled_graphs() -> None:
     for graph_id, spec in graphs.items():
         path, variable = spec.rsplit(":", 1)
         assert (ROOT / path).resolve() == ROOT / "spri_graph" / "studio.py", graph_id
-        assert variable == graph_id
+        assert variable == f"make_{graph_id}"
+        factory = getattr(studio, variable)
+        # The server calls a factory with no argument, a config or a ServerRuntime.
+        assert inspect.signature(factory).parameters == {}, graph_id
+
+
+def test_factories_build_the_named_graphs() -> None:
+    from spri_graph import studio
+
+    for graph_id in ("spri", "spri_review", "principles", "judge"):
+        graph = getattr(studio, f"make_{graph_id}")()
+        assert graph.name == graph_id
+        assert set(graph.get_context_jsonschema()["properties"]) == SETTINGS
+    # A factory builds a new graph on each call (the server calls it per request).
+    assert studio.make_spri() is not studio.make_spri()
 
 
 @pytest.mark.parametrize("factory", [create_spri_graph, create_principles_graph])
@@ -62,8 +81,9 @@ def test_graph_schemas_render_for_studio(factory: Any) -> None:
 
 
 def test_agent_graph_schemas_render_for_studio() -> None:
-    from spri_graph.studio import agent
+    from spri_graph.studio import make_agent
 
+    agent = make_agent()
     assert set(agent.get_input_jsonschema()["properties"]) == {"messages"}
     output = set(agent.get_output_jsonschema()["properties"])
     assert {"messages", "spri_principles", "spri_response_critiques", "spri_usage"} <= output
@@ -90,20 +110,28 @@ IMPORT_CHECK = textwrap.dedent(
 
     llama_cpp.Llama.__init__ = refuse
 
-    from spri_graph import studio as graphs
+    from spri_graph import studio
 
+    after_import = len(loads)
+    spri, principles, judge, agent = (
+        studio.make_spri(),
+        studio.make_principles(),
+        studio.make_judge(),
+        studio.make_agent(),
+    )
     report = {
-        "after_import": len(loads),
-        "nodes": sorted(graphs.spri.get_graph().nodes),
-        "context": sorted(graphs.spri.get_context_jsonschema()["properties"]),
-        "principles_nodes": sorted(graphs.principles.get_graph().nodes),
-        "names": [graphs.spri.name, graphs.principles.name, graphs.judge.name],
-        "judge_context": sorted(graphs.judge.get_context_jsonschema()["properties"]),
-        "agent_nodes": sorted(graphs.agent.get_graph().nodes),
-        "agent_name": graphs.agent.name,
+        "after_import": after_import,
+        "after_build": len(loads),
+        "nodes": sorted(spri.get_graph().nodes),
+        "context": sorted(spri.get_context_jsonschema()["properties"]),
+        "principles_nodes": sorted(principles.get_graph().nodes),
+        "names": [spri.name, principles.name, judge.name],
+        "judge_context": sorted(judge.get_context_jsonschema()["properties"]),
+        "agent_nodes": sorted(agent.get_graph().nodes),
+        "agent_name": agent.name,
     }
     try:
-        graphs.spri.invoke({"query": "Q?"}, context={"max_iterations": 1})
+        spri.invoke({"query": "Q?"}, context={"max_iterations": 1})
     except Exception as exc:
         report["run_error"] = type(exc).__name__
     report["after_run"] = len(loads)
@@ -112,7 +140,7 @@ IMPORT_CHECK = textwrap.dedent(
 )
 
 
-def test_importing_the_graphs_loads_no_model() -> None:
+def test_building_the_graphs_loads_no_model() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SPRI_", "OPENAI_"))}
     proc = subprocess.run(
         [sys.executable, "-c", IMPORT_CHECK],
@@ -124,7 +152,7 @@ def test_importing_the_graphs_loads_no_model() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["after_import"] == 0
+    assert report["after_import"] == report["after_build"] == 0
     assert report["names"] == ["spri", "principles", "judge"]
     assert set(report["judge_context"]) == SETTINGS
     assert {"prepare", "principles_draft", "response_draft", "finalize"} <= set(report["nodes"])
@@ -211,12 +239,20 @@ def server_env(proxy: str) -> dict[str, str]:
         "LANGCHAIN_TRACING_V2": "false",
         "HF_HUB_OFFLINE": "1",
         "PYTHONPATH": str(ROOT),
+        # The file watcher names each changed path at debug level.
+        "LOG_LEVEL": "DEBUG",
+        # Byte code the server's imports would cache next to edited sources is no write of
+        # the graphs.
+        "PYTHONDONTWRITEBYTECODE": "1",
     }
 
 
 class DevServer:
-    def __init__(self, url: str, proc: subprocess.Popen, log: Path, recorder: ConnectionRecorder):
-        self.url, self.proc, self.log, self.recorder = url, proc, log, recorder
+    def __init__(
+        self, url: str, proc: subprocess.Popen, root: Path, log: Path, recorder: ConnectionRecorder
+    ):
+        self.url, self.proc, self.root, self.log, self.recorder = url, proc, root, log, recorder
+        self.ready_at = 0.0
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -226,18 +262,18 @@ class DevServer:
 def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
     recorder = ConnectionRecorder()
     port = free_port()
-    # The dev server keeps its threads in ./.langgraph_api of the folder it runs in. It runs
-    # in a view of the project root (links to langgraph.json and the package), so the
-    # test neither reads nor adds to a developer's own Studio threads.
+    # The server runs as a developer runs it (reloading on code changes, so its file watcher
+    # is on) in a view of the project root: links to langgraph.json and the package, so the
+    # test neither reads nor adds to a developer's own Studio threads. Its log is written
+    # outside that view, where the watcher would see it.
     root = tmp_path_factory.mktemp("langgraph-dev")
     for name in ("langgraph.json", "spri_graph", "pyproject.toml"):
         (root / name).symlink_to(ROOT / name)
-    log = root / "server.log"
+    log = tmp_path_factory.mktemp("langgraph-dev-log") / "server.log"
     command = [
         str(LANGGRAPH),
         "dev",
         "--no-browser",
-        "--no-reload",
         "--host",
         "127.0.0.1",
         "--port",
@@ -254,7 +290,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = DevServer(f"http://127.0.0.1:{port}", proc, log, recorder)
+    server = DevServer(f"http://127.0.0.1:{port}", proc, root, log, recorder)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -268,6 +304,7 @@ def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
             if time.monotonic() > deadline:
                 pytest.fail(f"langgraph dev did not become ready:\n{server.output()}")
             time.sleep(0.5)
+        server.ready_at = time.monotonic()
         yield server
     finally:
         if proc.poll() is None:
@@ -514,3 +551,33 @@ def test_dev_server_runs_the_agent_on_the_local_model(dev_server: DevServer) -> 
     assert usage["response"]["critic_calls"] == len(values["spri_response_critiques"])
     assert "spri_turn" not in values or values["spri_turn"]["query"] == AGENT_QUESTION
     assert dev_server.recorder.connections == []
+
+
+def watched_changes(output: str, root: Path) -> list[str]:
+    """The paths (relative to ``root``) of every change the dev server's watcher logged."""
+    changed = []
+    for line in output.splitlines():
+        if "detected:" in line and "watchfiles" in line:
+            changed += [str(Path(p).relative_to(root)) for p in re.findall(r"'(/[^']+)'", line)]
+    return changed
+
+
+@pytest.mark.integration
+def test_dev_server_watcher_sees_only_the_servers_own_thread_files(dev_server: DevServer) -> None:
+    """Nothing the graphs write lands in the tree the dev server watches.
+
+    The watcher logs "N changes detected" for any file written under the folder the server
+    runs in. The only writes it sees come from the server itself: its in-memory runtime
+    flushes threads into ./.langgraph_api every 10 s. Two flush intervals after startup (the
+    other tests of this module usually take longer) every logged change is there, while a
+    file written next to the package is logged too, so the watcher is on.
+    """
+    time.sleep(max(0.0, dev_server.ready_at + 21 - time.monotonic()))
+    changed = watched_changes(dev_server.output(), dev_server.root)
+    assert changed
+    assert [path for path in changed if not path.startswith(".langgraph_api")] == []
+    (dev_server.root / "probe.txt").write_text("a change\n")
+    deadline = time.monotonic() + 60
+    while "probe.txt" not in watched_changes(dev_server.output(), dev_server.root):
+        assert time.monotonic() < deadline, dev_server.output()[-2000:]
+        time.sleep(0.5)

@@ -505,6 +505,21 @@ def test_bad_arguments_fail_before_any_model_call(
     assert model.calls == []
 
 
+def test_an_output_under_a_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "one.jsonl").write_text("{}\n")
+    model = content_model()
+    for output, errors in (("one.jsonl/o.jsonl", None), ("o.jsonl", "one.jsonl/deeper/e.jsonl")):
+        field = "output" if errors is None else "errors"
+        with pytest.raises(ValueError, match=rf"^{field}: '.*one\.jsonl' is a file, not a dir"):
+            synthesize(
+                records(1),
+                model=model,
+                output=tmp_path / output,
+                errors=errors and tmp_path / errors,
+            )
+    assert model.calls == [] and (tmp_path / "one.jsonl").read_text() == "{}\n"
+
+
 def test_input_file_must_exist_and_differ_from_output(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="records: input file .* does not exist"):
         synthesize(tmp_path / "nope.jsonl", model=content_model(), output=tmp_path / "o.jsonl")

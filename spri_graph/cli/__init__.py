@@ -1,8 +1,10 @@
 """The ``spri`` command line.
 
 One module per subcommand (``align``, ``judge``, ``agreement``, ``synthesize``), each
-registering itself with :func:`~spri_graph.cli.common.command`; what they share lives in
-:mod:`spri_graph.cli.common`, and the progress bar in :mod:`spri_graph.cli.progress`.
+exposing ``add_parser(subparsers)``, which adds its parser and sets its ``func``
+(``args -> exit code``); :data:`COMMANDS` lists them, in ``spri --help`` order. What they
+share lives in :mod:`spri_graph.cli.common`, and the progress bar in
+:mod:`spri_graph.cli.progress`.
 ``spri judge --pairwise`` lives in :mod:`spri_graph.cli.pairwise`, and what both judging
 modes share (FILE mode, one judging) in :mod:`spri_graph.cli.grading`.
 
@@ -14,14 +16,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from spri_graph.cli import agreement, align, judge, synthesize  # noqa: F401 - registration
-from spri_graph.cli.common import COMMANDS, CLIError, CLIParser
+from spri_graph.cli import agreement, align, judge, synthesize
+from spri_graph.cli.common import CLIError, CLIParser
 
-__all__ = ["CLIError", "build_parser", "main"]
+__all__ = ["COMMANDS", "CLIError", "build_parser", "main"]
 
-_ORDER = ("align", "judge", "agreement", "synthesize")
+COMMANDS: dict[str, Callable[[Any], None]] = {
+    "align": align.add_parser,
+    "judge": judge.add_parser,
+    "agreement": agreement.add_parser,
+    "synthesize": synthesize.add_parser,
+}
+"""The subcommands: name -> the function adding its parser to the subparsers, in order."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spri-graph {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CLIParser)
     sub.required = True
-    last = len(_ORDER)
-    for name in sorted(COMMANDS, key=lambda n: (_ORDER.index(n) if n in _ORDER else last, n)):
-        COMMANDS[name](sub)
+    for add_parser in COMMANDS.values():
+        add_parser(sub)
     return parser
 
 

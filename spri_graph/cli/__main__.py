@@ -4,5 +4,7 @@ import sys
 
 from spri_graph.cli import main
 
+__all__: list[str] = []
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

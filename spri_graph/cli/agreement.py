@@ -10,16 +10,15 @@ from spri_graph.cli.common import (
     CLIError,
     bad_lines,
     check_output,
-    command,
     positive_int,
     read_records,
 )
 
-__all__: list[str] = []
+__all__ = ["add_parser"]
 
 
-@command("agreement")
-def _add_agreement(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
+    """Add ``spri agreement`` to the ``spri`` subcommands."""
     parser = sub.add_parser(
         "agreement",
         help="agreement between judge scores and human scores in a JSONL file",

@@ -9,13 +9,12 @@ from typing import Any
 from spri_graph.cli.common import (
     CLIError,
     add_model_arguments,
-    command,
     one_line,
     positive_int,
     resolve_cli_models,
 )
 
-__all__: list[str] = []
+__all__ = ["add_parser"]
 
 _ALIGN_EXAMPLES = """\
 examples:
@@ -31,8 +30,8 @@ Exit codes: 0 done, 1 the run failed (e.g. the server could not be reached), 2 b
 """
 
 
-@command("align")
-def _add_align(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
+    """Add ``spri align`` to the ``spri`` subcommands."""
     parser = sub.add_parser(
         "align",
         help="answer a question with SPRI: situated principles, then an aligned response",

@@ -1,20 +1,18 @@
-"""What every ``spri`` subcommand shares: errors, argument types, models, files, the registry."""
+"""What every ``spri`` subcommand shares: errors, argument types, models, files."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 __all__ = [
-    "COMMANDS",
     "CLIError",
     "CLIParser",
     "add_model_arguments",
     "bad_lines",
     "check_output",
-    "command",
     "one_line",
     "positive_int",
     "read_records",
@@ -215,24 +213,3 @@ def bad_lines(path: str, problems: list[tuple[int, str]]) -> CLIError:
     more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
     count = f"{len(problems)} bad line{'s' if len(problems) != 1 else ''}"
     return CLIError(f"{path}: {count}: {shown}{more}", code=2)
-
-
-# --------------------------------------------------------------------------- registry
-
-AddCommand = Callable[[Any], None]
-COMMANDS: dict[str, AddCommand] = {}
-"""Subcommand name -> the function that adds its parser, in registration order."""
-
-
-def command(name: str) -> Callable[[AddCommand], AddCommand]:
-    """Register a subcommand.
-
-    Decorate ``add(subparsers)``, which adds its parser and sets ``func``
-    (``args -> exit code``) through ``set_defaults``.
-    """
-
-    def register(add: AddCommand) -> AddCommand:
-        COMMANDS[name] = add
-        return add
-
-    return register

@@ -1,7 +1,9 @@
-"""FILE mode of ``spri judge``: check every record first, grade them all, sum up the run.
+"""What both modes of ``spri judge`` share: the judge options, one judging, FILE mode.
 
-What the absolute and the pairwise judges share (:mod:`spri_graph.cli.judge`,
-:mod:`spri_graph.cli.pairwise`): each describes its lines with a :class:`FileMode`.
+The absolute (:mod:`spri_graph.cli.judge`) and the pairwise (:mod:`spri_graph.cli.pairwise`)
+judges both build their graphs from :func:`judge_options`; FILE mode checks every record
+first, grades them all and sums up the run, each judge describing its lines with a
+:class:`FileMode`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spri_graph.cli.common import CLIError, bad_lines, check_output, read_records
+from spri_graph.cli.common import (
+    CLIError,
+    bad_lines,
+    check_output,
+    read_records,
+    resolve_cli_models,
+)
 from spri_graph.cli.progress import Progress
 from spri_graph.synthesis import Record, RecordRunner, UsageCounts
 from spri_graph.synthesis.output import encode_line
 
-__all__ = ["PREFIX", "FileMode", "check_file", "check_mode", "grade_file", "judge_once"]
+__all__ = [
+    "PREFIX",
+    "FileMode",
+    "check_file",
+    "check_mode",
+    "grade_file",
+    "judge_once",
+    "judge_options",
+]
 
 PREFIX = "judge_"
 """The prefix of the fields FILE mode adds to each record."""
@@ -59,6 +75,33 @@ def check_mode(args: argparse.Namespace, *, required: Sequence[str], one: str, l
             raise CLIError(f"{flag} is required (or give FILE.jsonl)")
         if text is not None and not text.strip():
             raise CLIError(f"{flag} must not be empty")
+
+
+def judge_options(
+    args: argparse.Namespace, *, reference_free: bool
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """The node cache, the models and the options every judge takes, from the judge flags.
+
+    Returns:
+        ``(cache, model, critic, options)``; ``options`` holds ``reference_free``,
+        ``scale``, ``judge_output`` and ``cache_policy``.
+    """
+    from langgraph.types import CachePolicy
+
+    from spri_graph.engine.caching import judge_cache
+
+    cache = None
+    if args.cache is not None:
+        check_output(args.cache, option="--cache")
+        cache = judge_cache(args.cache)
+    model, critic = resolve_cli_models(args)
+    options: dict[str, Any] = {
+        "reference_free": reference_free,
+        "scale": args.scale,
+        "judge_output": args.judge_output,
+        "cache_policy": None if cache is None else CachePolicy(),
+    }
+    return cache, model, critic, options
 
 
 def judge_once(

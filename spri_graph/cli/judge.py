@@ -5,17 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spri_graph.cli.common import (
-    CLIError,
-    add_model_arguments,
-    check_output,
-    command,
-    positive_int,
-    resolve_cli_models,
+from spri_graph.cli.common import CLIError, add_model_arguments, positive_int
+from spri_graph.cli.grading import (
+    FileMode,
+    check_file,
+    check_mode,
+    grade_file,
+    judge_once,
+    judge_options,
 )
-from spri_graph.cli.grading import FileMode, check_file, check_mode, grade_file, judge_once
+from spri_graph.cli.pairwise import add_pairwise_arguments, refuse_pairwise_options, run_pairwise
 
-__all__ = ["judge_options"]
+__all__ = ["add_parser"]
 
 _JUDGE_FIELDS = ("instruction", "response")
 _RESULT_KEYS = ("rubric", "score", "feedback", "rubric_critiques", "judgment_critiques")
@@ -59,8 +60,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-@command("judge")
-def _add_judge(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
+    """Add ``spri judge`` (and its ``--pairwise`` mode) to the ``spri`` subcommands."""
     parser = sub.add_parser(
         "judge",
         help="grade a response with an instance-specific rubric (or a baseline judge)",
@@ -149,8 +150,6 @@ def _add_judge(sub: Any) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="FILE: no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no FILE)")
-    from spri_graph.cli.pairwise import add_pairwise_arguments
-
     add_pairwise_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=_run_judge)
@@ -186,33 +185,6 @@ def _check_judge_record(
     return None
 
 
-def judge_options(
-    args: argparse.Namespace, *, reference_free: bool
-) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """The node cache, the models and the options every judge takes, from the judge flags.
-
-    Returns:
-        ``(cache, model, critic, options)``; ``options`` holds ``reference_free``,
-        ``scale``, ``judge_output`` and ``cache_policy``.
-    """
-    from langgraph.types import CachePolicy
-
-    from spri_graph.engine.caching import judge_cache
-
-    cache = None
-    if args.cache is not None:
-        check_output(args.cache, option="--cache")
-        cache = judge_cache(args.cache)
-    model, critic = resolve_cli_models(args)
-    options: dict[str, Any] = {
-        "reference_free": reference_free,
-        "scale": args.scale,
-        "judge_output": args.judge_output,
-        "cache_policy": None if cache is None else CachePolicy(),
-    }
-    return cache, model, critic, options
-
-
 def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
     from spri_graph import create_fixed_rubric_judge, create_judge_graph, create_vanilla_judge
 
@@ -244,8 +216,6 @@ def _judge_result(out: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_judge(args: argparse.Namespace) -> int:
-    from spri_graph.cli.pairwise import refuse_pairwise_options, run_pairwise
-
     if args.pairwise:
         return run_pairwise(args)
     refuse_pairwise_options(args)

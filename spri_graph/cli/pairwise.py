@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from spri_graph.cli import grading
 from spri_graph.cli.common import CLIError
-from spri_graph.cli.grading import FileMode, check_file, check_mode, grade_file, judge_once
 
 __all__ = ["add_pairwise_arguments", "refuse_pairwise_options", "run_pairwise"]
 
@@ -51,7 +51,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise CLIError("--pairwise writes its own rubric: drop --judge and --rubric")
     if args.response is not None:
         raise CLIError("--pairwise compares --response-a and --response-b; drop --response")
-    check_mode(args, required=_FIELDS, one="comparison", lines="verdicts")
+    grading.check_mode(args, required=_FIELDS, one="comparison", lines="verdicts")
 
 
 def _check_record(record: dict[str, Any], *, use_reference: bool) -> str | None:
@@ -66,9 +66,8 @@ def _check_record(record: dict[str, Any], *, use_reference: bool) -> str | None:
 
 def _build(args: argparse.Namespace, *, reference_free: bool) -> tuple[Any, tuple[Any, Any]]:
     from spri_graph import create_pairwise_judge_graph
-    from spri_graph.cli.judge import judge_options
 
-    cache, model, critic, options = judge_options(args, reference_free=reference_free)
+    cache, model, critic, options = grading.judge_options(args, reference_free=reference_free)
     graph = create_pairwise_judge_graph(
         model,
         critic_model=critic,
@@ -92,7 +91,7 @@ def _result(out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_VERDICTS = FileMode(
+_VERDICTS = grading.FileMode(
     inputs=(*_FIELDS, "reference_answer"),
     result=_result,
     result_keys=_RESULT_KEYS,
@@ -106,11 +105,15 @@ def run_pairwise(args: argparse.Namespace) -> int:
     _check_args(args)
     if args.file is not None:
         use_reference = args.use_reference
-        count = check_file(args, lambda record: _check_record(record, use_reference=use_reference))
+        count = grading.check_file(
+            args, lambda record: _check_record(record, use_reference=use_reference)
+        )
         graph, models = _build(args, reference_free=not use_reference)
-        return grade_file(args, graph, models, count, _VERDICTS)
+        return grading.grade_file(args, graph, models, count, _VERDICTS)
     graph, _ = _build(args, reference_free=args.reference is None)
-    judged = judge_once(args, graph, {name: getattr(args, name) for name in _FIELDS}, _result)
+    judged = grading.judge_once(
+        args, graph, {name: getattr(args, name) for name in _FIELDS}, _result
+    )
     if judged is None:
         return 0
     _, result = judged

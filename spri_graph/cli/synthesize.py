@@ -10,17 +10,16 @@ from spri_graph.cli.common import (
     CLIError,
     add_model_arguments,
     check_output,
-    command,
     positive_int,
     resolve_cli_models,
 )
 from spri_graph.cli.progress import Progress
 
-__all__: list[str] = []
+__all__ = ["add_parser"]
 
 
-@command("synthesize")
-def _add_synthesize(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
+    """Add ``spri synthesize`` to the ``spri`` subcommands."""
     parser = sub.add_parser(
         "synthesize",
         help="run SPRI over an instruction dataset and write chat-format SFT data",

@@ -35,7 +35,14 @@ from typing import Any
 
 from spri_graph.readers.scores import parse_judgment
 
-__all__ = ["Agreement", "AgreementTable", "agreement", "agreement_by", "read_score"]
+__all__ = [
+    "MISSING_GROUP",
+    "Agreement",
+    "AgreementTable",
+    "agreement",
+    "agreement_by",
+    "read_score",
+]
 
 MISSING_GROUP = "(missing)"
 """Group name for records that lack the ``by`` column."""

@@ -57,6 +57,7 @@ from spri_graph.readers.scores import Critique
 from spri_graph.readers.verdicts import Better, PairwiseVerdict, Verdict, parse_verdict
 
 __all__ = [
+    "OnDisagreement",
     "OrderVerdict",
     "PairwiseInput",
     "PairwiseOutput",
@@ -68,6 +69,7 @@ __all__ = [
 
 Winner = Literal["A", "B", "tie"]
 OnDisagreement = Literal["tie", "reask"]
+"""What a pairwise judge does when the two orders disagree: a tie, or ask both once more."""
 
 ORDERS = ("AB", "BA")
 """The two orders the responses are shown in: ``"AB"`` shows A first, ``"BA"`` B first."""

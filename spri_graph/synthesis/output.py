@@ -99,8 +99,9 @@ def check_writable(path: str | os.PathLike[str], *, field: str = "output") -> Pa
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: Naming ``field`` and the path: its directory does not exist, it is a
-            directory, or it cannot be opened for writing (with the system's reason).
+        ValueError: Naming ``field`` and the path: its directory does not exist, a file
+            stands where a directory of it should be, it is a directory, or it cannot be
+            opened for writing (with the system's reason).
 
     Example:
         >>> check_writable("/no/such/dir/out.jsonl")
@@ -110,6 +111,9 @@ def check_writable(path: str | os.PathLike[str], *, field: str = "output") -> Pa
     """
     path = Path(path)
     if not path.parent.is_dir():
+        file = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if file is not None:
+            raise ValueError(f"{field}: {str(file)!r} is a file, not a directory")
         raise ValueError(f"{field}: directory {str(path.parent)!r} does not exist")
     if path.is_dir():
         raise ValueError(f"{field}: {str(path)!r} is a directory, expected a file path")
