@@ -44,7 +44,7 @@ from spri_graph.alignment.spri import SPRIContext, create_principles_graph, form
 from spri_graph.engine.loop import loop_done
 from spri_graph.engine.options import CriticOutput, LoopSettings
 from spri_graph.engine.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
-from spri_graph.engine.steps import StageUsage, empty_usage, message_text
+from spri_graph.engine.steps import StageUsage, message_text
 from spri_graph.models import ModelSpec
 from spri_graph.readers.scores import Critique
 
@@ -492,6 +492,6 @@ def _speculated(
     if spec.wasted:
         update["spri_usage"] = {
             **update["spri_usage"],
-            "speculation": {**empty_usage(), "model_calls": 1},
+            "speculation": spec.wasted_usage(),
         }
     return ExtendedModelResponse(model_response=response, command=Command(update=update))

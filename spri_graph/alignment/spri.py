@@ -38,6 +38,7 @@ from spri_graph.readers.scores import Critique, clean_text
 
 __all__ = [
     "PrinciplesOutput",
+    "RESPONSE_SPECULATED",
     "SPRIContext",
     "SPRIInput",
     "SPRIOutput",
@@ -135,11 +136,17 @@ class SPRIState(SPRIInput, SPRIOutput, total=False):
     """Full state of the SPRI graph.
 
     ``conversation`` holds the earlier turns shown to the prompts (see ``history``), and
-    ``response_speculative`` whether a speculative response draft was kept.
+    ``response_speculative`` (:data:`RESPONSE_SPECULATED`) whether a speculative response
+    draft was kept.
     """
 
     conversation: str
     response_speculative: bool
+
+
+RESPONSE_SPECULATED = "response_speculative"
+"""The :class:`SPRIState` key the response loop records a kept speculative draft in (its
+``speculated_key``)."""
 
 
 @dataclass
@@ -291,7 +298,9 @@ def _build(
     models = settings.resolve(model, critic_model)
     policy = settings.policy
 
-    def loop(name: str, candidate_key: str, critiques_key: str) -> RefineLoop:
+    def loop(
+        name: str, candidate_key: str, critiques_key: str, speculated: str | None = None
+    ) -> RefineLoop:
         return RefineLoop(
             name=name,
             model=models.base,
@@ -309,6 +318,7 @@ def _build(
             critic_parse_retries=settings.critic_parse_retries,
             resolve_model=resolve_model_cached,
             critic_tags=() if shape.stream_critiques else (TAG_NOSTREAM,),
+            speculated_key=speculated,
         )
 
     builder = StateGraph(
@@ -323,7 +333,7 @@ def _build(
         builder.add_edge(START, "prepare")
         entry = "prepare"
     principles = loop("principles", "principles", "principle_critiques")
-    response = loop("response", "response", "response_critiques")
+    response = loop("response", "response", "response_critiques", RESPONSE_SPECULATED)
     if not shape.with_response:
         then = END
     else:
