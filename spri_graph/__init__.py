@@ -27,11 +27,11 @@ from spri_graph.alignment.spri import (
     create_spri_graph,
 )
 from spri_graph.alignment.streaming import SPRIEvent, aspri_events, spri_events
-from spri_graph.engine.caching import UsageCounter, judge_cache
+from spri_graph.engine.caching import judge_cache
 from spri_graph.engine.loop import RefineLoop, RefineLoopState, add_refine_loop, create_refine_loop
 from spri_graph.engine.options import default_retry_policy, is_transient_error
 from spri_graph.engine.prompts import JUDGE_PROMPTS, SPRI_PROMPTS
-from spri_graph.engine.steps import StageUsage
+from spri_graph.engine.steps import StageUsage, UsageCallback
 from spri_graph.evaluation.evaluators import (
     create_async_pairwise_evaluator,
     create_async_spri_evaluator,
@@ -91,7 +91,7 @@ __all__ = [
     "StageUsage",
     "SynthesisInterrupted",
     "SynthesisReport",
-    "UsageCounter",
+    "UsageCallback",
     "Verdict",
     "add_refine_loop",
     "agreement",
@@ -126,3 +126,18 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """Deprecated names, kept for one release."""
+    if name == "UsageCounter":
+        import warnings
+
+        warnings.warn(
+            "spri_graph.UsageCounter is deprecated; use spri_graph.UsageCallback, whose "
+            "usage is a StageUsage",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return UsageCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
