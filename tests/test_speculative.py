@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -19,7 +20,7 @@ from langgraph.graph import StateGraph
 
 from spri_graph import RefineLoop, SPRIState, add_refine_loop, create_spri_graph
 from spri_graph.alignment.spri import RESPONSE_SPECULATED
-from spri_graph.engine.steps import empty_usage
+from spri_graph.engine.steps import discard, empty_usage
 from spri_graph.readers.scores import clean_text
 from tests.conftest import reference_dir
 from tests.fakes import ScriptedChatModel
@@ -284,3 +285,25 @@ def test_speculate_needs_a_loop_with_a_speculated_key() -> None:
     )
     with pytest.raises(ValueError, match="speculate: loop 'ahead' needs a speculated_key"):
         add_refine_loop(StateGraph(dict), first, then="ahead_draft", speculate=ahead)
+
+
+def test_a_call_dropped_before_it_started_is_never_made_and_costs_nothing() -> None:
+    pending: Future[AIMessage] = Future()  # queued, not running yet
+    dropped = discard(pending)
+    assert not dropped.started and pending.cancelled()
+    assert dropped.usage() == empty_usage()
+
+
+def test_a_started_call_that_was_dropped_costs_one_call_and_its_tokens() -> None:
+    tokens = {"input_tokens": 4, "output_tokens": 1, "total_tokens": 5}
+    reply = AIMessage("x", usage_metadata=tokens)  # type: ignore[arg-type]
+    running: Future[AIMessage] = Future()
+    assert running.set_running_or_notify_cancel()
+    running.set_result(reply)
+    assert discard(running).usage() == {
+        **empty_usage(),
+        "model_calls": 1,
+        "input_tokens": 4,
+        "output_tokens": 1,
+        "total_tokens": 5,
+    }

@@ -13,14 +13,16 @@ Every model-calling node in spri-graph is a *step*: a generator that yields the
     builder.add_node("grade", step_node("grade", grade))
 
 A step can also start a call in the background with ``handle = yield Spawn(call)``, collect
-it later with ``result = yield Join(handle)``, or drop it with ``result = yield
-Discard(handle)``. Background calls of the sync and the async paths, and of the agent
-middleware's early model call, go through the same few functions here
-(:func:`start_in_background`, :func:`discard`, :func:`adiscard`) and one thread pool:
+it later with ``result = yield Join(handle)``, or drop it with ``dropped = yield
+Discard(handle)`` (a :class:`Dropped`: whether the call was made, and its reply).
+Background calls of the sync and the async paths, and of the agent middleware's early
+model call, go through the same few functions here (:func:`start_in_background`,
+:func:`discard`, :func:`adiscard`) and one thread pool:
 
-* async: a dropped call that has not finished is cancelled (it stops; ``None``);
+* async: a dropped call that has not finished is cancelled (it stops);
 * sync: a thread cannot stop a running call, so a dropped call that has started is waited
-  for and its reply returned, for the caller to count what it really cost.
+  for and its reply returned, for the caller to count what it really cost; one not started
+  yet is never made.
 
 A spawned call the step neither joins nor discards (the step raised) is cancelled; on the
 sync path one that has started finishes unobserved.
@@ -54,12 +56,12 @@ from typing_extensions import TypedDict
 
 __all__ = [
     "CRITIC_TAG",
+    "CallOutput",
     "CandidateModel",
     "Discard",
     "Dropped",
     "Join",
     "ModelCall",
-    "OutputMode",
     "Spawn",
     "StageUsage",
     "Step",
@@ -261,7 +263,7 @@ def structured_output(model: Runnable[Any, Any], schema: type) -> Runnable[Any, 
 # --------------------------------------------------------------------------- calls and nodes
 
 
-OutputMode = Literal["reply", "candidate"]
+CallOutput = Literal["reply", "candidate"]
 """How a :class:`ModelCall` wants its answer: ``"reply"`` is the runnable's own reply;
 ``"candidate"`` is a refine-loop candidate (a draft or a refinement), which a
 :class:`CandidateModel` answers with its :attr:`~CandidateModel.candidates` runnable."""
@@ -291,7 +293,7 @@ class ModelCall:
         run_name: Name of the traced run.
         tags: Tags added to the run (stage and step included, for tracing and streaming).
         metadata: Metadata added to the run.
-        output: The answer it wants (see :data:`OutputMode`).
+        output: The answer it wants (see :data:`CallOutput`).
     """
 
     runnable: Runnable[Any, Any]
@@ -299,7 +301,7 @@ class ModelCall:
     run_name: str
     tags: tuple[str, ...]
     metadata: dict[str, Any]
-    output: OutputMode = "reply"
+    output: CallOutput = "reply"
 
     @classmethod
     def for_stage(
@@ -311,7 +313,7 @@ class ModelCall:
         step: str,
         iteration: int = 0,
         tags: Sequence[str] = (),
-        output: OutputMode = "reply",
+        output: CallOutput = "reply",
         critic: bool = False,
     ) -> ModelCall:
         """A call tagged ``spri``, ``spri:<stage>`` and ``spri:<stage>:<step>``.
@@ -445,9 +447,11 @@ def discard(future: Future[T]) -> Dropped[T]:
 async def adiscard(task: asyncio.Future[T]) -> Dropped[T]:
     """Drop a call running as a task: its result if it has finished, else cancel it.
 
-    A cancelled call stops where it is (an HTTP request is closed); nothing completes
-    after this returns. A task counts as started: the step that spawned it has awaited
-    since (the calls it overlaps).
+    A cancelled call of a model with a native async path stops where it is (its HTTP
+    request is closed): nothing completes after this returns. A model whose async path runs
+    its sync one in a thread (langchain-core's default ``_agenerate``) finishes there,
+    unobserved. A task counts as started: the step that spawned it has awaited since (the
+    calls it overlaps); its tokens are unknown unless it finished.
     """
     if task.done():
         if task.cancelled() or task.exception() is not None:
