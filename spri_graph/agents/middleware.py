@@ -182,12 +182,14 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
     With ``speculative=True`` the principles are written inside the turn's first model
     call instead, and that call starts on the draft principles while the critic grades
     them. If the critique accepts them, the response is kept (the wait for one critique is
-    saved); if it asks for a refinement, the early call is dropped without waiting for it
-    and the model is called with the final principles. With models whose replies depend
-    on the prompt alone, the turn's messages, principles and critiques are those of a
-    sequential turn; ``spri_usage["speculation"]`` counts a dropped early call. The early
-    call's tokens do not stream in ``stream_mode="messages"`` (a kept response arrives
-    there as one message when the model step ends).
+    saved); if it asks for a refinement, the early call is dropped (cancelled on the async
+    path; on the sync path, where a started call cannot be stopped, waited for once the
+    principles are final) and the model is called with the final principles. With models
+    whose replies depend on the prompt alone, the turn's messages, principles and critiques
+    are those of a sequential turn; ``spri_usage["speculation"]`` counts a dropped early
+    call (with its tokens when it replied). The early call's tokens do not stream in
+    ``stream_mode="messages"`` (a kept response arrives there as one message when the model
+    step ends).
 
     State keys (none clash with the agent's own): ``spri_principles``,
     ``spri_principle_critiques``, ``spri_response_critiques``, ``spri_usage`` (model calls

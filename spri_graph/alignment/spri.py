@@ -408,8 +408,10 @@ def create_spri_graph(
             prompts see as the conversation so far (``0``: the last human message alone).
         speculative: Draft the response from the first principles while the critic grades
             them. If they pass, the draft is kept (one critique's wait saved); if they are
-            refined, it is discarded without waiting and the response is drafted from the
-            final principles. With deterministic models the result equals a sequential run.
+            refined, it is discarded (cancelled under ``ainvoke``; under ``invoke``, where
+            a started call cannot be stopped, waited for and counted in
+            ``usage["speculation"]``) and the response is drafted from the final
+            principles. With deterministic models the result equals a sequential run.
         cache_policy: Cache the principles stage with LangGraph's node cache, e.g.
             ``CachePolicy(ttl=3600)``, and compile with ``cache=InMemoryCache()`` or
             ``SqliteCache(path=...)``: a repeated question (same query, goal, conversation,
