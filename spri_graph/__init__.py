@@ -41,7 +41,7 @@ from spri_graph.alignment.spri import (
     create_spri_graph,
 )
 from spri_graph.alignment.streaming import SPRIEvent, aspri_events, spri_events
-from spri_graph.engine.caching import UsageCounter, judge_cache
+from spri_graph.engine.caching import judge_cache
 from spri_graph.engine.loop import RefineLoop, RefineLoopState, add_refine_loop, create_refine_loop
 from spri_graph.engine.options import (
     LoopOptions,
@@ -59,6 +59,7 @@ from spri_graph.engine.steps import (
     StageUsage,
     Step,
     StepNode,
+    UsageCallback,
     message_text,
     route_node,
     step_node,
@@ -144,7 +145,7 @@ __all__ = [
     "StepNode",
     "SynthesisInterrupted",
     "SynthesisReport",
-    "UsageCounter",
+    "UsageCallback",
     "Verdict",
     "add_judgment_stage",
     "add_refine_loop",
@@ -189,6 +190,7 @@ __version__ = "0.1.0"
 
 DEPRECATED_NAMES: dict[str, tuple[str, str]] = {
     # "old_name": ("spri_graph.module", "new_name"),  -- one row per line
+    "UsageCounter": ("spri_graph.engine.steps", "UsageCallback"),
 }
 """Renamed public names: old name -> (the module defining the new one, the new name)."""
 

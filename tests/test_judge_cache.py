@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from langgraph.types import CachePolicy
 
+import spri_graph as spri_graph_package
 from spri_graph import (
     Rubric,
     SPRIContext,
@@ -19,7 +20,8 @@ from spri_graph import (
     create_spri_evaluator,
     create_vanilla_judge,
 )
-from spri_graph.engine.caching import UsageCounter, judge_cache
+from spri_graph.engine.caching import judge_cache
+from spri_graph.engine.steps import UsageCallback, empty_usage, sum_usage
 from spri_graph.readers.scores import Critique
 from tests.fakes import ScriptedChatModel
 
@@ -271,21 +273,23 @@ def test_clearing_the_cache_runs_the_models_again() -> None:
     assert len(model.calls) == 8
 
 
-def test_usage_counter_counts_only_real_calls() -> None:
+def test_the_usage_callback_counts_only_real_calls() -> None:
     model = judge_model()
     graph = spri_graph(model, judge_cache())
-    first, second = UsageCounter(), UsageCounter()
+    first, second = UsageCallback(), UsageCallback()
     out = graph.invoke(INPUT, {"callbacks": [first]})
     graph.invoke(INPUT, {"callbacks": [second]})
-    reported = sum(s["model_calls"] + s["critic_calls"] for s in out["usage"].values())
-    assert first.model_calls == reported == 4
-    assert first.input_tokens == sum(s["input_tokens"] for s in out["usage"].values())
-    assert second.totals() == {
-        "model_calls": 0,
-        "input_tokens": 0,
-        "output_tokens": 0,
-        "total_tokens": 0,
-    }
+    assert first.usage == sum_usage(out["usage"].values())  # the same record, added up
+    assert first.usage["model_calls"] + first.usage["critic_calls"] == 4
+    assert first.usage["critic_calls"] > 0
+    assert second.usage == empty_usage()
+
+
+def test_usage_counter_is_a_deprecated_alias_of_the_usage_callback() -> None:
+    with pytest.warns(DeprecationWarning, match="UsageCounter is deprecated"):
+        counter = spri_graph_package.UsageCounter
+    assert counter is UsageCallback
+    assert "UsageCounter" not in spri_graph_package.__all__
 
 
 def test_evaluator_with_a_cache_grades_a_repeat_for_free() -> None:

@@ -50,6 +50,13 @@ SPRI_KEYS = {
     "spri_pending_turn",
 }
 PRIVATE_KEYS = {"spri_turn", "spri_pending_turn"}
+EMPTY_USAGE = {
+    "model_calls": 0,
+    "critic_calls": 0,
+    "input_tokens": 0,
+    "output_tokens": 0,
+    "total_tokens": 0,
+}
 
 
 @tool
@@ -663,8 +670,7 @@ def test_the_principle_critique_and_the_first_model_call_overlap(mode: str) -> N
     assert m0 < c1 and c0 < m1  # the two calls ran at the same time
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
-def test_a_wasted_early_call_is_not_waited_for(mode: str) -> None:
+def test_a_wasted_early_call_is_not_waited_for_on_the_async_path() -> None:
     started, release, returned = threading.Event(), threading.Event(), threading.Event()
 
     def slow_when_early(messages: Sequence[BaseMessage]) -> AIMessage:
@@ -682,25 +688,36 @@ def test_a_wasted_early_call_is_not_waited_for(mode: str) -> None:
     s.agent_model.replies[:] = [slow_when_early]
     s.critic.replies[:] = [critic_after_the_early_call_started]
 
-    def ended_before_the_early_call(out: dict[str, Any]) -> dict[str, Any]:
-        still_blocked = started.is_set() and not returned.is_set()
-        release.set()
-        assert still_blocked
-        return out
-
-    async def arun() -> dict[str, Any]:
-        return ended_before_the_early_call(await s.agent.ainvoke(ask(), thread()))
+    async def arun() -> tuple[dict[str, Any], bool]:
+        out = await s.agent.ainvoke(ask(), thread())
+        return out, started.is_set() and not returned.is_set()
 
     try:
-        if mode == "async":
-            out = asyncio.run(arun())
-        else:
-            out = ended_before_the_early_call(s.agent.invoke(ask(), thread()))
+        out, ended_before_the_early_call = asyncio.run(arun())
     finally:
         release.set()
+    assert ended_before_the_early_call
     assert out["spri_principles"] == PRINCIPLES
     assert out["messages"][1].tool_calls[0]["id"].startswith("call-add-p1")
-    assert out["spri_usage"]["speculation"]["model_calls"] == 1
+    assert out["spri_usage"]["speculation"] == {**EMPTY_USAGE, "model_calls": 1}
+
+
+def test_a_wasted_early_call_on_the_sync_path_is_waited_for_and_counted() -> None:
+    # A thread cannot stop a call that has started: the turn waits for it once the
+    # principles are final, and counts the tokens its reply reports.
+    s = keyed_scenario(speculative=True, draft_score=2)
+    out = s.agent.invoke(ask(), thread())
+    early = [c for c in s.agent_model.calls if DRAFT_PRINCIPLES in str(c["messages"][0].content)]
+    assert len(early) == 1
+    words_in = sum(len(str(m.content).split()) for m in early[0]["messages"])
+    assert out["spri_usage"]["speculation"] == {
+        **EMPTY_USAGE,
+        "model_calls": 1,
+        "input_tokens": words_in,
+        "output_tokens": 1,
+        "total_tokens": words_in + 1,
+    }
+    assert out["messages"][1].tool_calls[0]["id"].startswith("call-add-p1")
 
 
 @pytest.mark.parametrize("draft_score", [5, 2])

@@ -19,6 +19,7 @@ from langgraph.types import RetryPolicy
 
 from spri_graph.alignment.spri import create_batch_graph, create_spri_graph
 from spri_graph.engine.options import is_transient_error
+from spri_graph.engine.steps import empty_usage
 from spri_graph.synthesis import (
     InputError,
     Record,
@@ -774,7 +775,7 @@ def test_record_runner_keeps_input_order_and_turns_failures_into_lines() -> None
         "message": "no grade for 4",
         "attempts": 1,
     }
-    assert sink.usage[0] == (1, 0, 0, 0, 1)
+    assert sink.usage[0] == {**empty_usage(), "model_calls": 1, "total_tokens": 1}
     assert asyncio.run(runner.collect(rows)) == sink.lines
 
 

@@ -44,7 +44,7 @@ from spri_graph.alignment.spri import create_principles_graph, format_conversati
 from spri_graph.engine.loop import loop_done
 from spri_graph.engine.options import LoopSettings, OutputMode, SPRIContext
 from spri_graph.engine.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
-from spri_graph.engine.steps import StageUsage, empty_usage, message_text
+from spri_graph.engine.steps import StageUsage, message_text
 from spri_graph.models import ModelSpec
 from spri_graph.readers.scores import Critique
 
@@ -182,12 +182,14 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
     With ``speculative=True`` the principles are written inside the turn's first model
     call instead, and that call starts on the draft principles while the critic grades
     them. If the critique accepts them, the response is kept (the wait for one critique is
-    saved); if it asks for a refinement, the early call is dropped without waiting for it
-    and the model is called with the final principles. With models whose replies depend
-    on the prompt alone, the turn's messages, principles and critiques are those of a
-    sequential turn; ``spri_usage["speculation"]`` counts a dropped early call. The early
-    call's tokens do not stream in ``stream_mode="messages"`` (a kept response arrives
-    there as one message when the model step ends).
+    saved); if it asks for a refinement, the early call is dropped (cancelled on the async
+    path; on the sync path, where a started call cannot be stopped, waited for once the
+    principles are final) and the model is called with the final principles. With models
+    whose replies depend on the prompt alone, the turn's messages, principles and critiques
+    are those of a sequential turn; ``spri_usage["speculation"]`` counts a dropped early
+    call (with its tokens when it replied). The early call's tokens do not stream in
+    ``stream_mode="messages"`` (a kept response arrives there as one message when the model
+    step ends).
 
     State keys (none clash with the agent's own): ``spri_principles``,
     ``spri_principle_critiques``, ``spri_response_critiques``, ``spri_usage`` (model calls
@@ -496,6 +498,6 @@ def _speculated(
     if spec.wasted:
         update["spri_usage"] = {
             **update["spri_usage"],
-            "speculation": {**empty_usage(), "model_calls": 1},
+            "speculation": spec.wasted_usage(),
         }
     return ExtendedModelResponse(model_response=response, command=Command(update=update))

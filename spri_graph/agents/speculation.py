@@ -3,10 +3,14 @@
 :class:`EarlyModelCall` follows a principles stage as it runs (its state after each step).
 Once the draft principles are written, the agent's model call is started with them, in the
 background, while the critic grades them. If the critique accepts them, that response is
-the turn's; if it asks for a refinement, the early call is dropped (cancelled, or left to
-finish unobserved in a thread) and the model is called with the final principles.
-:func:`call_early` and :func:`acall_early` drive it; they differ only in ``stream`` /
-``astream`` and in how the early call runs (a thread, or a task).
+the turn's; if it asks for a refinement, the early call is dropped and the model is called
+with the final principles. :func:`call_early` and :func:`acall_early` drive it; they differ
+only in ``stream`` / ``astream`` and in how the early call runs: in a thread of the
+package's one background pool (:func:`~spri_graph.engine.steps.start_in_background`), or
+as a task. A dropped call is dropped as the graph's speculative drafts are
+(:func:`~spri_graph.engine.steps.discard`, :func:`~spri_graph.engine.steps.adiscard`): the
+task is cancelled at once; the thread, which cannot be stopped, is waited for once the
+principles are final, and its reply kept in :attr:`EarlyModelCall.discarded` to be counted.
 
 The early call's tokens are kept out of ``stream_mode="messages"`` (it may be dropped); a
 kept response reaches that stream as one message when the agent's model step ends.
@@ -15,23 +19,29 @@ kept response reaches that stream as one message when the agent's model step end
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from langchain.agents.middleware import ModelRequest, ModelResponse
+from langchain_core.messages import AIMessage
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.config import get_config
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph.state import CompiledStateGraph
 
+from spri_graph.engine.steps import (
+    Dropped,
+    StageUsage,
+    adiscard,
+    discard,
+    empty_usage,
+    start_in_background,
+)
 from spri_graph.readers.scores import Critique
 
 __all__ = ["EarlyModelCall", "acall_early", "call_early"]
-
-_EARLY_CALLS = ThreadPoolExecutor(thread_name_prefix="spri-speculate")
 
 
 @dataclass
@@ -48,6 +58,7 @@ class EarlyModelCall:
         values: The stage's state after its latest step (its output once it has run).
         draft: The draft principles the early call started on (``None`` before that).
         dropped: Whether the first critique asked for a refinement.
+        discarded: What an early call that was not used came to (``None``: none was).
     """
 
     stage: CompiledStateGraph[Any, Any, Any, Any]
@@ -58,6 +69,7 @@ class EarlyModelCall:
     values: Mapping[str, Any] = field(default_factory=dict)
     draft: str | None = None
     dropped: bool = False
+    discarded: Dropped[ModelResponse] | None = None
 
     def stream(self) -> Iterator[dict[str, Any]]:
         """Run the stage, yielding its state after each step."""
@@ -106,6 +118,14 @@ class EarlyModelCall:
         """The request with the final principles."""
         return self.steer(str(self.values["principles"]))
 
+    def wasted_usage(self) -> StageUsage:
+        """What the early call that was not used cost (no call if it never started)."""
+        if self.discarded is None:
+            return empty_usage()
+        response = self.discarded.result
+        replies = [m for m in (response.result if response else []) if isinstance(m, AIMessage)]
+        return self.discarded.usage(replies[-1] if replies else None)
+
 
 def _quietly(call: Callable[[ModelRequest], Any], request: ModelRequest) -> Any:
     """``call(request)`` with its model's tokens kept out of ``stream_mode="messages"``.
@@ -133,11 +153,13 @@ def call_early(
         for values in spec.stream():
             action = spec.see(values)
             if isinstance(action, ModelRequest):
-                run = contextvars.copy_context().run
-                early = _EARLY_CALLS.submit(run, _quietly, handler, action)
-            elif action and early is not None:
-                early.cancel()  # a running call finishes unobserved
-        return early.result() if early is not None and spec.kept else handler(spec.request())
+                early = start_in_background(_quietly, handler, action)
+        if early is not None and spec.kept:
+            return early.result()
+        if early is not None:  # a started call cannot be stopped: wait, and count it
+            spec.discarded = discard(early)
+            early = None
+        return handler(spec.request())
     finally:
         if early is not None:
             early.cancel()
@@ -146,7 +168,7 @@ def call_early(
 async def acall_early(
     spec: EarlyModelCall, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
 ) -> ModelResponse:
-    """Async :func:`call_early`."""
+    """Async :func:`call_early`; a dropped early call is cancelled as soon as it is dropped."""
     early: asyncio.Future[ModelResponse] | None = None
     try:
         async for values in spec.astream():
@@ -154,8 +176,14 @@ async def acall_early(
             if isinstance(action, ModelRequest):
                 early = asyncio.ensure_future(_aquietly(handler, action))
             elif action and early is not None:
-                early.cancel()
-        return await (early if early is not None and spec.kept else handler(spec.request()))
+                spec.discarded = await adiscard(early)
+                early = None
+        if early is not None and spec.kept:
+            return await early
+        if early is not None:
+            spec.discarded = await adiscard(early)
+            early = None
+        return await handler(spec.request())
     finally:
         if early is not None:
             early.cancel()

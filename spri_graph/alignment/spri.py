@@ -38,6 +38,7 @@ from spri_graph.readers.scores import Critique, clean_text
 
 __all__ = [
     "PrinciplesOutput",
+    "RESPONSE_SPECULATED",
     "SPRIContext",
     "SPRIInput",
     "SPRIOutput",
@@ -135,11 +136,17 @@ class SPRIState(SPRIInput, SPRIOutput, total=False):
     """Full state of the SPRI graph.
 
     ``conversation`` holds the earlier turns shown to the prompts (see ``history``), and
-    ``response_speculative`` whether a speculative response draft was kept.
+    ``response_speculative`` (:data:`RESPONSE_SPECULATED`) whether a speculative response
+    draft was kept.
     """
 
     conversation: str
     response_speculative: bool
+
+
+RESPONSE_SPECULATED = "response_speculative"
+"""The :class:`SPRIState` key the response loop records a kept speculative draft in (its
+``speculated_key``)."""
 
 
 _SPEAKERS = {"human": "User", "ai": "Assistant"}
@@ -272,7 +279,9 @@ def _build(
     models = replace(settings, critic_model=critic_model).resolve(model)
     policy = settings.policy
 
-    def loop(name: str, candidate_key: str, critiques_key: str) -> RefineLoop:
+    def loop(
+        name: str, candidate_key: str, critiques_key: str, speculated: str | None = None
+    ) -> RefineLoop:
         return RefineLoop(
             name=name,
             model=models.base,
@@ -290,6 +299,7 @@ def _build(
             critic_parse_retries=settings.parse_retries,
             resolve_model=resolve_model_cached,
             critic_tags=() if shape.stream_critiques else (TAG_NOSTREAM,),
+            speculated_key=speculated,
         )
 
     builder = StateGraph(
@@ -304,7 +314,7 @@ def _build(
         builder.add_edge(START, "prepare")
         entry = "prepare"
     principles = loop("principles", "principles", "principle_critiques")
-    response = loop("response", "response", "response_critiques")
+    response = loop("response", "response", "response_critiques", RESPONSE_SPECULATED)
     if not shape.with_response:
         then = END
     else:
@@ -379,8 +389,10 @@ def create_spri_graph(
             prompts see as the conversation so far (``0``: the last human message alone).
         speculative: Draft the response from the first principles while the critic grades
             them. If they pass, the draft is kept (one critique's wait saved); if they are
-            refined, it is discarded without waiting and the response is drafted from the
-            final principles. With deterministic models the result equals a sequential run.
+            refined, it is discarded (cancelled under ``ainvoke``; under ``invoke``, where
+            a started call cannot be stopped, waited for and counted in
+            ``usage["speculation"]``) and the response is drafted from the final
+            principles. With deterministic models the result equals a sequential run.
         cache_policy: Cache the principles stage with LangGraph's node cache, e.g.
             ``CachePolicy(ttl=3600)``, and compile with ``cache=InMemoryCache()`` or
             ``SqliteCache(path=...)``: a repeated question (same query, goal, conversation,

@@ -22,7 +22,8 @@ from spri_graph.cli.common import (
     resolve_cli_models,
 )
 from spri_graph.cli.progress import Progress
-from spri_graph.synthesis import Record, RecordRunner, UsageCounts
+from spri_graph.engine.steps import StageUsage, UsageCallback
+from spri_graph.synthesis import Record, RecordRunner
 from spri_graph.synthesis.output import encode_line
 
 __all__ = [
@@ -186,7 +187,6 @@ def grade_file(
     """
     import asyncio
 
-    from spri_graph.engine.caching import UsageCounter
     from spri_graph.models import is_local_model
 
     concurrency = 1 if any(is_local_model(m) for m in models) else args.concurrency
@@ -194,7 +194,7 @@ def grade_file(
         out_file = open(args.output, "wb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise CLIError(f"-o: cannot write to {args.output!r} ({exc.strerror or exc})") from None
-    counter = UsageCounter()
+    counter = UsageCallback()
     with out_file, Progress(desc="judge", total=count, enabled=not args.no_progress) as progress:
         sink = _GradeSink(out_file, progress, PREFIX + mode.readable)
         try:
@@ -214,7 +214,7 @@ def grade_file(
             code=1,
         )
     _check_scored(sink.scored, count, args.min_scored, mode.noun)
-    print(_spent(counter, args), file=sys.stderr)
+    print(_spent(counter.usage, args), file=sys.stderr)
     print(
         f"graded {count} records into {args.output}; {sink.scored} with a readable {mode.noun}",
         file=sys.stderr,
@@ -222,18 +222,18 @@ def grade_file(
     return 0
 
 
-def _spent(counter: Any, args: argparse.Namespace) -> str:
+def _spent(usage: StageUsage, args: argparse.Namespace) -> str:
     """The run's model calls and tokens, and their cost when prices are given."""
-    totals = counter.totals()
+    calls = usage["model_calls"] + usage["critic_calls"]
     line = (
-        f"model calls: {totals['model_calls']}; tokens: {totals['input_tokens']:,} in, "
-        f"{totals['output_tokens']:,} out"
+        f"model calls: {calls}; tokens: {usage['input_tokens']:,} in, "
+        f"{usage['output_tokens']:,} out"
     )
     if args.cache is not None:
         line += " (calls served from --cache are not counted)"
     if args.price_in is not None or args.price_out is not None:
         price_in, price_out = args.price_in or 0.0, args.price_out or 0.0
-        cost = (totals["input_tokens"] * price_in + totals["output_tokens"] * price_out) / 1e6
+        cost = (usage["input_tokens"] * price_in + usage["output_tokens"] * price_out) / 1e6
         line += f"; cost: ${cost:.4f} (at ${price_in:g} in / ${price_out:g} out per million tokens)"
     return line
 
@@ -262,7 +262,7 @@ class _GradeSink:
         self.scored = 0
         self.failed: list[int] = []
 
-    def ok(self, record: Record, line: dict[str, Any], usage: UsageCounts) -> None:
+    def ok(self, record: Record, line: dict[str, Any], usage: StageUsage) -> None:
         self.scored += line[self.readable] is not None
         self._write(line)
 
@@ -287,7 +287,7 @@ async def _grade_file(
     mode: FileMode,
     concurrency: int,
     sink: _GradeSink,
-    counter: Any,
+    counter: UsageCallback,
 ) -> None:
     """Grade every record of FILE (read again, lazily), ``concurrency`` at once."""
     keys = [key for key in mode.inputs if args.use_reference or key != "reference_answer"]

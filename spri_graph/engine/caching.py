@@ -22,19 +22,18 @@ for a persistent cache.
 **Cost.** Every judgment reports its model calls and tokens per stage in ``usage``. A node
 served from the cache is not run: its state update, usage included, is the one recorded
 when it ran, so ``usage`` is what the judgment cost when it was made. To count what a run
-really spends, pass a :class:`UsageCounter` as a callback: it sees only real model calls.
+really spends, pass a :class:`~spri_graph.engine.steps.UsageCallback` as a callback: it
+sees only real model calls, and adds them up into the same
+:class:`~spri_graph.engine.steps.StageUsage` record.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from langchain_core.callbacks import BaseCallbackHandler
-from langchain_core.outputs import ChatGeneration, LLMResult
 from langchain_core.prompts import ChatPromptTemplate
 from langgraph.cache.base import BaseCache
 from langgraph.cache.memory import InMemoryCache
@@ -46,7 +45,6 @@ from spri_graph.readers.scores import Judgment
 
 __all__ = [
     "JUDGE_STATE_TYPES",
-    "UsageCounter",
     "check_cache_policy",
     "judge_cache",
     "model_identity",
@@ -135,50 +133,3 @@ def prompt_cache_policy(
         return json.dumps([node, identity, extra, messages, inputs], default=str, sort_keys=True)
 
     return CachePolicy(key_func=key, ttl=cache_policy.ttl)
-
-
-class UsageCounter(BaseCallbackHandler):
-    """A callback that counts the chat model calls a run really makes, and their tokens.
-
-    Calls served from a node cache are never made, so they are not counted. Thread-safe;
-    pass it as ``config={"callbacks": [counter]}``.
-
-    Example:
-        >>> from langchain_core.language_models import FakeListChatModel
-        >>> counter = UsageCounter()
-        >>> _ = FakeListChatModel(responses=["hi"]).invoke("x", {"callbacks": [counter]})
-        >>> counter.model_calls
-        1
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.model_calls = 0
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.total_tokens = 0
-
-    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
-        """Count one call and the tokens its reply reports."""
-        tokens = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
-        for generations in response.generations:
-            for generation in generations:
-                if isinstance(generation, ChatGeneration):
-                    meta = getattr(generation.message, "usage_metadata", None) or {}
-                    for name in tokens:
-                        tokens[name] += int(meta.get(name, 0) or 0)
-        with self._lock:
-            self.model_calls += 1
-            self.input_tokens += tokens["input_tokens"]
-            self.output_tokens += tokens["output_tokens"]
-            self.total_tokens += tokens["total_tokens"]
-
-    def totals(self) -> dict[str, int]:
-        """The counts so far: ``model_calls``, ``input_tokens``, ``output_tokens``, ..."""
-        with self._lock:
-            return {
-                "model_calls": self.model_calls,
-                "input_tokens": self.input_tokens,
-                "output_tokens": self.output_tokens,
-                "total_tokens": self.total_tokens,
-            }

@@ -41,6 +41,7 @@ from spri_graph.engine.options import (
 )
 from spri_graph.engine.prompts import FORMAT_REMINDER
 from spri_graph.engine.steps import (
+    Discard,
     Join,
     ModelCall,
     Spawn,
@@ -69,7 +70,6 @@ __all__ = [
     "is_transient_error",
     "loop_done",
     "merge_usage",
-    "speculation_key",
     "structured_output",
     "validate_loop_settings",
 ]
@@ -105,6 +105,13 @@ class RefineLoop:
         resolve_model: Resolves model names given per run through the graph's context.
         critic_tags: Extra tags for the critic's calls, e.g. ``("nostream",)`` to keep the
             critic's tokens out of LangGraph's ``stream_mode="messages"``.
+        speculated_key: State key (a bool) recording whether this loop's draft was made
+            ahead, during the previous loop's first critique, and kept; a loop passed as
+            another's ``speculate=`` (see :func:`add_refine_loop`) needs one.
+
+    Drafts and refinements are calls whose output mode is ``"candidate"``: a ``model``
+    that is a :class:`~spri_graph.engine.steps.CandidateModel` answers them with its
+    candidates runnable.
     """
 
     name: str
@@ -124,6 +131,7 @@ class RefineLoop:
     critic_parse_retries: int = 1
     resolve_model: ModelResolver | None = None
     critic_tags: tuple[str, ...] = ()
+    speculated_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier():
@@ -170,10 +178,12 @@ def _models(loop: RefineLoop) -> tuple[Runnable[Any, Any], Runnable[Any, Any]]:
 # --------------------------------------------------------------------------- nodes
 
 
-def _call(
+def _candidate_call(
     loop: RefineLoop, runnable: Runnable[Any, Any], messages: Any, step: str, it: int
 ) -> ModelCall:
-    return ModelCall.for_stage(runnable, messages, stage=loop.name, step=step, iteration=it)
+    return ModelCall.for_stage(
+        runnable, messages, stage=loop.name, step=step, iteration=it, output="candidate"
+    )
 
 
 def _usage_update(loop: RefineLoop, usage: StageUsage) -> dict[str, Any]:
@@ -183,7 +193,7 @@ def _usage_update(loop: RefineLoop, usage: StageUsage) -> dict[str, Any]:
 def _draft_call(loop: RefineLoop, state: Mapping[str, Any]) -> ModelCall:
     model, _ = _models(loop)
     messages = loop.draft_prompt.format_messages(**loop.prompt_inputs(state))
-    return _call(loop, model, messages, "draft", 0)
+    return _candidate_call(loop, model, messages, "draft", 0)
 
 
 def _drafted(loop: RefineLoop, message: BaseMessage) -> dict[str, Any]:
@@ -220,6 +230,7 @@ def _critique_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
             step="critique",
             iteration=iteration,
             tags=loop.critic_tags,
+            critic=True,
         )
         if loop.critic_output == "structured":
             raw, parsed = result["raw"], result["parsed"]
@@ -253,7 +264,7 @@ def _refine_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
         "feedback": critiques[-1].feedback if critiques else "",
     }
     messages = loop.refine_prompt.format_messages(**inputs)
-    message = yield _call(loop, model, messages, "refine", len(critiques))
+    message = yield _candidate_call(loop, model, messages, "refine", len(critiques))
     return {
         loop.candidate_key: loop.parse_candidate(message),
         **_usage_update(loop, add_usage(usage, message, critic=False)),
@@ -299,9 +310,10 @@ def _router(loop: RefineLoop) -> Callable[[Mapping[str, Any]], Literal["refine",
 # --------------------------------------------------------------------------- speculation
 
 
-def speculation_key(ahead: RefineLoop) -> str:
-    """State key recording whether ``ahead``'s draft was made speculatively and kept."""
-    return f"{ahead.name}_speculative"
+def _speculated_key(ahead: RefineLoop) -> str:
+    if ahead.speculated_key is None:
+        raise ValueError(f"speculate: loop {ahead.name!r} needs a speculated_key")
+    return ahead.speculated_key
 
 
 def _speculative_critique_step(
@@ -310,22 +322,25 @@ def _speculative_critique_step(
     """The first critique, with ``ahead``'s draft started from the same candidate.
 
     If the critique accepts the candidate, the draft is kept (``ahead``'s draft node is
-    skipped); if not, it is discarded without waiting for it.
+    skipped); if not, it is discarded: cancelled on the async path; on the sync path, where
+    a started call cannot be stopped, waited for. Either way ``usage["speculation"]``
+    counts what the discarded call cost: no call if it never started, else one call with
+    the tokens of its reply, if it replied.
     """
-    handle = None
+    handle, key = None, _speculated_key(ahead)
     if not state.get(loop.critiques_key):
         handle = yield Spawn(_draft_call(ahead, state))
     update = yield from _critique_step(loop, state)
     if handle is None:
-        return {**update, speculation_key(ahead): False}
+        return {**update, key: False}
     if _decide(loop, update[loop.critiques_key]) == "refine":
-        wasted = {**empty_usage(), "model_calls": 1}
-        usage = {**update["usage"], "speculation": wasted}
-        return {**update, "usage": usage, speculation_key(ahead): False}
+        dropped = yield Discard(handle)
+        usage = {**update["usage"], "speculation": dropped.usage()}
+        return {**update, "usage": usage, key: False}
     message = yield Join(handle)
     drafted = _drafted(ahead, message)
     usage = {**update["usage"], **drafted["usage"]}
-    return {**update, **drafted, "usage": usage, speculation_key(ahead): True}
+    return {**update, **drafted, "usage": usage, key: True}
 
 
 def _speculative_router(
@@ -333,7 +348,7 @@ def _speculative_router(
 ) -> Callable[[Mapping[str, Any]], Literal["refine", "done", "drafted"]]:
     def route(state: Mapping[str, Any]) -> Literal["refine", "done", "drafted"]:
         decision = _decide(loop, _critiques(state, loop))
-        if decision == "done" and state.get(speculation_key(ahead)):
+        if decision == "done" and state.get(_speculated_key(ahead)):
             return "drafted"
         return decision
 
@@ -394,8 +409,9 @@ def add_refine_loop(
         speculate: The loop that runs next (``then`` must be its draft node). Its draft
             starts from the first candidate while the critic grades that candidate; if the
             critique accepts it, the draft is kept and the next loop starts at its critique,
-            else the draft is discarded without waiting for it. The state must also hold
-            ``<speculate.name>_speculative`` (a bool).
+            else the draft is discarded (cancelled on the async path, waited for and
+            counted in ``usage["speculation"]`` on the sync path). The state must also hold
+            ``speculate.speculated_key`` (a bool).
 
     Returns:
         The name of the loop's first node (``<name>_draft``).
@@ -403,6 +419,8 @@ def add_refine_loop(
     draft, critique, refine = loop.nodes
     if speculate is not None and then != speculate.nodes[0]:
         raise ValueError(f"speculate: then must be {speculate.nodes[0]!r}, got {then!r}")
+    if speculate is not None:
+        _speculated_key(speculate)
     steps = {
         draft: (_draft_step, loop.draft_prompt, "draft"),
         critique: (_critique_step, loop.critique_prompt, "critique"),

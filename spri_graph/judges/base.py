@@ -162,10 +162,11 @@ class StructuredDrafts(Runnable[LanguageModelInput, BaseMessage]):
     """A chat model whose refine-loop draft and refine calls answer with ``schema``.
 
     A :class:`~spri_graph.RefineLoop` calls one model to draft, refine and, when no critic is
-    given, critique. Wrapped in this, the model answers the calls tagged as drafts and
-    refinements (``spri_step`` metadata ``"draft"`` or ``"refine"``, which every loop call
-    carries) through :func:`answer_with_schema`, and every other call as it is, so a critic
-    sharing the model still writes its text or structured critique.
+    given, critique. Its drafts and refinements are calls whose output mode is
+    ``"candidate"``; this model (a :class:`~spri_graph.engine.steps.CandidateModel`)
+    answers those with :attr:`candidates` (:func:`answer_with_schema`), and every other
+    call as the model does, so a critic sharing the model still writes its text or
+    structured critique.
 
     Args:
         model: The chat model.
@@ -175,23 +176,24 @@ class StructuredDrafts(Runnable[LanguageModelInput, BaseMessage]):
     def __init__(self, model: Runnable[Any, Any], schema: type[BaseModel]) -> None:
         self.model = model
         self.schema = schema
-        self.structured = answer_with_schema(model, schema)
+        self._candidates = answer_with_schema(model, schema)
 
-    def _pick(self, config: RunnableConfig | None) -> Runnable[Any, Any]:
-        metadata = (config or {}).get("metadata") or {}
-        return self.structured if metadata.get("spri_step") in ("draft", "refine") else self.model
+    @property
+    def candidates(self) -> Runnable[Any, Any]:
+        """The model answering with ``schema``; its reply stays an ``AIMessage``."""
+        return self._candidates
 
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> BaseMessage:
-        """Call the model, structured for draft and refine calls."""
-        return self._pick(config).invoke(input, config, **kwargs)  # type: ignore[no-any-return]
+        """Call the model as it is."""
+        return self.model.invoke(input, config, **kwargs)  # type: ignore[no-any-return]
 
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
     ) -> BaseMessage:
-        """Call the model asynchronously, structured for draft and refine calls."""
-        return await self._pick(config).ainvoke(input, config, **kwargs)  # type: ignore[no-any-return]
+        """Call the model asynchronously, as it is."""
+        return await self.model.ainvoke(input, config, **kwargs)  # type: ignore[no-any-return]
 
     def with_structured_output(
         self, schema: Any, *, include_raw: bool = False, **kwargs: Any

@@ -19,7 +19,7 @@ vote for itself.
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -48,6 +48,7 @@ from spri_graph.engine.steps import (
     message_text,
     step_node,
     structured_output,
+    sum_usage,
 )
 from spri_graph.judges.absolute import JUDGE_DEFAULTS, add_rubric_stage
 from spri_graph.judges.base import JudgeSettings, judge_prepare, text_field
@@ -64,7 +65,6 @@ __all__ = [
     "PairwiseState",
     "create_pairwise_judge_graph",
     "start_with_rubric",
-    "sum_usage",
 ]
 
 Winner = Literal["A", "B", "tie"]
@@ -78,24 +78,6 @@ _RUBRIC_PROMPTS = ("rubric_draft", "rubric_critique", "rubric_refine")
 
 
 # --------------------------------------------------------------------------- state
-
-
-def sum_usage(usages: Iterable[StageUsage]) -> StageUsage:
-    """The calls and tokens of several runs of a stage, added up.
-
-    Example:
-        >>> one = {**empty_usage(), "model_calls": 1, "total_tokens": 9}
-        >>> sum_usage([one, one])["total_tokens"]
-        18
-    """
-    runs = list(usages)
-    return StageUsage(
-        model_calls=sum(usage["model_calls"] for usage in runs),
-        critic_calls=sum(usage["critic_calls"] for usage in runs),
-        input_tokens=sum(usage["input_tokens"] for usage in runs),
-        output_tokens=sum(usage["output_tokens"] for usage in runs),
-        total_tokens=sum(usage["total_tokens"] for usage in runs),
-    )
 
 
 class OrderVerdict(TypedDict):

@@ -37,7 +37,7 @@ from typing_extensions import TypedDict
 
 from spri_graph.engine.caching import prompt_cache_policy
 from spri_graph.engine.options import OutputMode, SPRIContext
-from spri_graph.engine.steps import StageUsage, Step, context_value, step_node
+from spri_graph.engine.steps import StageUsage, Step, context_value, step_node, sum_usage
 from spri_graph.evaluation.metrics import Agreement, agreement
 from spri_graph.judges.absolute import JUDGE_DEFAULTS
 from spri_graph.judges.base import (
@@ -48,7 +48,7 @@ from spri_graph.judges.base import (
     judge_prompt_inputs,
     resolve_judge_output,
 )
-from spri_graph.judges.pairwise import start_with_rubric, sum_usage
+from spri_graph.judges.pairwise import start_with_rubric
 from spri_graph.models import ModelSpec, resolve_model
 from spri_graph.readers.scores import Judgment
 

@@ -60,9 +60,8 @@ from spri_graph.synthesis.runner import (
     Record,
     RecordRunner,
     RecordSink,
-    UsageCounts,
     error_record,
-    usage_counts,
+    total_usage,
 )
 
 __all__ = [
@@ -73,7 +72,6 @@ __all__ = [
     "Records",
     "SynthesisInterrupted",
     "SynthesisReport",
-    "UsageCounts",
     "asynthesize",
     "check_writable",
     "error_record",
@@ -82,5 +80,5 @@ __all__ = [
     "read_jsonl",
     "spri_runner",
     "synthesize",
-    "usage_counts",
+    "total_usage",
 ]

@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from spri_graph.engine.steps import StageUsage
 from spri_graph.synthesis.report import SynthesisReport
-from spri_graph.synthesis.runner import Record, UsageCounts
+from spri_graph.synthesis.runner import Record
 
 __all__ = [
     "FSYNC_INTERVAL",
@@ -232,7 +233,7 @@ class FileSink:
         self.out = LineWriter(report.output)
         self.errors = LineWriter(report.errors_path)
 
-    def ok(self, record: Record, line: dict[str, Any], usage: UsageCounts) -> None:
+    def ok(self, record: Record, line: dict[str, Any], usage: StageUsage) -> None:
         """Write a finished record's line."""
         self.write_ok(encode_line(line), usage)
 
@@ -240,16 +241,16 @@ class FileSink:
         """Write a failed record's error line."""
         self.write_error(encode_line(line))
 
-    def write_ok(self, data: bytes, usage: UsageCounts) -> None:
+    def write_ok(self, data: bytes, usage: StageUsage) -> None:
         """Write an encoded output line and count its usage."""
         self._write(self.out, data)
         report = self.report
         report.completed += 1
-        report.model_calls += usage[0]
-        report.critic_calls += usage[1]
-        report.input_tokens += usage[2]
-        report.output_tokens += usage[3]
-        report.total_tokens += usage[4]
+        report.model_calls += usage["model_calls"]
+        report.critic_calls += usage["critic_calls"]
+        report.input_tokens += usage["input_tokens"]
+        report.output_tokens += usage["output_tokens"]
+        report.total_tokens += usage["total_tokens"]
         if self.on_progress is not None:
             self.on_progress(report)
 

@@ -19,15 +19,16 @@ from typing import Any, NamedTuple, Protocol
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import RetryPolicy
 
+from spri_graph.engine.steps import StageUsage, sum_usage
+
 __all__ = [
     "SLOT_STAGGER",
     "Record",
     "RecordRunner",
     "RecordSink",
-    "UsageCounts",
     "attempts",
     "error_record",
-    "usage_counts",
+    "total_usage",
 ]
 
 SLOT_STAGGER = 0.001
@@ -36,11 +37,6 @@ SLOT_STAGGER = 0.001
 Started at the same instant, the records' first steps run in lockstep: none calls the model
 before all have set up, and they go on calling it in bursts that leave the event loop idle
 in between."""
-
-UsageCounts = tuple[int, int, int, int, int]
-"""A record's model calls, critic calls, input, output and total tokens."""
-
-_USAGE_KEYS = ("model_calls", "critic_calls", "input_tokens", "output_tokens", "total_tokens")
 
 
 class Record(NamedTuple):
@@ -61,24 +57,24 @@ class Record(NamedTuple):
 class RecordSink(Protocol):
     """Where a :class:`RecordRunner` puts its lines."""
 
-    def ok(self, record: Record, line: dict[str, Any], usage: UsageCounts) -> None:
+    def ok(self, record: Record, line: dict[str, Any], usage: StageUsage) -> None:
         """Take the line of a record that ran, with its usage."""
 
     def error(self, record: Record, line: dict[str, Any]) -> None:
         """Take the error line of a record that failed."""
 
 
-def usage_counts(output: Any) -> UsageCounts:
-    """Sum the per-stage usage of a graph's output (``output["usage"]``) into one tuple.
+def total_usage(output: Any) -> StageUsage:
+    """The per-stage usage of a graph's output (``output["usage"]``), added up.
 
     Example:
-        >>> usage_counts({"usage": {"a": {"model_calls": 2, "total_tokens": 9},
-        ...                         "b": {"critic_calls": 1, "total_tokens": 3}}})
-        (2, 1, 0, 0, 12)
+        >>> total = total_usage({"usage": {"a": {"model_calls": 2, "total_tokens": 9},
+        ...                                "b": {"critic_calls": 1, "total_tokens": 3}}})
+        >>> total["model_calls"], total["critic_calls"], total["total_tokens"]
+        (2, 1, 12)
     """
     usage = output.get("usage") if isinstance(output, Mapping) else None
-    stages = list(usage.values()) if isinstance(usage, Mapping) else []
-    return tuple(sum(int(stage.get(key, 0)) for stage in stages) for key in _USAGE_KEYS)  # type: ignore[return-value]
+    return sum_usage(usage.values() if isinstance(usage, Mapping) else ())
 
 
 def attempts(exc: Exception, policy: RetryPolicy | Sequence[RetryPolicy] | None) -> int:
@@ -140,7 +136,7 @@ class RecordRunner:
         concurrency: Most records in flight at once.
         retry_policy: The graph's retry policy, to count attempts in error lines.
         config: Run config for every record (callbacks, tags, metadata, recursion limit).
-        usage: A record's usage from the graph's output; defaults to :func:`usage_counts`.
+        usage: A record's usage from the graph's output; defaults to :func:`total_usage`.
 
     Example:
         >>> import asyncio
@@ -169,7 +165,7 @@ class RecordRunner:
         concurrency: int = 16,
         retry_policy: RetryPolicy | Sequence[RetryPolicy] | None = None,
         config: RunnableConfig | None = None,
-        usage: Callable[[Any], UsageCounts] = usage_counts,
+        usage: Callable[[Any], StageUsage] = total_usage,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -249,12 +245,12 @@ class RecordRunner:
             put(index, record, line, usage)
 
 
-_Put = Callable[[int, Record, dict[str, Any], UsageCounts | None], None]
+_Put = Callable[[int, Record, dict[str, Any], StageUsage | None], None]
 """Hands a finished record's line (with usage, or ``None`` for an error line) on."""
 
 
 def _direct(sink: RecordSink) -> _Put:
-    def put(index: int, record: Record, line: dict[str, Any], usage: UsageCounts | None) -> None:
+    def put(index: int, record: Record, line: dict[str, Any], usage: StageUsage | None) -> None:
         if usage is None:
             sink.error(record, line)
         else:
@@ -268,11 +264,11 @@ class _InOrder:
 
     def __init__(self, sink: RecordSink) -> None:
         self._put = _direct(sink)
-        self._held: dict[int, tuple[Record, dict[str, Any], UsageCounts | None]] = {}
+        self._held: dict[int, tuple[Record, dict[str, Any], StageUsage | None]] = {}
         self._next = 0
 
     def put(
-        self, index: int, record: Record, line: dict[str, Any], usage: UsageCounts | None
+        self, index: int, record: Record, line: dict[str, Any], usage: StageUsage | None
     ) -> None:
         self._held[index] = (record, line, usage)
         while self._next in self._held:
@@ -284,7 +280,7 @@ class _ListSink:
     def __init__(self, lines: list[dict[str, Any]]) -> None:
         self.lines = lines
 
-    def ok(self, record: Record, line: dict[str, Any], usage: UsageCounts) -> None:
+    def ok(self, record: Record, line: dict[str, Any], usage: StageUsage) -> None:
         self.lines.append(line)
 
     def error(self, record: Record, line: dict[str, Any]) -> None:

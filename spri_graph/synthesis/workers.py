@@ -24,8 +24,9 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, cast
 
+from spri_graph.engine.steps import StageUsage
 from spri_graph.synthesis.output import FileSink, encode_line
-from spri_graph.synthesis.runner import Record, RecordSink, UsageCounts
+from spri_graph.synthesis.runner import Record, RecordSink
 
 __all__ = [
     "SEND_INTERVAL",
@@ -153,7 +154,7 @@ class PipeSink:
         self._pending: list[tuple[Any, ...]] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    def ok(self, record: Record, line: dict[str, Any], usage: UsageCounts) -> None:
+    def ok(self, record: Record, line: dict[str, Any], usage: StageUsage) -> None:
         """Queue a finished record's line."""
         self._add(("ok", encode_line(line), usage))
 
