@@ -16,6 +16,8 @@ Example:
     'Tell them you are burning out.'
 """
 
+import warnings
+
 from spri_graph.agents.middleware import SPRIMiddleware
 from spri_graph.alignment.spri import (
     PrinciplesOutput,
@@ -39,11 +41,12 @@ from spri_graph.evaluation.evaluators import (
 )
 from spri_graph.evaluation.metrics import Agreement, AgreementTable, agreement, agreement_by
 from spri_graph.evaluation.plots import plot_agreement
-from spri_graph.judges.absolute import create_judge_graph, create_rubric_graph
+from spri_graph.judges.absolute import create_judge
 from spri_graph.judges.base import JudgeInput, JudgeOutput
 from spri_graph.judges.baselines import create_fixed_rubric_judge, create_vanilla_judge
-from spri_graph.judges.pairwise import PairwiseInput, PairwiseOutput, create_pairwise_judge_graph
+from spri_graph.judges.pairwise import PairwiseInput, PairwiseOutput, create_pairwise_judge
 from spri_graph.judges.panel import PanelOutput, create_judge_panel, panel_agreement
+from spri_graph.judges.rubric import create_rubric_graph
 from spri_graph.models import resolve_model
 from spri_graph.readers.rubric import GENERIC_RUBRIC, Rubric, parse_rubric
 from spri_graph.readers.scores import (
@@ -100,10 +103,10 @@ __all__ = [
     "create_async_pairwise_evaluator",
     "create_async_spri_evaluator",
     "create_fixed_rubric_judge",
-    "create_judge_graph",
+    "create_judge",
     "create_judge_panel",
     "create_pairwise_evaluator",
-    "create_pairwise_judge_graph",
+    "create_pairwise_judge",
     "create_principles_graph",
     "create_refine_loop",
     "create_rubric_graph",
@@ -125,3 +128,20 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_RENAMED = {
+    "create_judge_graph": "create_judge",
+    "create_pairwise_judge_graph": "create_pairwise_judge",
+}
+"""Old public names still importable for one release (with a ``DeprecationWarning``)."""
+
+
+def __getattr__(name: str) -> object:
+    """An old public name: the object under its new name, with a ``DeprecationWarning``."""
+    new = _RENAMED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"spri_graph.{name} is deprecated, use spri_graph.{new}", DeprecationWarning, stacklevel=2
+    )
+    return globals()[new]

@@ -48,7 +48,7 @@ from langchain_core.tools import tool
 
 from spri_graph.agents.middleware import SPRIMiddleware
 from spri_graph.alignment.spri import create_principles_graph, create_spri_graph
-from spri_graph.judges.absolute import create_judge_graph
+from spri_graph.judges.absolute import create_judge
 from spri_graph.models import resolve_model
 
 __all__ = [
@@ -72,7 +72,7 @@ thread with ``Command(resume=True)`` to approve them or with edited principles (
 principles = create_principles_graph().compile(name="principles")
 """The principles stage alone."""
 
-judge = create_judge_graph().compile(name="judge")
+judge = create_judge().compile(name="judge")
 """The SPRI judge: a rubric for the instruction, then a grading of the response with it."""
 
 
