@@ -390,7 +390,7 @@ def _pairwise(
 ) -> _Evaluator:
     """The shared half of :func:`create_pairwise_evaluator` and its async form."""
     options = take_options(options, JUDGE_OPTION_NAMES, caller=caller)
-    if judge is not None and on_disagreement != "tie" or judge is None:
+    if judge is None or on_disagreement != "tie":
         options = {**options, "on_disagreement": on_disagreement}
     graph = _judge_graph(
         model,

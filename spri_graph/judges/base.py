@@ -489,24 +489,25 @@ def text_field(state: Mapping[str, Any], key: str) -> str:
 
 
 def judge_prepare(
+    settings: JudgeSettings,
     *,
     with_response: bool,
-    reference_free: bool,
-    rubric: Rubric | None,
-    rubric_from_input: bool,
-    scale: Scale = (1, 5),
+    rubric: Rubric | None = None,
+    rubric_from_input: bool = False,
 ) -> _JudgeNode:
     """The ``prepare`` node of the judge graphs: validate the input before any model call.
 
     It also records the context's per-run models in ``context_models``.
 
     Args:
+        settings: The judge's settings: with ``reference_free=False`` a
+            ``reference_answer`` is required (else ignored), and a rubric from the input
+            must have the levels of its ``scale``.
         with_response: Require a ``response`` (a judge; not the rubric stage alone).
-        reference_free: Ignore ``reference_answer`` (else require it).
         rubric: A fixed rubric to grade with, if any.
         rubric_from_input: Take the rubric from the input (falling back to ``rubric``).
-        scale: The judge's scale; a rubric from the input must have its levels.
     """
+    reference_free, scale = settings.reference_free, settings.scale
 
     def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
         update: dict[str, Any] = {"instruction": text_field(state, "instruction")}

@@ -53,11 +53,7 @@ def _build_single(
         output_schema=JudgeOutput,
     )
     prepare = judge_prepare(
-        with_response=True,
-        reference_free=settings.reference_free,
-        rubric=rubric,
-        rubric_from_input=rubric_from_input,
-        scale=settings.scale,
+        settings, with_response=True, rubric=rubric, rubric_from_input=rubric_from_input
     )
     builder.add_node("prepare", prepare)
     grader = Grader.of(settings, settings.models.base)

@@ -91,13 +91,7 @@ def start_with_rubric(
             ``Send`` per grading).
         check: More input checks, run first.
     """
-    validate = judge_prepare(
-        with_response=with_response,
-        reference_free=settings.reference_free,
-        rubric=None,
-        rubric_from_input=False,
-        scale=settings.scale,
-    )
+    validate = judge_prepare(settings, with_response=with_response)
 
     def prepare(state: Any) -> dict[str, Any]:
         extra = check(state) if check is not None else {}
