@@ -32,7 +32,6 @@ from typing_extensions import TypedDict, Unpack
 from spri_graph.engine.caching import prompt_cache_policy
 from spri_graph.engine.options import SPRIContext
 from spri_graph.engine.prompts import (
-    JUDGE_PROMPTS,
     PAIRWISE_PROMPTS,
     VERDICT_REMINDER,
     fence,
@@ -51,7 +50,7 @@ from spri_graph.engine.steps import (
     structured_output,
 )
 from spri_graph.judges.base import JudgeOptions, JudgeSettings, text_field
-from spri_graph.judges.rubric import start_with_rubric
+from spri_graph.judges.rubric import RUBRIC_PROMPTS, start_with_rubric
 from spri_graph.models import ModelSpec, resolve_model_cached
 from spri_graph.readers.rubric import Rubric
 from spri_graph.readers.scores import Critique
@@ -72,10 +71,7 @@ OnDisagreement = Literal["tie", "reask"]
 ORDERS = ("AB", "BA")
 """The two orders the responses are shown in: ``"AB"`` shows A first, ``"BA"`` B first."""
 
-_RUBRIC_PROMPTS = ("rubric_draft", "rubric_critique", "rubric_refine")
-_PROMPTS = MappingProxyType(
-    {**{key: JUDGE_PROMPTS[key] for key in _RUBRIC_PROMPTS}, **PAIRWISE_PROMPTS}
-)
+_PROMPTS = MappingProxyType({**RUBRIC_PROMPTS, **PAIRWISE_PROMPTS})
 
 
 # --------------------------------------------------------------------------- state

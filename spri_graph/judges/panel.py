@@ -41,7 +41,7 @@ from spri_graph.engine.steps import StageUsage, Step, context_value, step_node
 from spri_graph.evaluation.metrics import Agreement, agreement
 from spri_graph.judges.base import Grader, JudgeInput, JudgeOptions, JudgeSettings, RubricOutput
 from spri_graph.judges.pairwise import sum_usage
-from spri_graph.judges.rubric import start_with_rubric
+from spri_graph.judges.rubric import RUBRIC_PROMPTS, start_with_rubric
 from spri_graph.models import ModelSpec, resolve_model
 from spri_graph.readers.scores import Judgment
 
@@ -59,12 +59,7 @@ Aggregate = Literal["mean", "median", "majority"]
 """How a panel combines its judges' readable scores."""
 
 _AGGREGATES = ("mean", "median", "majority")
-_PROMPTS = MappingProxyType(
-    {
-        key: JUDGE_PROMPTS[key]
-        for key in ("rubric_draft", "rubric_critique", "rubric_refine", "judgment_draft")
-    }
-)
+_PROMPTS = MappingProxyType({**RUBRIC_PROMPTS, "judgment_draft": JUDGE_PROMPTS["judgment_draft"]})
 _GRADED_KEYS = ("instruction", "response", "reference_answer", "rubric")
 
 

@@ -16,12 +16,15 @@ responses with :func:`~spri_graph.create_fixed_rubric_judge`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
+from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import Unpack
 
 from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.judges.base import (
     JudgeOptions,
     JudgeSettings,
@@ -36,7 +39,12 @@ from spri_graph.judges.base import (
 from spri_graph.models import ModelSpec
 from spri_graph.readers.rubric import rubric_schema
 
-__all__ = ["add_rubric_stage", "create_rubric_graph", "start_with_rubric"]
+__all__ = ["RUBRIC_PROMPTS", "add_rubric_stage", "create_rubric_graph", "start_with_rubric"]
+
+RUBRIC_PROMPTS: Mapping[str, ChatPromptTemplate] = MappingProxyType(
+    {key: JUDGE_PROMPTS[key] for key in ("rubric_draft", "rubric_critique", "rubric_refine")}
+)
+"""The rubric stage's prompts: a judge starting with it takes overrides of these keys."""
 
 
 def add_rubric_stage(
