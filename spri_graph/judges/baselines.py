@@ -92,6 +92,12 @@ def create_vanilla_judge(
         An uncompiled :class:`~langgraph.graph.StateGraph` with the input and output of
         :func:`~spri_graph.create_judge` (the critiques are empty lists).
 
+    Raises:
+        TypeError: If an option is unknown (the loop options included: this judge does not
+            refine).
+        ValueError: If an option's value is bad or a model string cannot be resolved; at
+            run time, before the model call, if ``instruction`` or ``response`` is missing.
+
     Example:
         >>> from langchain_core.language_models import GenericFakeChatModel
         >>> from spri_graph import GENERIC_RUBRIC
