@@ -123,33 +123,78 @@ class _Evaluator:
         return self.result(out, runs)
 
 
-def _judge_graph(
+@dataclass(frozen=True)
+class _Texts:
+    """Where an evaluator finds the instruction, the responses and the reference answer."""
+
+    instruction_key: str | None
+    response_key: str | None
+    reference_key: str | None
+    uses_reference: bool
+
+    def instruction(self, inputs: Any) -> Any:
+        """The instruction in ``inputs``."""
+        key = self.instruction_key
+        return find_text(inputs, field="inputs", key=key, keys=INSTRUCTION_KEYS, role="user")
+
+    def response(self, outputs: Any) -> Any:
+        """The response in one run's ``outputs``."""
+        key = self.response_key
+        return find_text(outputs, field="outputs", key=key, keys=RESPONSE_KEYS, role="assistant")
+
+    def with_reference(self, state: dict[str, Any], reference_outputs: Any) -> dict[str, Any]:
+        """``state`` with the reference answer, when the judge uses one and it is given."""
+        if self.uses_reference and reference_outputs not in (None, {}, ""):
+            state["reference_answer"] = find_text(
+                reference_outputs,
+                field="reference_outputs",
+                key=self.reference_key,
+                keys=REFERENCE_KEYS,
+                role="assistant",
+            )
+        return state
+
+
+def _judge(
     model: ModelSpec,
     *,
     judge: Any,
     feedback_key: str,
+    keys: tuple[str | None, str | None, str | None],
     cache: BaseCache[Any] | None,
     options: Mapping[str, Any],
+    caller: str,
     create: Callable[..., StateGraph[Any, Any, Any, Any]],
     kind: str,
+    own: Mapping[str, Any],
     for_judge: Sequence[str] = (),
-) -> Any:
-    """The compiled judge: ``judge`` as given, or ``create(model, **options)``.
+) -> tuple[Any, _Texts, dict[str, Any]]:
+    """What every evaluator builds first: the compiled judge and where its texts are.
 
-    ``kind`` names the judge in errors; ``for_judge`` names the options that still apply
-    with ``judge=`` (they describe it).
+    The judge is ``judge`` as given, or ``create(model, **options, **own)``: ``own`` are
+    the judge's options that are the evaluator's own arguments. With ``judge=``, only the
+    options named in ``for_judge`` (they describe that judge) and no ``own`` may be given.
+    ``kind`` names the judge in errors.
+
+    Returns:
+        The compiled judge, the texts' finder and the shared options under their names.
     """
+    options = take_options(options, JUDGE_OPTION_NAMES, caller=caller)
     if not isinstance(feedback_key, str) or not feedback_key.strip():
         raise ValueError(f"feedback_key must be a non-empty string, got {feedback_key!r}")
     if cache is not None and not isinstance(cache, BaseCache):
         raise ValueError(f"cache must be a langgraph BaseCache (see judge_cache), got {cache!r}")
+    texts = _Texts(
+        *keys, uses_reference=judge is not None or options.get("reference_free") is False
+    )
     if judge is None:
-        if cache is not None and options.get("cache_policy") is None:
-            options = {**options, "cache_policy": CachePolicy()}
-        return create(model, **options).compile(cache=cache)
+        built = dict(options)
+        if cache is not None and built.get("cache_policy") is None:
+            built["cache_policy"] = CachePolicy()
+        return create(model, **built, **own).compile(cache=cache), texts, options
     if model is not None:
         raise ValueError("model: pass either model or judge=, not both")
-    if changed := [name for name in options if name not in for_judge]:
+    if changed := [*own, *(name for name in options if name not in for_judge)]:
         raise ValueError(
             f"{', '.join(changed)}: these configure the built-in judge; with judge= set "
             "them on the judge graph you pass"
@@ -161,60 +206,29 @@ def _judge_graph(
         raise ValueError(
             f"judge must be a {kind} graph (StateGraph or compiled), got {type(judge).__name__}"
         )
-    return graph
+    return graph, texts, options
 
 
-def _reference(reference_outputs: Any, key: str | None) -> Any:
-    return find_text(
-        reference_outputs,
-        field="reference_outputs",
-        key=key,
-        keys=REFERENCE_KEYS,
-        role="assistant",
-    )
+def _single(*, feedback_key: str, normalize: bool, **common: Any) -> _Evaluator:
+    """The shared half of :func:`create_spri_evaluator` and its async form.
 
-
-def _single(
-    model: ModelSpec,
-    *,
-    judge: Any,
-    feedback_key: str,
-    normalize: bool,
-    keys: tuple[str | None, str | None, str | None],
-    cache: BaseCache[Any] | None,
-    options: Mapping[str, Any],
-    caller: str,
-) -> _Evaluator:
-    """The shared half of :func:`create_spri_evaluator` and its async form."""
-    options = take_options(options, JUDGE_OPTION_NAMES, caller=caller)
+    ``common`` are :func:`_judge`'s arguments that every evaluator passes the same way.
+    """
     if not isinstance(normalize, bool):
         raise ValueError(f"normalize must be True or False, got {normalize!r}")
-    low, high = GradingSettings(**{k: v for k, v in options.items() if k == "scale"}).scale
-    graph = _judge_graph(
-        model,
-        judge=judge,
+    graph, texts, options = _judge(
+        **common,
         feedback_key=feedback_key,
-        cache=cache,
-        options=options,
         create=create_judge,
         kind="judge",
+        own={},
         for_judge=("scale",),
     )
-    uses_reference = judge is not None or options.get("reference_free") is False
-    instruction_key, response_key, reference_key = keys
+    low, high = GradingSettings(**{k: v for k, v in options.items() if k == "scale"}).scale
 
     def request(inputs: Any, outputs: Any, reference_outputs: Any) -> dict[str, Any]:
-        state = {
-            "instruction": find_text(
-                inputs, field="inputs", key=instruction_key, keys=INSTRUCTION_KEYS, role="user"
-            ),
-            "response": find_text(
-                outputs, field="outputs", key=response_key, keys=RESPONSE_KEYS, role="assistant"
-            ),
-        }
-        if uses_reference and reference_outputs not in (None, {}, ""):
-            state["reference_answer"] = _reference(reference_outputs, reference_key)
-        return state
+        state = {"instruction": texts.instruction(inputs), "response": texts.response(outputs)}
+        return texts.with_reference(state, reference_outputs)
 
     def result(out: Mapping[str, Any], runs: Any) -> EvaluatorResult:
         raw_score = score = out.get("score")
@@ -301,7 +315,7 @@ def create_spri_evaluator(
         ('spri_rubric_score', 5.0, 'Right.')
     """
     shared = _single(
-        model,
+        model=model,
         judge=judge,
         feedback_key=feedback_key,
         normalize=normalize,
@@ -349,7 +363,7 @@ def create_async_spri_evaluator(
         1.0
     """
     shared = _single(
-        model,
+        model=model,
         judge=judge,
         feedback_key=feedback_key,
         normalize=normalize,
@@ -377,32 +391,20 @@ ComparativeResult = dict[str, Any]
 _POINTS = {"A": (1.0, 0.0), "B": (0.0, 1.0), "tie": (0.5, 0.5), None: (None, None)}
 
 
-def _pairwise(
-    model: ModelSpec,
-    *,
-    judge: Any,
-    feedback_key: str,
-    on_disagreement: OnDisagreement,
-    keys: tuple[str | None, str | None, str | None],
-    cache: BaseCache[Any] | None,
-    options: Mapping[str, Any],
-    caller: str,
-) -> _Evaluator:
-    """The shared half of :func:`create_pairwise_evaluator` and its async form."""
-    options = take_options(options, JUDGE_OPTION_NAMES, caller=caller)
-    if judge is None or on_disagreement != "tie":
-        options = {**options, "on_disagreement": on_disagreement}
-    graph = _judge_graph(
-        model,
-        judge=judge,
+def _pairwise(*, feedback_key: str, on_disagreement: OnDisagreement, **common: Any) -> _Evaluator:
+    """The shared half of :func:`create_pairwise_evaluator` and its async form.
+
+    ``common`` are :func:`_judge`'s arguments that every evaluator passes the same way.
+    """
+    given = common["judge"] is None or on_disagreement != "tie"
+    own = {"on_disagreement": on_disagreement} if given else {}
+    graph, texts, _ = _judge(
+        **common,
         feedback_key=feedback_key,
-        cache=cache,
-        options=options,
         create=create_pairwise_judge,
         kind="pairwise judge",
+        own=own,
     )
-    uses_reference = judge is not None or options.get("reference_free") is False
-    instruction_key, response_key, reference_key = keys
 
     def request(inputs: Any, outputs: Any, reference_outputs: Any) -> dict[str, Any]:
         if isinstance(outputs, str | Mapping) or not isinstance(outputs, Sequence):
@@ -411,18 +413,9 @@ def _pairwise(
             )
         if len(outputs) != 2:
             raise ValueError(f"outputs must hold two runs' outputs, got {len(outputs)}")
-        state = {
-            "instruction": find_text(
-                inputs, field="inputs", key=instruction_key, keys=INSTRUCTION_KEYS, role="user"
-            )
-        }
-        for name, output in zip(("response_a", "response_b"), outputs, strict=True):
-            state[name] = find_text(
-                output, field="outputs", key=response_key, keys=RESPONSE_KEYS, role="assistant"
-            )
-        if uses_reference and reference_outputs not in (None, {}, ""):
-            state["reference_answer"] = _reference(reference_outputs, reference_key)
-        return state
+        state = {"instruction": texts.instruction(inputs)}
+        state["response_a"], state["response_b"] = (texts.response(out) for out in outputs)
+        return texts.with_reference(state, reference_outputs)
 
     def result(out: Mapping[str, Any], runs: Any) -> ComparativeResult:
         ids = [run.id for run in runs] if runs and len(runs) == 2 else ["A", "B"]
@@ -509,7 +502,7 @@ def create_pairwise_evaluator(
         ({'A': 0.5, 'B': 0.5}, 'tie')
     """
     shared = _pairwise(
-        model,
+        model=model,
         judge=judge,
         feedback_key=feedback_key,
         on_disagreement=on_disagreement,
@@ -557,7 +550,7 @@ def create_async_pairwise_evaluator(
         {'A': 0.5, 'B': 0.5}
     """
     shared = _pairwise(
-        model,
+        model=model,
         judge=judge,
         feedback_key=feedback_key,
         on_disagreement=on_disagreement,
