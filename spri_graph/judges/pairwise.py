@@ -197,10 +197,8 @@ def _grade_step(
     settings: JudgeSettings,
     prompt: ChatPromptTemplate,
     inputs: Callable[[Mapping[str, Any]], dict[str, Any]],
-    *,
-    parse_retries: int,
 ) -> Callable[[Mapping[str, Any]], Step]:
-    structured = settings.structured
+    structured, parse_retries = settings.structured, settings.loop.parse_retries
 
     def read(result: Any, quotes: Sequence[str]) -> tuple[Verdict, BaseMessage]:
         if not structured:
@@ -330,6 +328,7 @@ def create_pairwise_judge(
         through ``context=SPRIContext(...)``.
 
     Raises:
+        TypeError: If an option is unknown.
         ValueError: If a setting is out of range or a model string cannot be resolved; at
             run time, before any model call, if ``instruction``, ``response_a`` or
             ``response_b`` is missing or empty.
@@ -357,8 +356,7 @@ def create_pairwise_judge(
     )
     grade_prompt = settings.prompts["pairwise_grade"]
     inputs = _prompt_inputs(settings)
-    parse_retries = settings.loop.parse_retries
-    grade = _grade_step(settings, grade_prompt, inputs, parse_retries=parse_retries)
+    grade = _grade_step(settings, grade_prompt, inputs)
     builder = StateGraph(
         PairwiseState,
         context_schema=SPRIContext,
@@ -379,7 +377,7 @@ def create_pairwise_judge(
             model=settings.models.base,
             prompt=grade_prompt,
             prompt_inputs=inputs,
-            extra=[settings.judge_output, parse_retries],
+            extra=[settings.judge_output, settings.loop.parse_retries],
         ),
     )
     builder.add_node("decide", _decide)
