@@ -11,6 +11,8 @@ retry policy for transient model errors lives here too.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -164,6 +166,23 @@ DEPRECATED_OPTIONS: Mapping[str, str] = MappingProxyType({"critic_parse_retries"
 """Old option names still accepted for one release (with a ``DeprecationWarning``)."""
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning of the calling function at user code.
+
+    It counts the frames up to the first one outside spri-graph, so the warning names the
+    user's line however deep inside the package it is raised.
+    """
+    frame = inspect.currentframe()
+    frame = frame.f_back if frame is not None else None
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def take_options(
     options: Mapping[str, Any], allowed: Iterable[str], *, caller: str
 ) -> dict[str, Any]:
@@ -194,7 +213,7 @@ def take_options(
             warnings.warn(
                 f"{caller}(): {name}= is deprecated, use {new}=",
                 DeprecationWarning,
-                stacklevel=3,
+                stacklevel=_caller_stacklevel(),
             )
             if new in options:
                 raise TypeError(f"{caller}() got both {name}= and {new}=")
