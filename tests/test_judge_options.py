@@ -222,9 +222,10 @@ def test_a_bad_value_names_its_option(entry: str, name: str) -> None:
 def test_the_old_parse_retries_name_warns(entry: str, built: list[JudgeSettings]) -> None:
     with pytest.warns(
         DeprecationWarning, match="critic_parse_retries= is deprecated, use parse_retries="
-    ):
+    ) as warned:
         ENTRY_POINTS[entry][0](critic_parse_retries=0)
     assert built[-1].loop.parse_retries == 0
+    assert [w.filename for w in warned] == [__file__]  # the user's line, shown by default
     both = pytest.raises(TypeError, match="got both critic_parse_retries= and parse_retries=")
     with both, pytest.warns(DeprecationWarning):
         ENTRY_POINTS[entry][0](critic_parse_retries=0, parse_retries=1)
