@@ -73,12 +73,7 @@ from spri_graph.evaluation.evaluators import (
 )
 from spri_graph.evaluation.metrics import Agreement, AgreementTable, agreement, agreement_by
 from spri_graph.evaluation.plots import plot_agreement
-from spri_graph.judges.absolute import (
-    add_judgment_stage,
-    add_rubric_stage,
-    create_judge_graph,
-    create_rubric_graph,
-)
+from spri_graph.judges.absolute import add_judgment_stage, create_judge
 from spri_graph.judges.base import (
     JudgeInput,
     JudgeOutput,
@@ -87,8 +82,9 @@ from spri_graph.judges.base import (
     grading_step,
 )
 from spri_graph.judges.baselines import create_fixed_rubric_judge, create_vanilla_judge
-from spri_graph.judges.pairwise import PairwiseInput, PairwiseOutput, create_pairwise_judge_graph
+from spri_graph.judges.pairwise import PairwiseInput, PairwiseOutput, create_pairwise_judge
 from spri_graph.judges.panel import PanelOutput, create_judge_panel, panel_agreement
+from spri_graph.judges.rubric import add_rubric_stage, create_rubric_graph
 from spri_graph.models import resolve_model
 from spri_graph.readers.rubric import GENERIC_RUBRIC, Rubric, parse_rubric
 from spri_graph.readers.scores import (
@@ -157,10 +153,10 @@ __all__ = [
     "create_async_pairwise_evaluator",
     "create_async_spri_evaluator",
     "create_fixed_rubric_judge",
-    "create_judge_graph",
+    "create_judge",
     "create_judge_panel",
     "create_pairwise_evaluator",
-    "create_pairwise_judge_graph",
+    "create_pairwise_judge",
     "create_principles_graph",
     "create_refine_loop",
     "create_rubric_graph",
@@ -190,6 +186,8 @@ __version__ = "0.1.0"
 
 DEPRECATED_NAMES: dict[str, tuple[str, str]] = {
     # "old_name": ("spri_graph.module", "new_name"),  -- one row per line
+    "create_judge_graph": ("spri_graph.judges.absolute", "create_judge"),
+    "create_pairwise_judge_graph": ("spri_graph.judges.pairwise", "create_pairwise_judge"),
     "UsageCounter": ("spri_graph.engine.steps", "UsageCallback"),
 }
 """Renamed public names: old name -> (the module defining the new one, the new name)."""
@@ -202,8 +200,9 @@ if not TYPE_CHECKING:  # type checkers keep reporting unknown names of the packa
         if name not in DEPRECATED_NAMES:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         module, new_name = DEPRECATED_NAMES[name]
+        home = "spri_graph" if new_name in __all__ else module
         warnings.warn(
-            f"spri_graph.{name} is deprecated; use {module}.{new_name}",
+            f"spri_graph.{name} is deprecated; use {home}.{new_name}",
             DeprecationWarning,
             stacklevel=2,
         )

@@ -61,7 +61,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from spri_graph.agents.middleware import SPRIMiddleware
 from spri_graph.alignment.spri import create_principles_graph, create_spri_graph
-from spri_graph.judges.absolute import create_judge_graph
+from spri_graph.judges.absolute import create_judge
 from spri_graph.models import resolve_model
 
 __all__ = [
@@ -97,7 +97,7 @@ def make_principles() -> CompiledStateGraph[Any, Any, Any, Any]:
 
 def make_judge() -> CompiledStateGraph[Any, Any, Any, Any]:
     """The SPRI judge: a rubric for the instruction, then a grading of the response with it."""
-    return create_judge_graph().compile(name="judge")
+    return create_judge().compile(name="judge")
 
 
 _OPERATORS: dict[type[ast.AST], Callable[..., float]] = {

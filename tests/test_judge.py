@@ -13,7 +13,7 @@ from spri_graph import (
     Rubric,
     SPRIContext,
     create_fixed_rubric_judge,
-    create_judge_graph,
+    create_judge,
     create_rubric_graph,
     create_vanilla_judge,
     parse_rubric,
@@ -59,7 +59,7 @@ def test_accepts_rubric_and_grading_at_threshold(mode: str) -> None:
         [RUBRIC, "<feedback>Right and simple; does not say why blue.</feedback><score>4</score>"],
         ["Feedback: Specific. [RESULT] 4", "Feedback: Follows level 4. [RESULT] 5"],
     )
-    out = run(create_judge_graph(base, critic_model=critic).compile(), INPUT, mode)
+    out = run(create_judge(base, critic_model=critic).compile(), INPUT, mode)
     rubric = out["rubric"]
     assert isinstance(rubric, Rubric)
     assert rubric.criteria == "Does the answer explain Rayleigh scattering simply and correctly?"
@@ -93,7 +93,7 @@ def test_rubric_is_refined_until_the_critic_accepts_it(mode: str) -> None:
         ["Criteria: Is it good?\nScore 1: Bad.\nScore 5: Good.", RUBRIC, "<score>3</score>"],
         ["Feedback: Generic levels. [RESULT] 2", "[RESULT] 5", "[RESULT] 5"],
     )
-    out = run(create_judge_graph(base, critic_model=critic).compile(), INPUT, mode)
+    out = run(create_judge(base, critic_model=critic).compile(), INPUT, mode)
     assert out["rubric"] == parse_rubric(RUBRIC)
     assert [c.score for c in out["rubric_critiques"]] == [2, 5]
     refine_prompt = prompt_text(base.calls[1])
@@ -119,7 +119,7 @@ def test_grading_is_refined_when_it_does_not_follow_the_rubric(mode: str) -> Non
             "Feedback: Now matches level 4. [RESULT] 4",
         ],
     )
-    out = run(create_judge_graph(base, critic_model=critic).compile(), INPUT, mode)
+    out = run(create_judge(base, critic_model=critic).compile(), INPUT, mode)
     assert out["score"] == 4.0
     assert out["feedback"] == "Simple and right, but never says why blue."
     assert [c.score for c in out["judgment_critiques"]] == [2, 4]
@@ -138,7 +138,7 @@ def test_unparsable_grading_is_critiqued_and_refined_into_a_score() -> None:
         ],
         ["[RESULT] 5", "Feedback: It gives no score. [RESULT] 1", "[RESULT] 5"],
     )
-    out = create_judge_graph(base, critic_model=critic).compile().invoke(INPUT)
+    out = create_judge(base, critic_model=critic).compile().invoke(INPUT)
     assert out["score"] == 4.0
     # The critic was shown that the first grading had no score.
     assert "<score>none given</score>" in prompt_text(critic.calls[1])
@@ -148,7 +148,7 @@ def test_grading_that_stays_unparsable_gives_no_score() -> None:
     base, critic = models(
         [RUBRIC, "The answer is pretty good overall."], ["[RESULT] 5", "[RESULT] 1"]
     )
-    graph = create_judge_graph(base, critic_model=critic, max_iterations=1).compile()
+    graph = create_judge(base, critic_model=critic, max_iterations=1).compile()
     out = graph.invoke(INPUT)
     assert out["score"] is None
     assert out["feedback"] == "The answer is pretty good overall."
@@ -160,7 +160,7 @@ def test_out_of_range_grading_is_no_score_not_a_number_from_the_feedback() -> No
         [RUBRIC, "<feedback>Worth 4/5 at most.</feedback><score>9</score>"],
         ["[RESULT] 5", "[RESULT] 5"],
     )
-    out = create_judge_graph(base, critic_model=critic).compile().invoke(INPUT)
+    out = create_judge(base, critic_model=critic).compile().invoke(INPUT)
     assert out["score"] is None and out["feedback"] == "Worth 4/5 at most."
 
 
@@ -171,7 +171,7 @@ def test_score_written_into_the_response_cannot_move_the_score() -> None:
         ["[RESULT] 5", "[RESULT] 5"],
     )
     out = (
-        create_judge_graph(base, critic_model=critic)
+        create_judge(base, critic_model=critic)
         .compile()
         .invoke({"instruction": INSTRUCTION, "response": injected})
     )
@@ -183,7 +183,7 @@ def test_rubric_that_cannot_be_parsed_does_not_crash_the_run() -> None:
     base, critic = models(
         ["A good answer is simple and correct.", "<score>3</score>"], ["[RESULT] 4", "[RESULT] 4"]
     )
-    out = create_judge_graph(base, critic_model=critic).compile().invoke(INPUT)
+    out = create_judge(base, critic_model=critic).compile().invoke(INPUT)
     rubric = out["rubric"]
     assert rubric.criteria == "A good answer is simple and correct."
     assert rubric.descriptions == GENERIC_RUBRIC.descriptions
@@ -199,7 +199,7 @@ def test_structured_critic_output() -> None:
             {"feedback": "fair", "score": 4},
         ]
     )
-    graph = create_judge_graph(base, critic_model=critic, critic_output="structured").compile()
+    graph = create_judge(base, critic_model=critic, critic_output="structured").compile()
     out = graph.invoke(INPUT)
     assert out["score"] == 4.0
     assert [(c.feedback, c.score) for c in out["judgment_critiques"]] == [
@@ -211,14 +211,14 @@ def test_structured_critic_output() -> None:
 
 def test_critic_defaults_to_the_model() -> None:
     model = ScriptedChatModel([RUBRIC, "[RESULT] 5", "<score>5</score>", "[RESULT] 5"])
-    out = create_judge_graph(model).compile().invoke(INPUT)
+    out = create_judge(model).compile().invoke(INPUT)
     assert out["score"] == 5.0 and model.remaining == 0
 
 
 def test_reference_answer_is_shown_when_not_reference_free() -> None:
     reference = "Air scatters blue light more than red light, so the sky looks blue."
     base, critic = models([RUBRIC, "<score>4</score>"], ["[RESULT] 5", "[RESULT] 5"])
-    graph = create_judge_graph(base, critic_model=critic, reference_free=False).compile()
+    graph = create_judge(base, critic_model=critic, reference_free=False).compile()
     graph.invoke({**INPUT, "reference_answer": reference})
     for call in [*base.calls, *critic.calls]:
         assert f"### Reference Answer (Score 5):\n{reference}" in prompt_text(call)
@@ -226,7 +226,7 @@ def test_reference_answer_is_shown_when_not_reference_free() -> None:
 
 def test_reference_answer_is_not_used_when_reference_free() -> None:
     base, critic = models([RUBRIC, "<score>4</score>"], ["[RESULT] 5", "[RESULT] 5"])
-    create_judge_graph(base, critic_model=critic).compile().invoke(
+    create_judge(base, critic_model=critic).compile().invoke(
         {**INPUT, "reference_answer": "SECRET REFERENCE"}
     )
     assert all("SECRET REFERENCE" not in prompt_text(c) for c in [*base.calls, *critic.calls])
@@ -243,7 +243,7 @@ def test_usage_and_config_per_stage() -> None:
         [RUBRIC, RUBRIC_2, "<score>3</score>"], ["[RESULT] 3", "[RESULT] 4", "[RESULT] 4"]
     )
     out = (
-        create_judge_graph(base, critic_model=critic)
+        create_judge(base, critic_model=critic)
         .compile()
         .invoke(INPUT, {"callbacks": [Recorder()], "metadata": {"request": "r1"}})
     )
@@ -264,14 +264,14 @@ def test_usage_and_config_per_stage() -> None:
 
 def test_context_overrides_settings_per_run() -> None:
     base, critic = models([RUBRIC, "<score>2</score>"], ["[RESULT] 1", "[RESULT] 1"])
-    graph = create_judge_graph(base, critic_model=critic).compile()
+    graph = create_judge(base, critic_model=critic).compile()
     out = graph.invoke(INPUT, context=SPRIContext(max_iterations=1))
     assert len(out["rubric_critiques"]) == 1 and out["score"] == 2.0
 
 
 def test_stream_updates_show_each_step() -> None:
     base, critic = models([RUBRIC, "<score>2</score>"], ["[RESULT] 5", "[RESULT] 5"])
-    graph = create_judge_graph(base, critic_model=critic).compile()
+    graph = create_judge(base, critic_model=critic).compile()
     nodes = [node for chunk in graph.stream(INPUT, stream_mode="updates") for node in chunk]
     assert nodes == [
         "prepare",
@@ -290,14 +290,14 @@ def test_sync_async_parity() -> None:
             [RUBRIC, RUBRIC_2, "<score>5</score>", "<score>3</score>"],
             ["[RESULT] 2", "[RESULT] 4", "[RESULT] 1", "[RESULT] 5"],
         )
-        outs.append(run(create_judge_graph(base, critic_model=critic).compile(), INPUT, mode))
+        outs.append(run(create_judge(base, critic_model=critic).compile(), INPUT, mode))
     assert outs[0] == outs[1]
     assert outs[0]["score"] == 3.0
 
 
 def test_mermaid_drawing_matches_snapshot() -> None:
     base, critic = models([], [])
-    mermaid = create_judge_graph(base, critic_model=critic).compile().get_graph().draw_mermaid()
+    mermaid = create_judge(base, critic_model=critic).compile().get_graph().draw_mermaid()
     snapshot = SNAPSHOTS / "judge_graph.mmd"
     if os.environ.get("UPDATE_SNAPSHOTS") or not snapshot.exists():
         snapshot.write_text(mermaid)
@@ -349,13 +349,13 @@ def test_rubric_graph_drawing_ends_after_the_rubric() -> None:
 def test_bad_input_fails_before_any_model_call(inputs: dict, message: str, mode: str) -> None:
     base, critic = models([RUBRIC], ["[RESULT] 5"])
     with pytest.raises(ValueError, match=message):
-        run(create_judge_graph(base, critic_model=critic).compile(), inputs, mode)
+        run(create_judge(base, critic_model=critic).compile(), inputs, mode)
     assert base.calls == [] and critic.calls == []
 
 
 def test_missing_reference_fails_when_not_reference_free() -> None:
     base = ScriptedChatModel([RUBRIC])
-    graph = create_judge_graph(base, reference_free=False).compile()
+    graph = create_judge(base, reference_free=False).compile()
     with pytest.raises(ValueError, match="reference_answer: missing"):
         graph.invoke(INPUT)
     with pytest.raises(ValueError, match="reference_answer must be a non-empty string"):
@@ -365,7 +365,7 @@ def test_missing_reference_fails_when_not_reference_free() -> None:
 
 def test_bad_context_fails_before_any_model_call() -> None:
     base = ScriptedChatModel([RUBRIC])
-    graph = create_judge_graph(base).compile()
+    graph = create_judge(base).compile()
     with pytest.raises(ValueError, match="threshold must be an integer from 1 to 5, got 0"):
         graph.invoke(INPUT, context=SPRIContext(threshold=0))
     assert base.calls == []
@@ -384,19 +384,19 @@ def test_bad_context_fails_before_any_model_call() -> None:
 )
 def test_bad_settings_raise_naming_the_argument(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        create_judge_graph(ScriptedChatModel([]), **kwargs)
+        create_judge(ScriptedChatModel([]), **kwargs)
     with pytest.raises(ValueError, match=message):
         create_rubric_graph(ScriptedChatModel([]), **kwargs)
 
 
 def test_bad_model_string_names_the_field() -> None:
     with pytest.raises(ValueError, match="model: cannot use model 'nosuchprovider:x'"):
-        create_judge_graph("nosuchprovider:x")
+        create_judge("nosuchprovider:x")
 
 
 def test_prompt_override() -> None:
     base, critic = models([RUBRIC, "<score>4</score>"], ["[RESULT] 5", "[RESULT] 5"])
-    graph = create_judge_graph(
+    graph = create_judge(
         base, critic_model=critic, prompts={"judgment_draft": "Grade {response} by {rubric}"}
     ).compile()
     graph.invoke(INPUT)

@@ -25,7 +25,7 @@ from spri_graph import (
     GENERIC_RUBRIC,
     Rubric,
     create_async_spri_evaluator,
-    create_judge_graph,
+    create_judge,
     resolve_model,
 )
 from spri_graph.cli import main
@@ -79,7 +79,7 @@ def test_spri_judge_json_scores_five_pairs_with_no_configuration(
 
 
 def test_default_judge_scores_five_pairs(local: object, cache_file: Path) -> None:
-    graph = create_judge_graph(local, max_iterations=1, cache_policy=CachePolicy())
+    graph = create_judge(local, max_iterations=1, cache_policy=CachePolicy())
     outs = graph.compile(cache=judge_cache(cache_file)).batch(
         [{"instruction": instruction, "response": response} for instruction, response in PAIRS]
     )

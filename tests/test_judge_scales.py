@@ -14,7 +14,7 @@ from spri_graph import (
     Rubric,
     agreement,
     create_fixed_rubric_judge,
-    create_judge_graph,
+    create_judge,
     create_rubric_graph,
     create_spri_evaluator,
     create_vanilla_judge,
@@ -41,7 +41,7 @@ def models(base: list[Any], critic: list[Any]) -> tuple[ScriptedChatModel, Scrip
 
 
 FACTORIES: list[Callable[..., Any]] = [
-    create_judge_graph,
+    create_judge,
     create_rubric_graph,
     create_vanilla_judge,
     create_fixed_rubric_judge,
@@ -56,7 +56,7 @@ def test_ten_point_rubric_and_grading() -> None:
     base, critic = models(
         [TEN, "<feedback>Names Paris.</feedback><score>8</score>"], ["[RESULT] 5", "[RESULT] 5"]
     )
-    out = create_judge_graph(base, critic_model=critic, scale=(1, 10)).compile().invoke(INPUT)
+    out = create_judge(base, critic_model=critic, scale=(1, 10)).compile().invoke(INPUT)
     rubric = out["rubric"]
     assert rubric.scale == (1, 10) and len(rubric.descriptions) == 10
     assert rubric.levels[10] == "Level 10 of ten."
@@ -75,7 +75,7 @@ def test_pass_fail_scale_reads_zero() -> None:
     base, critic = models(
         [PASS_FAIL, "<feedback>Names Lyon.</feedback><score>0</score>"], ["[RESULT] 5"] * 2
     )
-    graph = create_judge_graph(base, critic_model=critic, scale=(0, 1)).compile()
+    graph = create_judge(base, critic_model=critic, scale=(0, 1)).compile()
     out = graph.invoke({**INPUT, "response": "Lyon."})
     assert out["score"] == 0.0
     assert out["rubric"].levels == {0: "Another city or none.", 1: "Paris."}
@@ -113,10 +113,10 @@ def test_bad_scale_fails_naming_scale_before_any_call(
 
 def test_critic_threshold_stays_on_the_critics_scale() -> None:
     with pytest.raises(ValueError, match="threshold must be an integer from 1 to 5, got 8"):
-        create_judge_graph(ScriptedChatModel([]), scale=(1, 10), threshold=8)
+        create_judge(ScriptedChatModel([]), scale=(1, 10), threshold=8)
     # A critique of 4 (of 5) accepts a rubric on a 1-10 judge.
     base, critic = models([TEN, "<score>7</score>"], ["[RESULT] 4", "[RESULT] 4"])
-    graph = create_judge_graph(base, critic_model=critic, scale=(1, 10), threshold=4).compile()
+    graph = create_judge(base, critic_model=critic, scale=(1, 10), threshold=4).compile()
     out = graph.invoke(INPUT)
     assert [c.score for c in out["rubric_critiques"]] == [4] and out["score"] == 7.0
 
@@ -215,7 +215,7 @@ def test_structured_rubric_and_grading() -> None:
             "Feedback: Fair. [RESULT] 5",
         ]
     )
-    out = create_judge_graph(base, judge_output="structured").compile().invoke(INPUT)
+    out = create_judge(base, judge_output="structured").compile().invoke(INPUT)
     assert out["score"] == 5.0 and out["feedback"] == "Names Paris."
     assert out["rubric"].score5_description == "L5"
     # An empty level gets the generic description, as in text.
@@ -241,7 +241,7 @@ def test_structured_grading_on_ten_points_with_a_structured_critic(mode: str) ->
         ]
     )
     critic = ScriptedChatModel([{"feedback": "ok", "score": 5}, {"feedback": "ok", "score": 5}])
-    graph = create_judge_graph(
+    graph = create_judge(
         base,
         critic_model=critic,
         scale=(1, 10),
@@ -294,10 +294,13 @@ def test_cut_off_structured_rubric_is_read_as_far_as_it_goes() -> None:
 @pytest.mark.skipif(not local_model_available(), reason="needs spri-graph[local]")
 def test_structured_is_the_default_for_the_local_model_only() -> None:
     local = load_local_model()
-    settings = JudgeSettings.create(local)
+    settings = JudgeSettings.from_options(local, {}, caller="test")
     assert settings.judge_output == "structured" and settings.models.critic_output == "structured"
-    assert JudgeSettings.create(ScriptedChatModel([])).judge_output == "text"
-    assert JudgeSettings.create(local, judge_output="text").judge_output == "text"
+    assert (
+        JudgeSettings.from_options(ScriptedChatModel([]), {}, caller="test").judge_output == "text"
+    )
+    text = JudgeSettings.from_options(local, {"judge_output": "text"}, caller="test")
+    assert text.judge_output == "text"
     assert resolve_judge_output(None, local.bind(stop=["x"])) == "structured"
 
 

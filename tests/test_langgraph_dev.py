@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from spri_graph import GENERIC_RUBRIC, create_principles_graph, create_spri_graph
-from spri_graph.judges.absolute import create_judge_graph
+from spri_graph.judges.absolute import create_judge
 from tests.conftest import ROOT
 from tests.fakes import ScriptedChatModel
 
@@ -91,7 +91,7 @@ def test_agent_graph_schemas_render_for_studio() -> None:
 
 
 def test_judge_graph_schemas_render_for_studio() -> None:
-    graph = create_judge_graph(ScriptedChatModel([])).compile()
+    graph = create_judge(ScriptedChatModel([])).compile()
     assert {"instruction", "response"} <= set(graph.get_input_jsonschema()["properties"])
     assert {"score", "feedback", "rubric"} <= set(graph.get_output_jsonschema()["properties"])
     assert set(graph.get_context_jsonschema()["properties"]) == SETTINGS

@@ -704,18 +704,20 @@ def test_a_wasted_early_call_is_not_waited_for_on_the_async_path() -> None:
 
 def test_a_wasted_early_call_on_the_sync_path_is_waited_for_and_counted() -> None:
     # A thread cannot stop a call that has started: the turn waits for it once the
-    # principles are final, and counts the tokens its reply reports.
+    # principles are final, and counts the tokens its reply reports. A call the pool had
+    # not started yet is never made and costs nothing (which one happens depends on timing).
     s = keyed_scenario(speculative=True, draft_score=2)
     out = s.agent.invoke(ask(), thread())
     early = [c for c in s.agent_model.calls if DRAFT_PRINCIPLES in str(c["messages"][0].content)]
-    assert len(early) == 1
-    words_in = sum(len(str(m.content).split()) for m in early[0]["messages"])
+    assert len(early) <= 1
+    words_in = sum(len(str(m.content).split()) for m in early[0]["messages"]) if early else 0
+    made = len(early)
     assert out["spri_usage"]["speculation"] == {
         **EMPTY_USAGE,
-        "model_calls": 1,
+        "model_calls": made,
         "input_tokens": words_in,
-        "output_tokens": 1,
-        "total_tokens": words_in + 1,
+        "output_tokens": made,
+        "total_tokens": words_in + made,
     }
     assert out["messages"][1].tool_calls[0]["id"].startswith("call-add-p1")
 

@@ -14,7 +14,7 @@ from spri_graph import (
     Rubric,
     create_async_pairwise_evaluator,
     create_pairwise_evaluator,
-    create_pairwise_judge_graph,
+    create_pairwise_judge,
     parse_verdict,
 )
 from tests.fakes import ScriptedChatModel
@@ -60,7 +60,7 @@ def first_shown(messages: Sequence[BaseMessage]) -> str:
 def judge(graders: list[Any], **kwargs: Any) -> tuple[Any, ScriptedChatModel, ScriptedChatModel]:
     base = ScriptedChatModel([RUBRIC, *graders], name_="base")
     critic = ScriptedChatModel(["Feedback: Specific. [RESULT] 5"], name_="critic")
-    graph = create_pairwise_judge_graph(base, critic_model=critic, **kwargs).compile()
+    graph = create_pairwise_judge(base, critic_model=critic, **kwargs).compile()
     return graph, base, critic
 
 
@@ -236,7 +236,7 @@ def test_rubric_on_a_ten_point_scale() -> None:
     )
     base = ScriptedChatModel([rubric, prefers(GOOD), prefers(GOOD)])
     critic = ScriptedChatModel(["Feedback: Fine. [RESULT] 5"])
-    graph = create_pairwise_judge_graph(base, critic_model=critic, scale=(1, 10)).compile()
+    graph = create_pairwise_judge(base, critic_model=critic, scale=(1, 10)).compile()
     out = run(graph, INPUT)
     assert out["winner"] == "A"
     assert out["rubric"].scale == (1, 10)
@@ -254,7 +254,7 @@ def test_a_cached_rerun_makes_no_model_calls(mode: str) -> None:
 
     base = ScriptedChatModel([RUBRIC, prefers(GOOD), prefers(GOOD)])
     critic = ScriptedChatModel(["Feedback: Specific. [RESULT] 5"])
-    builder = create_pairwise_judge_graph(
+    builder = create_pairwise_judge(
         base, critic_model=critic, on_disagreement="reask", cache_policy=CachePolicy()
     )
     graph = builder.compile(cache=judge_cache())
@@ -303,7 +303,7 @@ def test_bad_input_fails_before_any_model_call(inputs: dict, message: str, mode:
 )
 def test_bad_settings_raise_naming_the_argument(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        create_pairwise_judge_graph(ScriptedChatModel([]), **kwargs)
+        create_pairwise_judge(ScriptedChatModel([]), **kwargs)
 
 
 def test_missing_reference_fails_when_not_reference_free() -> None:
@@ -492,7 +492,7 @@ def test_pairwise_judgment_on_the_local_model() -> None:
         pytest.skip("the embedded local model is not installed (spri-graph[local])")
     local = resolve_model("local")
     assert is_local_model(local)
-    out = create_pairwise_judge_graph(local, max_iterations=1).compile().invoke(INPUT)
+    out = create_pairwise_judge(local, max_iterations=1).compile().invoke(INPUT)
     # The pipeline, not the quality of a 135M model: a structured verdict in each order.
     assert out["winner"] in ("A", "B", "tie")
     assert [v["order"] for v in out["verdicts"]] == ["AB", "BA"]

@@ -186,7 +186,7 @@ def _check_judge_record(
 
 
 def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
-    from spri_graph import create_fixed_rubric_judge, create_judge_graph, create_vanilla_judge
+    from spri_graph import create_fixed_rubric_judge, create_judge, create_vanilla_judge
 
     cache, model, critic, options = judge_options(args, reference_free=reference_free)
     try:
@@ -197,7 +197,7 @@ def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
         else:
             loop = {"threshold": args.threshold, "max_iterations": args.max_iterations}
             loop["critic_output"] = args.critic_output
-            graph = create_judge_graph(model, critic_model=critic, **loop, **options)
+            graph = create_judge(model, critic_model=critic, **loop, **options)
     except ValueError as exc:  # --rubric not on --scale
         message = str(exc)
         raise CLIError(f"--{message}" if message.startswith("rubric") else message) from None

@@ -65,10 +65,10 @@ def _check_record(record: dict[str, Any], *, use_reference: bool) -> str | None:
 
 
 def _build(args: argparse.Namespace, *, reference_free: bool) -> tuple[Any, tuple[Any, Any]]:
-    from spri_graph import create_pairwise_judge_graph
+    from spri_graph import create_pairwise_judge
 
     cache, model, critic, options = grading.judge_options(args, reference_free=reference_free)
-    graph = create_pairwise_judge_graph(
+    graph = create_pairwise_judge(
         model,
         critic_model=critic,
         on_disagreement=args.on_disagreement or "tie",

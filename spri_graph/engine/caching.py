@@ -6,7 +6,7 @@ mode) then makes no model calls::
 
     from langgraph.types import CachePolicy
 
-    judge = create_judge_graph(model, cache_policy=CachePolicy())
+    judge = create_judge(model, cache_policy=CachePolicy())
     graph = judge.compile(cache=judge_cache("judgments.sqlite"))  # or judge_cache() in memory
 
 Every model node's key holds the identity of its models (class and identifying

@@ -11,6 +11,8 @@ retry policy for transient model errors lives here too.
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -28,6 +30,7 @@ from spri_graph.models import ModelSpec, is_local_model, resolve_model, resolve_
 
 __all__ = [
     "DEPRECATED_OPTIONS",
+    "CallOptions",
     "LoopOptions",
     "LoopSettings",
     "OutputMode",
@@ -107,13 +110,36 @@ OutputMode = Literal["text", "structured"]
 (a tool call with typed fields, grammar-constrained on the embedded local model)."""
 
 
-class LoopOptions(TypedDict, total=False):
+class CallOptions(TypedDict, total=False):
+    """The options every entry point that calls a model takes, refine loop or not.
+
+    :class:`LoopOptions` extends them; the one-call judges take them with their grading
+    options alone. Their defaults and checks are the fields of :class:`LoopSettings`.
+
+    Attributes:
+        prompts: Prompt overrides, keyed like the entry point's default prompts
+            (:data:`~spri_graph.SPRI_PROMPTS`, :data:`~spri_graph.JUDGE_PROMPTS`): a
+            ``ChatPromptTemplate`` or a template string each.
+        retry_policy: Retry policy for transient model errors (timeouts, rate limits, 5xx);
+            ``None`` (the default) means :func:`~spri_graph.default_retry_policy`.
+        cache_policy: Cache model nodes with LangGraph's node cache, keyed on the models and
+            the prompt each node would send, e.g. ``CachePolicy(ttl=3600)``; compile with
+            ``cache=InMemoryCache()`` or ``SqliteCache(path=...)``. ``None``: no caching.
+    """
+
+    prompts: Mapping[str, ChatPromptTemplate | str] | None
+    retry_policy: RetryPolicy | None
+    cache_policy: CachePolicy[Any] | None
+
+
+class LoopOptions(CallOptions, total=False):
     """The options every refine-loop entry point takes, with the same defaults.
 
     Every factory that runs the draft -> critique -> refine loop (the SPRI graphs, every
     judge, both evaluator kinds, the panel, the middleware, :func:`~spri_graph.synthesize`,
-    Ray and the ``spri`` command's flags) takes these as keyword arguments. Their defaults
-    and checks are the fields of :class:`LoopSettings`.
+    Ray and the ``spri`` command's flags) takes these as keyword arguments, the
+    :class:`CallOptions` (``prompts``, ``retry_policy``, ``cache_policy``) included. Their
+    defaults and checks are the fields of :class:`LoopSettings`.
 
     Attributes:
         critic_model: The critic: a chat model or a model string; ``None`` (the default)
@@ -127,14 +153,6 @@ class LoopOptions(TypedDict, total=False):
         parse_retries: Re-asks, with a format reminder, when a text reply (a critique, a
             grading or a verdict) carries no readable score (default 1). After that a loop
             stops and keeps its current candidate; a grading is left unread.
-        prompts: Prompt overrides, keyed like the entry point's default prompts
-            (:data:`~spri_graph.SPRI_PROMPTS`, :data:`~spri_graph.JUDGE_PROMPTS`): a
-            ``ChatPromptTemplate`` or a template string each.
-        retry_policy: Retry policy for transient model errors (timeouts, rate limits, 5xx);
-            ``None`` (the default) means :func:`~spri_graph.default_retry_policy`.
-        cache_policy: Cache model nodes with LangGraph's node cache, keyed on the models and
-            the prompt each node would send, e.g. ``CachePolicy(ttl=3600)``; compile with
-            ``cache=InMemoryCache()`` or ``SqliteCache(path=...)``. ``None``: no caching.
     """
 
     critic_model: ModelSpec
@@ -142,13 +160,27 @@ class LoopOptions(TypedDict, total=False):
     max_iterations: int
     critic_output: OutputMode | None
     parse_retries: int
-    prompts: Mapping[str, ChatPromptTemplate | str] | None
-    retry_policy: RetryPolicy | None
-    cache_policy: CachePolicy[Any] | None
 
 
 DEPRECATED_OPTIONS: Mapping[str, str] = MappingProxyType({"critic_parse_retries": "parse_retries"})
 """Old option names still accepted for one release (with a ``DeprecationWarning``)."""
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning of the calling function at user code.
+
+    It counts the frames up to the first one outside spri-graph, so the warning names the
+    user's line however deep inside the package it is raised.
+    """
+    frame = inspect.currentframe()
+    frame = frame.f_back if frame is not None else None
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def take_options(
@@ -181,7 +213,7 @@ def take_options(
             warnings.warn(
                 f"{caller}(): {name}= is deprecated, use {new}=",
                 DeprecationWarning,
-                stacklevel=3,
+                stacklevel=_caller_stacklevel(),
             )
             if new in options:
                 raise TypeError(f"{caller}() got both {name}= and {new}=")

@@ -17,27 +17,30 @@ each, and no readable verdict ``None`` each::
     evaluate_comparative(("experiment-a", "experiment-b"),
                          evaluators=[create_pairwise_evaluator("openai:gpt-4o-mini")])
 
-Each kind has an ``async`` form for ``langsmith.aevaluate``; the forms share one code path
-and differ only in ``invoke`` / ``ainvoke``.
+Each kind has an ``async`` form for ``langsmith.aevaluate``, named ``create_async_*`` as
+openevals names the factories of async evaluators; the two forms share one builder and
+differ only in ``invoke`` / ``ainvoke``. Every factory takes the shared judge options
+(:class:`~spri_graph.judges.base.JudgeOptions`) and passes them to the judge it builds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.prompts import ChatPromptTemplate
 from langgraph.cache.base import BaseCache
 from langgraph.graph import StateGraph
-from langgraph.types import CachePolicy, RetryPolicy
+from langgraph.types import CachePolicy
+from typing_extensions import Unpack
 
-from spri_graph.engine.options import OutputMode
+from spri_graph.engine.options import take_options
 from spri_graph.engine.steps import message_text
-from spri_graph.judges.absolute import JUDGE_DEFAULTS, create_judge_graph
-from spri_graph.judges.pairwise import OnDisagreement, create_pairwise_judge_graph
+from spri_graph.judges.absolute import create_judge
+from spri_graph.judges.base import JUDGE_OPTION_NAMES, GradingSettings, JudgeOptions
+from spri_graph.judges.pairwise import OnDisagreement, create_pairwise_judge
 from spri_graph.models import ModelSpec
-from spri_graph.readers.scores import check_scale
 
 __all__ = [
     "create_async_pairwise_evaluator",
@@ -99,72 +102,135 @@ def find_text(value: Any, *, field: str, key: str | None, keys: tuple[str, ...],
     )
 
 
-def _build(
-    model: ModelSpec,
-    *,
-    judge: Any,
-    feedback_key: str,
-    normalize: bool,
-    instruction_key: str | None,
-    response_key: str | None,
-    reference_key: str | None,
-    cache: BaseCache[Any] | None,
-    **graph_kwargs: Any,
-) -> tuple[Any, Callable[..., dict[str, Any]], Callable[[dict[str, Any]], EvaluatorResult]]:
-    """The compiled judge and the two halves every call shares (request, result)."""
-    if not isinstance(feedback_key, str) or not feedback_key.strip():
-        raise ValueError(f"feedback_key must be a non-empty string, got {feedback_key!r}")
-    if not isinstance(normalize, bool):
-        raise ValueError(f"normalize must be True or False, got {normalize!r}")
-    if cache is not None and not isinstance(cache, BaseCache):
-        raise ValueError(f"cache must be a langgraph BaseCache (see judge_cache), got {cache!r}")
-    low, high = check_scale(graph_kwargs["scale"])
-    if judge is not None:
-        if model is not None:
-            raise ValueError("model: pass either model or judge=, not both")
-        changed = [
-            name
-            for name, value in graph_kwargs.items()
-            if name != "scale" and value != JUDGE_DEFAULTS[name]
-        ]
-        if changed:
-            raise ValueError(
-                f"{', '.join(changed)}: these configure the built-in judge; with judge= set "
-                "them on the judge graph you pass"
-            )
-        if cache is not None and not isinstance(judge, StateGraph):
-            raise ValueError("cache: pass judge= as an uncompiled StateGraph to use a cache")
-        graph = judge.compile(cache=cache) if isinstance(judge, StateGraph) else judge
-        if not hasattr(graph, "invoke") or not hasattr(graph, "ainvoke"):
-            raise ValueError(
-                f"judge must be a judge graph (StateGraph or compiled), got {type(judge).__name__}"
-            )
-    else:
-        if cache is not None and graph_kwargs["cache_policy"] is None:
-            graph_kwargs["cache_policy"] = CachePolicy()
-        graph = create_judge_graph(model, **graph_kwargs).compile(cache=cache)
-    uses_reference = graph_kwargs.get("reference_free") is False
+@dataclass(frozen=True)
+class _Evaluator:
+    """What the sync and async forms of an evaluator share: the judge, request, result."""
 
-    def request(inputs: Any, outputs: Any, reference_outputs: Any) -> dict[str, Any]:
-        state = {
-            "instruction": find_text(
-                inputs, field="inputs", key=instruction_key, keys=INSTRUCTION_KEYS, role="user"
-            ),
-            "response": find_text(
-                outputs, field="outputs", key=response_key, keys=RESPONSE_KEYS, role="assistant"
-            ),
-        }
-        if reference_outputs not in (None, {}, "") and (uses_reference or judge is not None):
+    graph: Any
+    request: Callable[[Any, Any, Any], dict[str, Any]]
+    result: Callable[[Mapping[str, Any], Any], dict[str, Any]]
+
+    def run(self, inputs: Any, outputs: Any, reference_outputs: Any, runs: Any) -> dict[str, Any]:
+        """The evaluator's result from the judge's output (sync)."""
+        out = self.graph.invoke(self.request(inputs, outputs, reference_outputs))
+        return self.result(out, runs)
+
+    async def arun(
+        self, inputs: Any, outputs: Any, reference_outputs: Any, runs: Any
+    ) -> dict[str, Any]:
+        """The evaluator's result from the judge's output (async)."""
+        out = await self.graph.ainvoke(self.request(inputs, outputs, reference_outputs))
+        return self.result(out, runs)
+
+
+@dataclass(frozen=True)
+class _Texts:
+    """Where an evaluator finds the instruction, the responses and the reference answer."""
+
+    instruction_key: str | None
+    response_key: str | None
+    reference_key: str | None
+    uses_reference: bool
+
+    def instruction(self, inputs: Any) -> Any:
+        """The instruction in ``inputs``."""
+        key = self.instruction_key
+        return find_text(inputs, field="inputs", key=key, keys=INSTRUCTION_KEYS, role="user")
+
+    def response(self, outputs: Any) -> Any:
+        """The response in one run's ``outputs``."""
+        key = self.response_key
+        return find_text(outputs, field="outputs", key=key, keys=RESPONSE_KEYS, role="assistant")
+
+    def with_reference(self, state: dict[str, Any], reference_outputs: Any) -> dict[str, Any]:
+        """``state`` with the reference answer, when the judge uses one and it is given."""
+        if self.uses_reference and reference_outputs not in (None, {}, ""):
             state["reference_answer"] = find_text(
                 reference_outputs,
                 field="reference_outputs",
-                key=reference_key,
+                key=self.reference_key,
                 keys=REFERENCE_KEYS,
                 role="assistant",
             )
         return state
 
-    def result(out: dict[str, Any]) -> EvaluatorResult:
+
+def _judge(
+    model: ModelSpec,
+    *,
+    judge: Any,
+    feedback_key: str,
+    keys: tuple[str | None, str | None, str | None],
+    cache: BaseCache[Any] | None,
+    options: Mapping[str, Any],
+    caller: str,
+    create: Callable[..., StateGraph[Any, Any, Any, Any]],
+    kind: str,
+    own: Mapping[str, Any],
+    for_judge: Sequence[str] = (),
+) -> tuple[Any, _Texts, dict[str, Any]]:
+    """What every evaluator builds first: the compiled judge and where its texts are.
+
+    The judge is ``judge`` as given, or ``create(model, **options, **own)``: ``own`` are
+    the judge's options that are the evaluator's own arguments. With ``judge=``, only the
+    options named in ``for_judge`` (they describe that judge) and no ``own`` may be given.
+    ``kind`` names the judge in errors.
+
+    Returns:
+        The compiled judge, the texts' finder and the shared options under their names.
+    """
+    options = take_options(options, JUDGE_OPTION_NAMES, caller=caller)
+    if not isinstance(feedback_key, str) or not feedback_key.strip():
+        raise ValueError(f"feedback_key must be a non-empty string, got {feedback_key!r}")
+    if cache is not None and not isinstance(cache, BaseCache):
+        raise ValueError(f"cache must be a langgraph BaseCache (see judge_cache), got {cache!r}")
+    texts = _Texts(
+        *keys, uses_reference=judge is not None or options.get("reference_free") is False
+    )
+    if judge is None:
+        built = dict(options)
+        if cache is not None and built.get("cache_policy") is None:
+            built["cache_policy"] = CachePolicy()
+        return create(model, **built, **own).compile(cache=cache), texts, options
+    if model is not None:
+        raise ValueError("model: pass either model or judge=, not both")
+    if changed := [*own, *(name for name in options if name not in for_judge)]:
+        raise ValueError(
+            f"{', '.join(changed)}: these configure the built-in judge; with judge= set "
+            "them on the judge graph you pass"
+        )
+    if cache is not None and not isinstance(judge, StateGraph):
+        raise ValueError("cache: pass judge= as an uncompiled StateGraph to use a cache")
+    graph = judge.compile(cache=cache) if isinstance(judge, StateGraph) else judge
+    if not hasattr(graph, "invoke") or not hasattr(graph, "ainvoke"):
+        raise ValueError(
+            f"judge must be a {kind} graph (StateGraph or compiled), got {type(judge).__name__}"
+        )
+    return graph, texts, options
+
+
+def _single(*, feedback_key: str, normalize: bool, **common: Any) -> _Evaluator:
+    """The shared half of :func:`create_spri_evaluator` and its async form.
+
+    ``common`` are :func:`_judge`'s arguments that every evaluator passes the same way.
+    """
+    if not isinstance(normalize, bool):
+        raise ValueError(f"normalize must be True or False, got {normalize!r}")
+    graph, texts, options = _judge(
+        **common,
+        feedback_key=feedback_key,
+        create=create_judge,
+        kind="judge",
+        own={},
+        for_judge=("scale",),
+    )
+    low, high = GradingSettings(**{k: v for k, v in options.items() if k == "scale"}).scale
+
+    def request(inputs: Any, outputs: Any, reference_outputs: Any) -> dict[str, Any]:
+        state = {"instruction": texts.instruction(inputs), "response": texts.response(outputs)}
+        return texts.with_reference(state, reference_outputs)
+
+    def result(out: Mapping[str, Any], runs: Any) -> EvaluatorResult:
         raw_score = score = out.get("score")
         if normalize and score is not None:
             score = (score - low) / (high - low)
@@ -183,7 +249,7 @@ def _build(
             },
         }
 
-    return graph, request, result
+    return _Evaluator(graph, request, result)
 
 
 def create_spri_evaluator(
@@ -195,17 +261,8 @@ def create_spri_evaluator(
     instruction_key: str | None = None,
     response_key: str | None = None,
     reference_key: str | None = None,
-    critic_model: ModelSpec = None,
-    threshold: int = 4,
-    max_iterations: int = 4,
-    reference_free: bool = True,
-    critic_output: OutputMode | None = None,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
-    scale: tuple[int, int] = (1, 5),
-    judge_output: OutputMode | None = None,
-    cache_policy: CachePolicy[Any] | None = None,
     cache: BaseCache[Any] | None = None,
+    **options: Unpack[JudgeOptions],
 ) -> Callable[..., EvaluatorResult]:
     r"""Create an evaluator that grades with an instance-specific SPRI rubric.
 
@@ -217,7 +274,7 @@ def create_spri_evaluator(
     message of ``messages``, else as the only value.
 
     Args:
-        model: Judge model (see :func:`spri_graph.create_judge_graph`).
+        model: Judge model (see :func:`spri_graph.create_judge`).
         judge: A judge graph to use instead of building one from ``model``, e.g.
             :func:`spri_graph.create_vanilla_judge` to compare against a baseline. With it,
             a non-empty ``reference_outputs`` is passed on as ``reference_answer``.
@@ -227,23 +284,12 @@ def create_spri_evaluator(
         instruction_key: Key of ``inputs`` holding the instruction.
         response_key: Key of ``outputs`` holding the response.
         reference_key: Key of ``reference_outputs`` holding the reference answer.
-        critic_model: Passed to :func:`spri_graph.create_judge_graph`, as are
-            ``threshold``, ``max_iterations``, ``reference_free``, ``critic_output``,
-            ``prompts``, ``retry_policy``, ``scale``, ``judge_output`` and
-            ``cache_policy``.
-        threshold: See ``critic_model``.
-        max_iterations: See ``critic_model``.
-        reference_free: See ``critic_model``.
-        critic_output: See ``critic_model``.
-        prompts: See ``critic_model``.
-        retry_policy: See ``critic_model``.
-        scale: See ``critic_model``. With ``judge=``, the scale of that judge (for
-            ``normalize``).
-        judge_output: See ``critic_model``.
-        cache_policy: See ``critic_model``.
         cache: A node cache to compile the judge with
             (:func:`spri_graph.engine.caching.judge_cache`); with no ``cache_policy``, the judge
             then caches with ``CachePolicy()``. A repeated grading makes no model calls.
+        **options: The shared options (:class:`~spri_graph.judges.base.JudgeOptions`),
+            passed to :func:`~spri_graph.create_judge`. With ``judge=``, only ``scale`` (the
+            scale of that judge, for ``normalize``).
 
     Returns:
         ``evaluator(*, inputs, outputs, reference_outputs=None, **kwargs)`` returning
@@ -253,6 +299,7 @@ def create_spri_evaluator(
         also as ``score_1_to_5`` on the default scale) and the critics' scores.
 
     Raises:
+        TypeError: If an option is unknown.
         ValueError: At creation, for bad settings; when called, if the instruction or the
             response cannot be found or is empty (before any model call).
 
@@ -267,7 +314,16 @@ def create_spri_evaluator(
         >>> result["key"], result["score"], result["comment"]
         ('spri_rubric_score', 5.0, 'Right.')
     """
-    graph, request, result = _build(**locals())
+    shared = _single(
+        model=model,
+        judge=judge,
+        feedback_key=feedback_key,
+        normalize=normalize,
+        keys=(instruction_key, response_key, reference_key),
+        cache=cache,
+        options=options,
+        caller="create_spri_evaluator",
+    )
 
     def spri_rubric_evaluator(
         *,
@@ -276,7 +332,7 @@ def create_spri_evaluator(
         reference_outputs: Any = None,
         **kwargs: Any,
     ) -> EvaluatorResult:
-        return result(graph.invoke(request(inputs, outputs, reference_outputs)))
+        return shared.run(inputs, outputs, reference_outputs, None)
 
     return spri_rubric_evaluator
 
@@ -290,17 +346,8 @@ def create_async_spri_evaluator(
     instruction_key: str | None = None,
     response_key: str | None = None,
     reference_key: str | None = None,
-    critic_model: ModelSpec = None,
-    threshold: int = 4,
-    max_iterations: int = 4,
-    reference_free: bool = True,
-    critic_output: OutputMode | None = None,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
-    scale: tuple[int, int] = (1, 5),
-    judge_output: OutputMode | None = None,
-    cache_policy: CachePolicy[Any] | None = None,
     cache: BaseCache[Any] | None = None,
+    **options: Unpack[JudgeOptions],
 ) -> Callable[..., Awaitable[EvaluatorResult]]:
     r"""The ``async`` twin of :func:`create_spri_evaluator` (same arguments and result).
 
@@ -315,7 +362,16 @@ def create_async_spri_evaluator(
         >>> asyncio.run(evaluator(inputs="Say hi.", outputs="Hello!"))["score"]
         1.0
     """
-    graph, request, result = _build(**locals())
+    shared = _single(
+        model=model,
+        judge=judge,
+        feedback_key=feedback_key,
+        normalize=normalize,
+        keys=(instruction_key, response_key, reference_key),
+        cache=cache,
+        options=options,
+        caller="create_async_spri_evaluator",
+    )
 
     async def spri_rubric_evaluator(
         *,
@@ -324,7 +380,7 @@ def create_async_spri_evaluator(
         reference_outputs: Any = None,
         **kwargs: Any,
     ) -> EvaluatorResult:
-        return result(await graph.ainvoke(request(inputs, outputs, reference_outputs)))
+        return await shared.arun(inputs, outputs, reference_outputs, None)
 
     return spri_rubric_evaluator
 
@@ -335,79 +391,33 @@ ComparativeResult = dict[str, Any]
 _POINTS = {"A": (1.0, 0.0), "B": (0.0, 1.0), "tie": (0.5, 0.5), None: (None, None)}
 
 
-class _Evaluator:
-    """What the sync and async evaluators share: the graph, the request and the result."""
+def _pairwise(*, feedback_key: str, on_disagreement: OnDisagreement, **common: Any) -> _Evaluator:
+    """The shared half of :func:`create_pairwise_evaluator` and its async form.
 
-    def __init__(
-        self,
-        model: ModelSpec,
-        *,
-        judge: Any,
-        feedback_key: str,
-        keys: tuple[str | None, str | None, str | None],
-        options: dict[str, Any],
-        cache: BaseCache[Any] | None,
-    ) -> None:
-        if not isinstance(feedback_key, str) or not feedback_key.strip():
-            raise ValueError(f"feedback_key must be a non-empty string, got {feedback_key!r}")
-        if cache is not None and not isinstance(cache, BaseCache):
-            raise ValueError(
-                f"cache must be a langgraph BaseCache (see judge_cache), got {cache!r}"
-            )
-        self.graph: Any  # a compiled pairwise judge graph
-        if judge is None:
-            policy: CachePolicy[Any] | None = None if cache is None else CachePolicy()
-            judge_graph = create_pairwise_judge_graph(model, **options, cache_policy=policy)
-            self.graph = judge_graph.compile(cache=cache)
-        elif model is not None:
-            raise ValueError("model: pass either model or judge=, not both")
-        elif changed := [name for name, value in options.items() if value != _DEFAULTS[name]]:
-            raise ValueError(
-                f"{', '.join(changed)}: these configure the built-in judge; with judge= set "
-                "them on the judge graph you pass"
-            )
-        elif cache is not None and not isinstance(judge, StateGraph):
-            raise ValueError("cache: pass judge= as an uncompiled StateGraph to use a cache")
-        else:
-            self.graph = judge.compile(cache=cache) if isinstance(judge, StateGraph) else judge
-            if not hasattr(self.graph, "invoke") or not hasattr(self.graph, "ainvoke"):
-                raise ValueError(
-                    f"judge must be a pairwise judge graph, got {type(judge).__name__}"
-                )
-        self.feedback_key = feedback_key
-        self.keys = keys
-        self.uses_reference = judge is not None or options.get("reference_free") is False
+    ``common`` are :func:`_judge`'s arguments that every evaluator passes the same way.
+    """
+    given = common["judge"] is None or on_disagreement != "tie"
+    own = {"on_disagreement": on_disagreement} if given else {}
+    graph, texts, _ = _judge(
+        **common,
+        feedback_key=feedback_key,
+        create=create_pairwise_judge,
+        kind="pairwise judge",
+        own=own,
+    )
 
-    def request(self, inputs: Any, outputs: Any, reference_outputs: Any) -> dict[str, Any]:
-        """The pairwise judge's input from the evaluator's arguments."""
-        instruction_key, response_key, reference_key = self.keys
+    def request(inputs: Any, outputs: Any, reference_outputs: Any) -> dict[str, Any]:
         if isinstance(outputs, str | Mapping) or not isinstance(outputs, Sequence):
             raise ValueError(
                 f"outputs must be a list of the two runs' outputs, got {type(outputs).__name__}"
             )
         if len(outputs) != 2:
             raise ValueError(f"outputs must hold two runs' outputs, got {len(outputs)}")
-        state = {
-            "instruction": find_text(
-                inputs, field="inputs", key=instruction_key, keys=INSTRUCTION_KEYS, role="user"
-            )
-        }
-        for name, output in zip(("response_a", "response_b"), outputs, strict=True):
-            state[name] = find_text(
-                output, field="outputs", key=response_key, keys=RESPONSE_KEYS, role="assistant"
-            )
-        if self.uses_reference and reference_outputs not in (None, {}, ""):
-            state["reference_answer"] = find_text(
-                reference_outputs,
-                field="reference_outputs",
-                key=reference_key,
-                keys=REFERENCE_KEYS,
-                role="assistant",
-            )
-        return state
+        state = {"instruction": texts.instruction(inputs)}
+        state["response_a"], state["response_b"] = (texts.response(out) for out in outputs)
+        return texts.with_reference(state, reference_outputs)
 
-    def result(self, out: Mapping[str, Any], runs: Any) -> ComparativeResult:
-        """The comparative result from the pairwise judge's output."""
+    def result(out: Mapping[str, Any], runs: Any) -> ComparativeResult:
         ids = [run.id for run in runs] if runs and len(runs) == 2 else ["A", "B"]
         winner = out.get("winner")
         verdicts = list(out.get("verdicts") or [])
@@ -418,7 +428,7 @@ class _Evaluator:
         )
         rubric = out.get("rubric")
         return {
-            "key": self.feedback_key,
+            "key": feedback_key,
             "scores": dict(zip(ids, _POINTS[winner], strict=True)),
             "comment": f"winner: {winner or 'none'}" + (f"; {comment}" if comment else ""),
             "winner": winner,
@@ -429,21 +439,20 @@ class _Evaluator:
             },
         }
 
+    return _Evaluator(graph, request, result)
+
 
 def create_pairwise_evaluator(
     model: ModelSpec = None,
     *,
     judge: Any = None,
     feedback_key: str = "spri_pairwise_preference",
+    on_disagreement: OnDisagreement = "tie",
     instruction_key: str | None = None,
     response_key: str | None = None,
     reference_key: str | None = None,
-    critic_model: ModelSpec = None,
-    on_disagreement: OnDisagreement = "tie",
-    judge_output: OutputMode | None = None,
-    max_iterations: int = 4,
-    reference_free: bool = True,
     cache: BaseCache[Any] | None = None,
+    **options: Unpack[JudgeOptions],
 ) -> Callable[..., ComparativeResult]:
     r"""Create a comparative evaluator that prefers one of two runs by an SPRI rubric.
 
@@ -452,22 +461,20 @@ def create_pairwise_evaluator(
     usual keys, the last message, or ``*_key``).
 
     Args:
-        model: Judge model (see :func:`~spri_graph.create_pairwise_judge_graph`).
-        judge: A pairwise judge graph to use instead of building one from ``model`` (for
-            settings not listed here). With it, a non-empty ``reference_outputs`` is
-            passed on as ``reference_answer``.
+        model: Judge model (see :func:`~spri_graph.create_pairwise_judge`).
+        judge: A pairwise judge graph to use instead of building one from ``model``. With
+            it, a non-empty ``reference_outputs`` is passed on as ``reference_answer``.
         feedback_key: The result's ``key`` (the LangSmith feedback name).
         instruction_key: Key of ``inputs`` holding the instruction.
         response_key: Key of each output holding the response.
         reference_key: Key of ``reference_outputs`` holding the reference answer.
-        critic_model: As in :func:`~spri_graph.create_pairwise_judge_graph`.
-        on_disagreement: As in :func:`~spri_graph.create_pairwise_judge_graph`.
-        judge_output: As in :func:`~spri_graph.create_pairwise_judge_graph`.
-        max_iterations: As in :func:`~spri_graph.create_pairwise_judge_graph`.
-        reference_free: As in :func:`~spri_graph.create_pairwise_judge_graph`.
+        on_disagreement: As in :func:`~spri_graph.create_pairwise_judge`.
         cache: A node cache to compile the judge with
             (:func:`spri_graph.engine.caching.judge_cache`); the judge then caches its model
-            nodes, and comparing the same pair again makes no model calls.
+            nodes (with ``CachePolicy()`` unless ``cache_policy`` is given), and comparing
+            the same pair again makes no model calls.
+        **options: The shared options (:class:`~spri_graph.judges.base.JudgeOptions`),
+            passed to :func:`~spri_graph.create_pairwise_judge`; none with ``judge=``.
 
     Returns:
         ``evaluator(*, inputs, outputs, reference_outputs=None, runs=None, **kwargs)``
@@ -477,6 +484,7 @@ def create_pairwise_evaluator(
         the rubric.
 
     Raises:
+        TypeError: If an option is unknown.
         ValueError: At creation, for bad settings; when called, if ``outputs`` is not two
             outputs or a text cannot be found (before any model call).
 
@@ -493,15 +501,15 @@ def create_pairwise_evaluator(
         >>> result["scores"], result["winner"]
         ({'A': 0.5, 'B': 0.5}, 'tie')
     """
-    shared = _Evaluator(
-        model,
+    shared = _pairwise(
+        model=model,
         judge=judge,
         feedback_key=feedback_key,
+        on_disagreement=on_disagreement,
         keys=(instruction_key, response_key, reference_key),
-        options=_options(
-            critic_model, on_disagreement, judge_output, max_iterations, reference_free
-        ),
         cache=cache,
+        options=options,
+        caller="create_pairwise_evaluator",
     )
 
     def spri_pairwise_evaluator(
@@ -512,8 +520,7 @@ def create_pairwise_evaluator(
         runs: Any = None,
         **kwargs: Any,
     ) -> ComparativeResult:
-        out = shared.graph.invoke(shared.request(inputs, outputs, reference_outputs))
-        return shared.result(out, runs)
+        return shared.run(inputs, outputs, reference_outputs, runs)
 
     return spri_pairwise_evaluator
 
@@ -523,15 +530,12 @@ def create_async_pairwise_evaluator(
     *,
     judge: Any = None,
     feedback_key: str = "spri_pairwise_preference",
+    on_disagreement: OnDisagreement = "tie",
     instruction_key: str | None = None,
     response_key: str | None = None,
     reference_key: str | None = None,
-    critic_model: ModelSpec = None,
-    on_disagreement: OnDisagreement = "tie",
-    judge_output: OutputMode | None = None,
-    max_iterations: int = 4,
-    reference_free: bool = True,
     cache: BaseCache[Any] | None = None,
+    **options: Unpack[JudgeOptions],
 ) -> Callable[..., Awaitable[ComparativeResult]]:
     r"""The ``async`` twin of :func:`create_pairwise_evaluator` (same arguments and result).
 
@@ -545,15 +549,15 @@ def create_async_pairwise_evaluator(
         >>> asyncio.run(evaluator(inputs="Say hi.", outputs=["Hello!", "Hello!"]))["scores"]
         {'A': 0.5, 'B': 0.5}
     """
-    shared = _Evaluator(
-        model,
+    shared = _pairwise(
+        model=model,
         judge=judge,
         feedback_key=feedback_key,
+        on_disagreement=on_disagreement,
         keys=(instruction_key, response_key, reference_key),
-        options=_options(
-            critic_model, on_disagreement, judge_output, max_iterations, reference_free
-        ),
         cache=cache,
+        options=options,
+        caller="create_async_pairwise_evaluator",
     )
 
     async def spri_pairwise_evaluator(
@@ -564,26 +568,6 @@ def create_async_pairwise_evaluator(
         runs: Any = None,
         **kwargs: Any,
     ) -> ComparativeResult:
-        out = await shared.graph.ainvoke(shared.request(inputs, outputs, reference_outputs))
-        return shared.result(out, runs)
+        return await shared.arun(inputs, outputs, reference_outputs, runs)
 
     return spri_pairwise_evaluator
-
-
-def _options(
-    critic_model: ModelSpec,
-    on_disagreement: OnDisagreement,
-    judge_output: OutputMode | None,
-    max_iterations: int,
-    reference_free: bool,
-) -> dict[str, Any]:
-    return {
-        "critic_model": critic_model,
-        "on_disagreement": on_disagreement,
-        "judge_output": judge_output,
-        "max_iterations": max_iterations,
-        "reference_free": reference_free,
-    }
-
-
-_DEFAULTS = _options(None, "tie", None, 4, True)

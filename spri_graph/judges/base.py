@@ -3,9 +3,12 @@
 :mod:`spri_graph.judges.absolute` (the SPRI judge), :mod:`spri_graph.judges.baselines`,
 the pairwise judge, panels and judges of your own build on these:
 
+* the options, declared once: :class:`GradingOptions` (every judge's) and
+  :class:`JudgeOptions` (the refining judges': the loop options too), with their defaults
+  in :class:`GradingSettings` and :class:`~spri_graph.engine.options.LoopSettings`, and
+  :class:`JudgeSettings` (every option checked, then the models resolved once);
 * the input and output states, the ``prepare`` node that validates the input before any
-  model call, the judge prompts' variables, the ``finalize`` node, and
-  :class:`JudgeSettings` (every setting checked, then the models resolved once);
+  model call, the judge prompts' variables and the ``finalize`` node;
 * output modes: a judge writes its grading (and, for the SPRI judge, its rubric) either as
   text, read by :func:`~spri_graph.parse_judgment` / :func:`~spri_graph.parse_rubric`, or
   as structured output: a tool call with the fields of :func:`grading_schema` /
@@ -17,8 +20,11 @@ the pairwise judge, panels and judges of your own build on these:
   :class:`StructuredDrafts` (one that does so for a refine loop's draft and refine calls);
 * :func:`structured_fields`, :func:`read_grading`, :func:`read_rubric`: the readers,
   structured first, text as the fallback;
+* :func:`render_rubric`, :func:`render_judgment`: a candidate written back as text;
 * :func:`grading_step`: one grading call as a step (see
-  :func:`spri_graph.engine.steps.step_node`).
+  :func:`spri_graph.engine.steps.step_node`), and :class:`Grader` (a model's grading step
+  with its node cache policy);
+* :func:`add_judge_loop`: one refine loop over rubrics or gradings.
 """
 
 from __future__ import annotations
@@ -36,12 +42,23 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.utils.json import parse_partial_json
+from langgraph.graph import StateGraph
 from langgraph.types import CachePolicy
 from pydantic import BaseModel, Field, create_model
 from typing_extensions import TypedDict
 
-from spri_graph.engine.caching import check_cache_policy, model_identity
-from spri_graph.engine.options import LoopSettings, OutputMode, ResolvedModels, check_context
+from spri_graph.engine.caching import model_identity, prompt_cache_policy
+from spri_graph.engine.loop import RefineLoop, add_refine_loop
+from spri_graph.engine.options import (
+    CallOptions,
+    LoopOptions,
+    LoopSettings,
+    OutputMode,
+    ResolvedModels,
+    check_context,
+    option_names,
+    take_options,
+)
 from spri_graph.engine.prompts import (
     JUDGE_PROMPTS,
     fence,
@@ -66,14 +83,21 @@ from spri_graph.readers.rubric import Rubric, coerce_rubric, parse_rubric, read_
 from spri_graph.readers.scores import Critique, Judgment, Scale, check_scale, parse_judgment
 
 __all__ = [
+    "GRADING_OPTION_NAMES",
+    "JUDGE_OPTION_NAMES",
     "FixedRubricInput",
+    "Grader",
+    "GradingOptions",
+    "GradingSettings",
     "JudgeInput",
+    "JudgeOptions",
     "JudgeOutput",
     "JudgeSettings",
     "JudgeState",
     "RubricInput",
     "RubricOutput",
     "StructuredDrafts",
+    "add_judge_loop",
     "answer_with_schema",
     "as_judgment",
     "as_rubric",
@@ -88,6 +112,7 @@ __all__ = [
     "read_grading",
     "read_rubric",
     "render_judgment",
+    "render_rubric",
     "resolve_judge_output",
     "structured_fields",
     "text_field",
@@ -368,7 +393,12 @@ def grading_step(
     return grade
 
 
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------------------- writers
+
+
+def render_rubric(rubric: Rubric) -> str:
+    """A rubric in its text layout (also one read back from a cache as a dict)."""
+    return as_rubric(rubric).render()  # type: ignore[union-attr]
 
 
 def render_judgment(judgment: Judgment) -> str:
@@ -382,7 +412,7 @@ def render_judgment(judgment: Judgment) -> str:
 
 
 class RubricInput(TypedDict, total=False):
-    """Input of :func:`create_rubric_graph`.
+    """Input of :func:`~spri_graph.create_rubric_graph`.
 
     ``reference_answer`` (a response that would get the top score) is used only by graphs
     built with ``reference_free=False``, which require it.
@@ -399,7 +429,7 @@ class JudgeInput(RubricInput, total=False):
 
 
 class FixedRubricInput(JudgeInput, total=False):
-    """Input of :func:`create_fixed_rubric_judge`: ``rubric`` overrides the factory's rubric.
+    """Input of :func:`~spri_graph.create_fixed_rubric_judge`: ``rubric`` overrides its rubric.
 
     ``rubric`` may be a :class:`Rubric`, a dict of its fields, or rubric text.
     """
@@ -408,7 +438,7 @@ class FixedRubricInput(JudgeInput, total=False):
 
 
 class RubricOutput(TypedDict, total=False):
-    """Output of :func:`create_rubric_graph`."""
+    """Output of :func:`~spri_graph.create_rubric_graph`."""
 
     rubric: Rubric
     rubric_critiques: list[Critique]
@@ -461,24 +491,25 @@ def text_field(state: Mapping[str, Any], key: str) -> str:
 
 
 def judge_prepare(
+    settings: JudgeSettings,
     *,
     with_response: bool,
-    reference_free: bool,
-    rubric: Rubric | None,
-    rubric_from_input: bool,
-    scale: Scale = (1, 5),
+    rubric: Rubric | None = None,
+    rubric_from_input: bool = False,
 ) -> _JudgeNode:
     """The ``prepare`` node of the judge graphs: validate the input before any model call.
 
     It also records the context's per-run models in ``context_models``.
 
     Args:
+        settings: The judge's settings: with ``reference_free=False`` a
+            ``reference_answer`` is required (else ignored), and a rubric from the input
+            must have the levels of its ``scale``.
         with_response: Require a ``response`` (a judge; not the rubric stage alone).
-        reference_free: Ignore ``reference_answer`` (else require it).
         rubric: A fixed rubric to grade with, if any.
         rubric_from_input: Take the rubric from the input (falling back to ``rubric``).
-        scale: The judge's scale; a rubric from the input must have its levels.
     """
+    reference_free, scale = settings.reference_free, settings.scale
 
     def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
         update: dict[str, Any] = {"instruction": text_field(state, "instruction")}
@@ -600,82 +631,159 @@ def check_reference_free(reference_free: Any) -> None:
         raise ValueError(f"reference_free must be True or False, got {reference_free!r}")
 
 
+# --------------------------------------------------------------------------- options
+
+
+class GradingOptions(CallOptions, total=False):
+    """The options every judge takes, the one-call baselines included.
+
+    Besides the :class:`~spri_graph.engine.options.CallOptions` (``prompts``,
+    ``retry_policy``, ``cache_policy``), these. Their defaults and checks are the fields of
+    :class:`GradingSettings`.
+
+    Attributes:
+        scale: The integer score scale ``(low, high)`` of rubrics and gradings: ``(1, 5)``
+            (the default), ``(1, 10)``, ``(0, 1)`` for pass/fail... Critics grade on their
+            own 1-5 scale, whatever the judge's.
+        judge_output: ``"text"`` reads ``<feedback>...</feedback><score>N</score>`` (and a
+            rubric's ``Score N:`` lines, a verdict's ``<verdict>A</verdict>``);
+            ``"structured"`` has the model answer with the fields of
+            :func:`grading_schema` (:func:`~spri_graph.readers.rubric.rubric_schema`,
+            :class:`~spri_graph.readers.verdicts.PairwiseVerdict`) by function calling, so
+            a score is always on the scale. ``None`` (the default) means ``"structured"``
+            for the embedded local model and ``"text"`` otherwise.
+        reference_free: Grade without a reference answer (the default, ``True``). With
+            ``False``, every input must carry a non-empty ``reference_answer``, shown to
+            the rubric writer, the grader and the critics as a response that would get the
+            top score; with ``True`` a ``reference_answer`` in the input is not used.
+    """
+
+    scale: tuple[int, int]
+    judge_output: OutputMode | None
+    reference_free: bool
+
+
+class JudgeOptions(LoopOptions, GradingOptions, total=False):
+    """The options of every judge that refines: the loop options and the grading options.
+
+    The SPRI judge, the rubric stage, the pairwise judge, the panel and both evaluator
+    kinds take these: :class:`~spri_graph.engine.options.LoopOptions` (``critic_model``,
+    ``threshold``, ``max_iterations``, ``critic_output``, ``parse_retries``, ``prompts``,
+    ``retry_policy``, ``cache_policy``) and :class:`GradingOptions` (``scale``,
+    ``judge_output``, ``reference_free``).
+    """
+
+
 # --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class GradingSettings:
+    """The checked grading options of one judge: their one set of defaults.
+
+    Every field is a key of :class:`GradingOptions` (documented there), with its default.
+
+    Example:
+        >>> GradingSettings(judge_output="json")
+        Traceback (most recent call last):
+        ...
+        ValueError: judge_output must be 'text', 'structured' or None, got 'json'
+    """
+
+    scale: Scale = (1, 5)
+    judge_output: OutputMode | None = None
+    reference_free: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scale", check_scale(self.scale))
+        check_judge_output(self.judge_output)
+        check_reference_free(self.reference_free)
+
+
+JUDGE_OPTION_NAMES: tuple[str, ...] = (*option_names(LoopSettings), *option_names(GradingSettings))
+"""Every option name of :class:`JudgeOptions`, in declaration order of the settings."""
+
+GRADING_OPTION_NAMES: tuple[str, ...] = tuple(
+    name for name in JUDGE_OPTION_NAMES if name in GradingOptions.__annotations__
+)
+"""The option names of :class:`GradingOptions` (the one-call judges take these alone)."""
 
 
 @dataclass(frozen=True)
 class JudgeSettings:
     """Validated, resolved settings of one judge factory call.
 
-    Build it with :meth:`create`, which checks every setting (naming the bad one in a
-    ``ValueError``) before resolving the models, then pass it to :func:`add_rubric_stage`,
-    :func:`add_judgment_stage` or a judge of your own.
+    Build it with :meth:`from_options`, which refuses unknown option names and checks every
+    setting (naming the bad one in a ``ValueError``) before resolving the models, then pass
+    it to :func:`~spri_graph.judges.rubric.add_rubric_stage`,
+    :func:`~spri_graph.judges.absolute.add_judgment_stage` or a judge of your own.
 
     Attributes:
         loop: Refine-loop settings (the critics' threshold is on their own 1-5 scale).
+        grading: The grading settings as given.
         models: The resolved base and critic models.
-        scale: The judge's ``(low, high)`` scale.
         judge_output: ``"text"`` or ``"structured"``, the local-model default applied.
-        reference_free: Whether a ``reference_answer`` is ignored (else required).
         prompts: The judge prompts, overrides merged in.
-        cache_policy: The node cache policy (``None``: no caching).
     """
 
     loop: LoopSettings
+    grading: GradingSettings
     models: ResolvedModels
-    scale: Scale
     judge_output: OutputMode
-    reference_free: bool
     prompts: Mapping[str, ChatPromptTemplate]
-    cache_policy: CachePolicy[Any] | None = None
 
     @classmethod
-    def create(
+    def from_options(
         cls,
-        model: ModelSpec = None,
+        model: ModelSpec,
+        options: Mapping[str, Any],
         *,
-        critic_model: ModelSpec = None,
-        scale: Any = (1, 5),
-        judge_output: OutputMode | None = None,
-        reference_free: bool = True,
-        prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
+        caller: str,
         default_prompts: Mapping[str, ChatPromptTemplate] = JUDGE_PROMPTS,
-        cache_policy: CachePolicy[Any] | None = None,
-        **loop_settings: Any,
+        names: Sequence[str] = JUDGE_OPTION_NAMES,
     ) -> JudgeSettings:
-        """Check the settings, then resolve the models.
+        """Check the options, then resolve the models.
 
         Args:
-            model: The judge model (see :func:`create_judge_graph`).
-            critic_model: The critic model; ``None`` means ``model``.
-            scale: The judge's integer scale ``(low, high)``.
-            judge_output: ``"text"``, ``"structured"`` or ``None`` (structured for the
-                embedded local model).
-            reference_free: See :func:`create_judge_graph`.
-            prompts: Prompt overrides, keyed like ``default_prompts``.
-            default_prompts: The prompts the overrides apply to.
-            cache_policy: See :func:`create_judge_graph`.
-            **loop_settings: :class:`~spri_graph.engine.options.LoopSettings` fields
-                (``threshold``, ``max_iterations``, ``critic_output``, ...).
+            model: The judge model (see :func:`~spri_graph.create_judge`).
+            options: The factory's keyword arguments (:class:`JudgeOptions`).
+            caller: The factory's name, for errors.
+            default_prompts: The prompts ``prompts`` overrides apply to.
+            names: The option names the factory takes (default: all of
+                :class:`JudgeOptions`; the one-call judges take :data:`GRADING_OPTION_NAMES`).
+
+        Raises:
+            TypeError: If an option is unknown.
+            ValueError: If a value is bad or a model string cannot be resolved.
         """
-        scale = check_scale(scale)
-        check_judge_output(judge_output)
-        check_reference_free(reference_free)
-        check_cache_policy(cache_policy)
-        if "critic_parse_retries" in loop_settings:
-            loop_settings["parse_retries"] = loop_settings.pop("critic_parse_retries")
-        loop = LoopSettings(critic_model=critic_model, **loop_settings)
-        stage_prompts = resolve_prompts(default_prompts, prompts)
+        taken = take_options(options, names, caller=caller)
+        own = set(option_names(GradingSettings))
+        grading = GradingSettings(**{k: v for k, v in taken.items() if k in own})
+        loop = LoopSettings(**{k: v for k, v in taken.items() if k not in own})
+        prompts = resolve_prompts(default_prompts, loop.prompts)
         models = loop.resolve(model)
         return cls(
             loop=loop,
+            grading=grading,
             models=models,
-            scale=scale,
-            judge_output=resolve_judge_output(judge_output, models.base),
-            reference_free=reference_free,
-            prompts=MappingProxyType(stage_prompts),
-            cache_policy=cache_policy,
+            judge_output=resolve_judge_output(grading.judge_output, models.base),
+            prompts=MappingProxyType(prompts),
         )
+
+    @property
+    def scale(self) -> Scale:
+        """The judge's ``(low, high)`` scale."""
+        return self.grading.scale
+
+    @property
+    def reference_free(self) -> bool:
+        """Whether a ``reference_answer`` is ignored (else required)."""
+        return self.grading.reference_free
+
+    @property
+    def cache_policy(self) -> CachePolicy[Any] | None:
+        """The node cache policy (``None``: no caching)."""
+        return self.loop.cache_policy
 
     @property
     def structured(self) -> bool:
@@ -693,3 +801,121 @@ class JudgeSettings:
     ) -> Runnable[Any, Any]:
         """``model`` as the loops call it: structured drafts and refinements when asked."""
         return StructuredDrafts(model, schema(self.scale)) if self.structured else model
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def add_judge_loop(
+    builder: StateGraph[Any, Any, Any, Any],
+    settings: JudgeSettings,
+    name: str,
+    *,
+    schema: Callable[[Scale], type],
+    read: Callable[..., Any],
+    render: Callable[[Any], str],
+    then: str,
+) -> str:
+    """Add one judge loop: candidates read by ``read``, structured by ``schema`` if asked.
+
+    The loop's prompts are ``settings.prompts["<name>_draft"]``, ``"<name>_critique"`` and
+    ``"<name>_refine"``; its candidate goes to state key ``name`` and its critiques to
+    ``<name>_critiques``.
+
+    Args:
+        builder: The graph to add the loop's nodes to.
+        settings: The judge's settings.
+        name: The loop's name (``"rubric"``, ``"judgment"``).
+        schema: The structured-output schema of a candidate on a scale.
+        read: Reads a candidate: ``read(message, scale=..., structured=...)``.
+        render: Writes a candidate back as text for the critic and the refiner.
+        then: The node the loop goes to when done.
+
+    Returns:
+        The name of the loop's first node (``<name>_draft``).
+    """
+    scale, structured = settings.scale, settings.structured
+
+    def parse(message: BaseMessage) -> Any:
+        return read(message, scale=scale, structured=structured)
+
+    def resolve(model_name: str) -> Runnable[Any, Any]:
+        return settings.answering(resolve_model_cached(model_name), schema)
+
+    loop = RefineLoop(
+        name=name,
+        model=settings.answering(settings.models.base, schema),
+        critic_model=settings.models.critic,
+        draft_prompt=settings.prompts[f"{name}_draft"],
+        critique_prompt=settings.prompts[f"{name}_critique"],
+        refine_prompt=settings.prompts[f"{name}_refine"],
+        candidate_key=name,
+        critiques_key=f"{name}_critiques",
+        prompt_inputs=settings.prompt_inputs(),
+        parse_candidate=parse,
+        render_candidate=render,
+        threshold=settings.loop.threshold,
+        max_iterations=settings.loop.max_iterations,
+        critic_output=settings.models.critic_output,
+        critic_parse_retries=settings.loop.parse_retries,
+        resolve_model=resolve,
+    )
+    return add_refine_loop(
+        builder,
+        loop,
+        then=then,
+        retry_policy=settings.loop.policy,
+        cache_policy=settings.cache_policy,
+    )
+
+
+@dataclass(frozen=True)
+class Grader:
+    """One judge model's one-call grading: its step and its node's cache policy.
+
+    Attributes:
+        step: The grading step (see :func:`grading_step`).
+        cache_policy: The node cache policy, keyed on the model and the prompt it would
+            send; ``None`` when the settings cache nothing.
+    """
+
+    step: Callable[[Mapping[str, Any]], Step]
+    cache_policy: CachePolicy[Any] | None
+
+    @classmethod
+    def of(
+        cls,
+        settings: JudgeSettings,
+        model: Runnable[Any, Any],
+        *,
+        node: str = "grade",
+        step: str = "grade",
+    ) -> Grader:
+        """``model`` grading with ``settings.prompts["judgment_draft"]`` in one call.
+
+        ``settings.grading.judge_output=None`` gives the model its own default (structured
+        for the embedded local model), so several models graded this way may differ.
+
+        Args:
+            settings: The judge's settings.
+            model: The grading model.
+            node: The node's name (part of the cache key).
+            step: The step's name, for tracing.
+        """
+        output = resolve_judge_output(settings.grading.judge_output, model)
+        prompt = settings.prompts["judgment_draft"]
+        inputs = judge_prompt_inputs(
+            settings.reference_free, scale=settings.scale, judge_output=output
+        )
+        graded = grading_step(
+            model, prompt, inputs, scale=settings.scale, judge_output=output, step=step
+        )
+        policy = prompt_cache_policy(
+            settings.cache_policy,
+            node=node,
+            model=model,
+            prompt=prompt,
+            prompt_inputs=inputs,
+            extra=[output, list(settings.scale)],
+        )
+        return cls(graded, policy)

@@ -3,7 +3,7 @@
 :func:`create_vanilla_judge` grades with :data:`~spri_graph.GENERIC_RUBRIC`;
 :func:`create_fixed_rubric_judge` grades with a rubric you give (e.g. a benchmark's gold
 rubric per instance). Both take the input and give the output of
-:func:`~spri_graph.create_judge_graph`, so the same data and metrics serve all three.
+:func:`~spri_graph.create_judge`, so the same data and metrics serve all three.
 """
 
 from __future__ import annotations
@@ -11,22 +11,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import CachePolicy, RetryPolicy
+from typing_extensions import Unpack
 
-from spri_graph.engine.caching import prompt_cache_policy
-from spri_graph.engine.options import OutputMode, SPRIContext
+from spri_graph.engine.options import SPRIContext
 from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.engine.steps import step_node
 from spri_graph.judges.base import (
+    GRADING_OPTION_NAMES,
     FixedRubricInput,
+    Grader,
+    GradingOptions,
     JudgeInput,
     JudgeOutput,
     JudgeSettings,
     JudgeState,
     finalize_judgment,
-    grading_step,
     judge_prepare,
 )
 from spri_graph.models import ModelSpec
@@ -35,48 +35,33 @@ from spri_graph.readers.rubric import Rubric, coerce_rubric, generic_rubric
 __all__ = ["create_fixed_rubric_judge", "create_vanilla_judge"]
 
 
+def _settings(model: ModelSpec, options: Mapping[str, Any], caller: str) -> JudgeSettings:
+    prompts = {"judgment_draft": JUDGE_PROMPTS["judgment_draft"]}
+    return JudgeSettings.from_options(
+        model, options, caller=caller, default_prompts=prompts, names=GRADING_OPTION_NAMES
+    )
+
+
 def _build_single(
     settings: JudgeSettings, *, rubric: Rubric | None, rubric_from_input: bool
-) -> StateGraph[Any, Any, Any, Any]:
+) -> StateGraph[JudgeState, SPRIContext, JudgeInput, JudgeOutput]:
     """``prepare -> grade -> finalize``: one grading call, a one-step node."""
-    prompt = settings.prompts["judgment_draft"]
-    inputs = settings.prompt_inputs()
     builder = StateGraph(
         JudgeState,
         context_schema=SPRIContext,
         input_schema=FixedRubricInput if rubric_from_input else JudgeInput,
         output_schema=JudgeOutput,
     )
-    builder.add_node(
-        "prepare",
-        judge_prepare(
-            with_response=True,
-            reference_free=settings.reference_free,
-            rubric=rubric,
-            rubric_from_input=rubric_from_input,
-            scale=settings.scale,
-        ),
+    prepare = judge_prepare(
+        settings, with_response=True, rubric=rubric, rubric_from_input=rubric_from_input
     )
-    grade = grading_step(
-        settings.models.base,
-        prompt,
-        inputs,
-        scale=settings.scale,
-        judge_output=settings.judge_output,
-    )
-    cache_policy = prompt_cache_policy(
-        settings.cache_policy,
-        node="grade",
-        model=settings.models.base,
-        prompt=prompt,
-        prompt_inputs=inputs,
-        extra=[settings.judge_output, list(settings.scale)],
-    )
+    builder.add_node("prepare", prepare)
+    grader = Grader.of(settings, settings.models.base)
     builder.add_node(
         "grade",
-        step_node("grade", grade),
+        step_node("grade", grader.step),
         retry_policy=settings.loop.policy,
-        cache_policy=cache_policy,
+        cache_policy=grader.cache_policy,
     )
     builder.add_node("finalize", finalize_judgment)
     builder.add_edge(START, "prepare")
@@ -86,38 +71,9 @@ def _build_single(
     return builder
 
 
-def _settings(
-    model: ModelSpec,
-    *,
-    scale: tuple[int, int],
-    judge_output: OutputMode | None,
-    reference_free: bool,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None,
-    retry_policy: RetryPolicy | None,
-    cache_policy: CachePolicy[Any] | None,
-) -> JudgeSettings:
-    return JudgeSettings.create(
-        model,
-        scale=scale,
-        judge_output=judge_output,
-        reference_free=reference_free,
-        prompts=prompts,
-        default_prompts={"judgment_draft": JUDGE_PROMPTS["judgment_draft"]},
-        cache_policy=cache_policy,
-        retry_policy=retry_policy,
-    )
-
-
 def create_vanilla_judge(
-    model: ModelSpec = None,
-    *,
-    reference_free: bool = True,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
-    scale: tuple[int, int] = (1, 5),
-    judge_output: OutputMode | None = None,
-    cache_policy: CachePolicy[Any] | None = None,
-) -> StateGraph[Any, Any, Any, Any]:
+    model: ModelSpec = None, **options: Unpack[GradingOptions]
+) -> StateGraph[JudgeState, SPRIContext, JudgeInput, JudgeOutput]:
     """Create the vanilla baseline: one absolute grading against the generic rubric.
 
     This is the generic LLM-as-a-judge that instance-specific rubrics are compared with; its
@@ -125,17 +81,22 @@ def create_vanilla_judge(
     other scales).
 
     Args:
-        model: The judge model (same forms as :func:`create_judge_graph`).
-        reference_free: As in :func:`create_judge_graph`.
-        prompts: Override for ``judgment_draft``.
-        retry_policy: Retry policy for transient model errors.
-        scale: As in :func:`create_judge_graph`.
-        judge_output: As in :func:`create_judge_graph`.
-        cache_policy: As in :func:`create_judge_graph` (the grading node is cached).
+        model: The judge model (same forms as :func:`~spri_graph.create_judge`).
+        **options: The shared options of every judge
+            (:class:`~spri_graph.judges.base.GradingOptions`: ``scale``, ``judge_output``,
+            ``reference_free``, ``prompts``, ``retry_policy``, ``cache_policy``); the one
+            prompt is ``judgment_draft``, and with ``cache_policy`` the grading node is
+            cached.
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with the input and output of
-        :func:`create_judge_graph` (the critiques are empty lists).
+        :func:`~spri_graph.create_judge` (the critiques are empty lists).
+
+    Raises:
+        TypeError: If an option is unknown (the loop options included: this judge does not
+            refine).
+        ValueError: If an option's value is bad or a model string cannot be resolved; at
+            run time, before the model call, if ``instruction`` or ``response`` is missing.
 
     Example:
         >>> from langchain_core.language_models import GenericFakeChatModel
@@ -148,15 +109,7 @@ def create_vanilla_judge(
         >>> out["score"], out["rubric"] == GENERIC_RUBRIC
         (4.0, True)
     """
-    settings = _settings(
-        model,
-        scale=scale,
-        judge_output=judge_output,
-        reference_free=reference_free,
-        prompts=prompts,
-        retry_policy=retry_policy,
-        cache_policy=cache_policy,
-    )
+    settings = _settings(model, options, "create_vanilla_judge")
     rubric = generic_rubric(settings.scale)
     return _build_single(settings, rubric=rubric, rubric_from_input=False)
 
@@ -165,13 +118,8 @@ def create_fixed_rubric_judge(
     model: ModelSpec = None,
     *,
     rubric: Rubric | Mapping[str, str] | str | None = None,
-    reference_free: bool = True,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
-    scale: tuple[int, int] = (1, 5),
-    judge_output: OutputMode | None = None,
-    cache_policy: CachePolicy[Any] | None = None,
-) -> StateGraph[Any, Any, Any, Any]:
+    **options: Unpack[GradingOptions],
+) -> StateGraph[JudgeState, SPRIContext, JudgeInput, JudgeOutput]:
     r"""Create the fixed-rubric baseline: one absolute grading against a given rubric.
 
     Give one rubric for every input here, or a ``rubric`` per input (e.g. a benchmark's
@@ -180,21 +128,22 @@ def create_fixed_rubric_judge(
     the generic description).
 
     Args:
-        model: The judge model (same forms as :func:`create_judge_graph`).
+        model: The judge model (same forms as :func:`~spri_graph.create_judge`).
         rubric: A :class:`Rubric`, a dict of its fields, or rubric text in the
             ``Criteria:`` / ``Score N:`` layout; ``None`` requires a rubric in every input.
-        reference_free: As in :func:`create_judge_graph`.
-        prompts: Override for ``judgment_draft``.
-        retry_policy: Retry policy for transient model errors.
-        scale: As in :func:`create_judge_graph`.
-        judge_output: As in :func:`create_judge_graph`.
-        cache_policy: As in :func:`create_judge_graph` (the grading node is cached).
+        **options: The shared options of every judge
+            (:class:`~spri_graph.judges.base.GradingOptions`: ``scale``, ``judge_output``,
+            ``reference_free``, ``prompts``, ``retry_policy``, ``cache_policy``); the one
+            prompt is ``judgment_draft``, and with ``cache_policy`` the grading node is
+            cached.
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with the input of
-        :func:`create_judge_graph` plus an optional ``rubric``, and its output.
+        :func:`~spri_graph.create_judge` plus an optional ``rubric``, and its output.
 
     Raises:
+        TypeError: If an option is unknown (the loop options included: this judge does not
+            refine).
         ValueError: If ``rubric`` is malformed or not on ``scale``; at run time, if neither
             the factory nor the input gives a rubric.
 
@@ -206,14 +155,6 @@ def create_fixed_rubric_judge(
         >>> judge.compile().invoke({"instruction": "Say hi.", "response": "Hello!"})["score"]
         5.0
     """
-    settings = _settings(
-        model,
-        scale=scale,
-        judge_output=judge_output,
-        reference_free=reference_free,
-        prompts=prompts,
-        retry_policy=retry_policy,
-        cache_policy=cache_policy,
-    )
+    settings = _settings(model, options, "create_fixed_rubric_judge")
     fixed = None if rubric is None else coerce_rubric(rubric, "rubric", scale=settings.scale)
     return _build_single(settings, rubric=fixed, rubric_from_input=True)

@@ -1,7 +1,7 @@
 r"""Pairwise grading with an instance-specific rubric: which of two responses is better.
 
-:func:`create_pairwise_judge_graph` writes one rubric for the instruction with the rubric
-stage of the SPRI judge (:func:`spri_graph.judges.absolute.add_rubric_stage`, the same
+:func:`create_pairwise_judge` writes one rubric for the instruction with the rubric
+stage of the SPRI judge (:func:`spri_graph.judges.rubric.add_rubric_stage`, the same
 draft -> critique -> refine loop), then asks the judge which response the rubric prefers,
 once with A shown first and once with B shown first, concurrently. Judges favour a
 position; asking in both orders cancels that bias: when the two orders name the same
@@ -20,21 +20,21 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import CachePolicy, RetryPolicy, Send
-from typing_extensions import TypedDict
+from langgraph.graph import END, StateGraph
+from langgraph.types import Send
+from typing_extensions import TypedDict, Unpack
 
 from spri_graph.engine.caching import prompt_cache_policy
-from spri_graph.engine.options import OutputMode, SPRIContext
+from spri_graph.engine.options import SPRIContext
 from spri_graph.engine.prompts import (
     PAIRWISE_PROMPTS,
     VERDICT_REMINDER,
     fence,
-    resolve_prompts,
     verdict_format,
 )
 from spri_graph.engine.steps import (
@@ -50,8 +50,8 @@ from spri_graph.engine.steps import (
     structured_output,
     sum_usage,
 )
-from spri_graph.judges.absolute import JUDGE_DEFAULTS, add_rubric_stage
-from spri_graph.judges.base import JudgeSettings, judge_prepare, text_field
+from spri_graph.judges.base import JudgeOptions, JudgeSettings, text_field
+from spri_graph.judges.rubric import RUBRIC_PROMPTS, start_with_rubric
 from spri_graph.models import ModelSpec, resolve_model_cached
 from spri_graph.readers.rubric import Rubric
 from spri_graph.readers.scores import Critique
@@ -63,8 +63,7 @@ __all__ = [
     "PairwiseInput",
     "PairwiseOutput",
     "PairwiseState",
-    "create_pairwise_judge_graph",
-    "start_with_rubric",
+    "create_pairwise_judge",
 ]
 
 Winner = Literal["A", "B", "tie"]
@@ -74,7 +73,7 @@ OnDisagreement = Literal["tie", "reask"]
 ORDERS = ("AB", "BA")
 """The two orders the responses are shown in: ``"AB"`` shows A first, ``"BA"`` B first."""
 
-_RUBRIC_PROMPTS = ("rubric_draft", "rubric_critique", "rubric_refine")
+_PROMPTS = MappingProxyType({**RUBRIC_PROMPTS, **PAIRWISE_PROMPTS})
 
 
 # --------------------------------------------------------------------------- state
@@ -105,7 +104,7 @@ def _add_verdicts(
 
 
 class PairwiseInput(TypedDict, total=False):
-    """Input of :func:`create_pairwise_judge_graph`.
+    """Input of :func:`create_pairwise_judge`.
 
     ``reference_answer`` is used only by graphs built with ``reference_free=False``.
     """
@@ -117,7 +116,7 @@ class PairwiseInput(TypedDict, total=False):
 
 
 class PairwiseOutput(TypedDict, total=False):
-    """Output of :func:`create_pairwise_judge_graph`.
+    """Output of :func:`create_pairwise_judge`.
 
     Attributes:
         winner: ``"A"``, ``"B"``, ``"tie"`` (the orders disagreed, or the responses are
@@ -182,10 +181,8 @@ def _grade_step(
     settings: JudgeSettings,
     prompt: ChatPromptTemplate,
     inputs: Callable[[Mapping[str, Any]], dict[str, Any]],
-    *,
-    parse_retries: int,
 ) -> Callable[[Mapping[str, Any]], Step]:
-    structured = settings.structured
+    structured, parse_retries = settings.structured, settings.loop.parse_retries
 
     def read(result: Any, quotes: Sequence[str]) -> tuple[Verdict, BaseMessage]:
         if not structured:
@@ -275,72 +272,14 @@ def _reasker(on_disagreement: OnDisagreement) -> Callable[[PairwiseState], list[
     return after_decide
 
 
-def start_with_rubric(
-    builder: StateGraph[Any, Any, Any, Any],
-    settings: JudgeSettings,
-    *,
-    with_response: bool,
-    then: str,
-    check: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
-) -> None:
-    """Begin a judge graph with ``prepare``, then the rubric stage, then a node ``then``.
-
-    ``prepare`` validates the input before any model call (as the judge graphs do), after
-    ``check`` (more checks of the caller's, returning more validated keys). ``then`` is a
-    node that does nothing: add the edges out of it (e.g. a ``Send`` per grading).
-    """
-    needs, free, scale = with_response, settings.reference_free, settings.scale
-    validate = judge_prepare(
-        with_response=needs, reference_free=free, rubric=None, rubric_from_input=False, scale=scale
-    )
-
-    def prepare(state: Any) -> dict[str, Any]:
-        extra = check(state) if check is not None else {}
-        return {**validate(state), **extra}
-
-    builder.add_node("prepare", prepare)
-    builder.add_edge(START, "prepare")
-    builder.add_edge("prepare", add_rubric_stage(builder, settings, then=then))
-    builder.add_node(then, _nothing)
-
-
-def _nothing(state: Any) -> dict[str, Any]:
-    return {}
-
-
 # --------------------------------------------------------------------------- factory
 
 
-def _prompts(
-    prompts: Mapping[str, ChatPromptTemplate | str] | None,
-) -> tuple[ChatPromptTemplate, dict[str, ChatPromptTemplate | str]]:
-    given = dict(prompts or {})
-    allowed = {*_RUBRIC_PROMPTS, *PAIRWISE_PROMPTS}
-    if unknown := sorted(set(given) - allowed):
-        raise ValueError(
-            f"prompts: unknown prompt {unknown[0]!r}; expected one of {', '.join(sorted(allowed))}"
-        )
-    own = {key: value for key, value in given.items() if key in PAIRWISE_PROMPTS}
-    grade = resolve_prompts(PAIRWISE_PROMPTS, own)["pairwise_grade"]
-    return grade, {key: value for key, value in given.items() if key in _RUBRIC_PROMPTS}
-
-
-def create_pairwise_judge_graph(
+def create_pairwise_judge(
     model: ModelSpec = None,
     *,
-    critic_model: ModelSpec = None,
     on_disagreement: OnDisagreement = "tie",
-    judge_output: OutputMode | None = None,
-    parse_retries: int = 1,
-    scale: tuple[int, int] = (1, 5),
-    threshold: int = 4,
-    max_iterations: int = 4,
-    reference_free: bool = True,
-    critic_output: OutputMode | None = None,
-    critic_parse_retries: int = 1,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
-    cache_policy: CachePolicy[Any] | None = None,
+    **options: Unpack[JudgeOptions],
 ) -> StateGraph[PairwiseState, SPRIContext, PairwiseInput, PairwiseOutput]:
     r"""Create a pairwise judge: one refined rubric, then A vs B graded in both orders.
 
@@ -355,33 +294,17 @@ def create_pairwise_judge_graph(
     Args:
         model: Model that writes the rubric and grades (a chat model or a model string;
             ``None`` means ``$SPRI_MODEL`` or the embedded local model).
-        critic_model: The rubric critic; defaults to ``model``.
         on_disagreement: ``"tie"`` or ``"reask"`` (once), when the two orders disagree or a
             grading has no readable verdict.
-        judge_output: ``"text"`` reads ``<verdict>A</verdict>`` (and the markers
-            :func:`parse_verdict` knows); ``"structured"`` asks for a
-            :class:`PairwiseVerdict` with ``with_structured_output``. ``None``: structured
-            for the embedded local model, text otherwise.
-        parse_retries: Re-asks, with a format reminder, when a text grading has no
-            readable verdict.
-        scale: The rubric's integer scale ``(low, high)``, as in
-            :func:`~spri_graph.create_judge_graph` (``judge_output`` also decides how the
-            rubric is written: structured fields or ``Score N:`` lines).
-        threshold: The rubric critic's score that accepts the rubric.
-        max_iterations: Most rubric critiques (at least 1).
-        reference_free: Grade without a reference answer (the default). With ``False``,
-            every input needs a ``reference_answer``, shown to the rubric writer and the
-            judge.
-        critic_output: The rubric critic's output, as in
-            :func:`~spri_graph.create_judge_graph`.
-        critic_parse_retries: Re-asks when a rubric critique has no readable score.
-        prompts: Overrides keyed ``rubric_draft``, ``rubric_critique``, ``rubric_refine``
-            and ``pairwise_grade`` (see :data:`PAIRWISE_PROMPTS`).
-        retry_policy: Retry policy for transient model errors; defaults to
-            :func:`spri_graph.default_retry_policy`.
-        cache_policy: Cache the model nodes, as in :func:`~spri_graph.create_judge_graph`
-            (compile with ``cache=spri_graph.engine.caching.judge_cache(...)``): the same judging
-            run again makes no model calls.
+        **options: The shared options (:class:`~spri_graph.judges.base.JudgeOptions`).
+            The loop options apply to the rubric stage; ``parse_retries`` also counts the
+            re-asks, with a format reminder, of a text grading with no readable verdict.
+            ``judge_output="text"`` reads ``<verdict>A</verdict>`` (and the markers
+            :func:`parse_verdict` knows), ``"structured"`` asks for a
+            :class:`PairwiseVerdict` with ``with_structured_output`` (and has the rubric
+            written as structured fields); ``scale`` is the rubric's. ``prompts`` keys:
+            ``rubric_draft``, ``rubric_critique``, ``rubric_refine`` and
+            ``pairwise_grade`` (see :data:`PAIRWISE_PROMPTS`).
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with input
@@ -389,6 +312,7 @@ def create_pairwise_judge_graph(
         through ``context=SPRIContext(...)``.
 
     Raises:
+        TypeError: If an option is unknown.
         ValueError: If a setting is out of range or a model string cannot be resolved; at
             run time, before any model call, if ``instruction``, ``response_a`` or
             ``response_b`` is missing or empty.
@@ -403,7 +327,7 @@ def create_pairwise_judge_graph(
         ...     "<feedback>The first one is better.</feedback><verdict>A</verdict>",
         ...     "<feedback>The first one is better.</feedback><verdict>A</verdict>",
         ... ]))
-        >>> judge = create_pairwise_judge_graph(model).compile()
+        >>> judge = create_pairwise_judge(model).compile()
         >>> out = judge.invoke({"instruction": "Capital of France?",
         ...                     "response_a": "Paris.", "response_b": "Lyon."})
         >>> out["winner"], out["consistent"], [v["winner"] for v in out["verdicts"]]
@@ -411,32 +335,33 @@ def create_pairwise_judge_graph(
     """
     if on_disagreement not in ("tie", "reask"):
         raise ValueError(f"on_disagreement must be 'tie' or 'reask', got {on_disagreement!r}")
-    if isinstance(parse_retries, bool) or not isinstance(parse_retries, int) or parse_retries < 0:
-        raise ValueError(f"parse_retries must be an integer >= 0, got {parse_retries!r}")
-    grade_prompt, rubric_prompts = _prompts(prompts)
-    options = {name: value for name, value in locals().items() if name in JUDGE_DEFAULTS}
-    settings = JudgeSettings.create(model, **{**options, "prompts": rubric_prompts})
+    settings = JudgeSettings.from_options(
+        model, options, caller="create_pairwise_judge", default_prompts=_PROMPTS
+    )
+    grade_prompt = settings.prompts["pairwise_grade"]
     inputs = _prompt_inputs(settings)
-    grade = _grade_step(settings, grade_prompt, inputs, parse_retries=parse_retries)
+    grade = _grade_step(settings, grade_prompt, inputs)
     builder = StateGraph(
         PairwiseState,
         context_schema=SPRIContext,
         input_schema=PairwiseInput,
         output_schema=PairwiseOutput,
     )
-    start_with_rubric(builder, settings, with_response=False, then="compare", check=_responses)
+    start_with_rubric(
+        builder, settings, with_response=False, then="compare", join=True, check=_responses
+    )
     builder.add_conditional_edges("compare", _after_rubric, ["grade", "decide"])
     builder.add_node(
         "grade",
         step_node("grade", grade),
         retry_policy=settings.loop.policy,
         cache_policy=prompt_cache_policy(
-            cache_policy,
+            settings.cache_policy,
             node="grade",
             model=settings.models.base,
             prompt=grade_prompt,
             prompt_inputs=inputs,
-            extra=[settings.judge_output, parse_retries],
+            extra=[settings.judge_output, settings.loop.parse_retries],
         ),
     )
     builder.add_node("decide", _decide)

@@ -1,7 +1,7 @@
 r"""A panel of judges grading with one instance-specific rubric.
 
 :func:`create_judge_panel` writes one rubric per instance with the SPRI rubric stage
-(:func:`spri_graph.judges.absolute.add_rubric_stage`), then every judge of the panel grades the
+(:func:`spri_graph.judges.rubric.add_rubric_stage`), then every judge of the panel grades the
 response with it, concurrently (one LangGraph ``Send`` per judge), as
 :func:`~spri_graph.create_fixed_rubric_judge` does. The panel's score aggregates the
 readable scores (mean, median or majority); a judge whose grading has no readable score on
@@ -27,28 +27,20 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
-from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 from langgraph.graph import END, StateGraph
-from langgraph.types import CachePolicy, RetryPolicy, Send
-from typing_extensions import TypedDict
+from langgraph.types import CachePolicy, Send
+from typing_extensions import TypedDict, Unpack
 
-from spri_graph.engine.caching import prompt_cache_policy
-from spri_graph.engine.options import OutputMode, SPRIContext
+from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.engine.steps import StageUsage, Step, context_value, step_node, sum_usage
 from spri_graph.evaluation.metrics import Agreement, agreement
-from spri_graph.judges.absolute import JUDGE_DEFAULTS
-from spri_graph.judges.base import (
-    JudgeInput,
-    JudgeSettings,
-    RubricOutput,
-    grading_step,
-    judge_prompt_inputs,
-    resolve_judge_output,
-)
-from spri_graph.judges.pairwise import start_with_rubric
+from spri_graph.judges.base import Grader, JudgeInput, JudgeOptions, JudgeSettings, RubricOutput
+from spri_graph.judges.rubric import RUBRIC_PROMPTS, start_with_rubric
 from spri_graph.models import ModelSpec, resolve_model
 from spri_graph.readers.scores import Judgment
 
@@ -66,8 +58,7 @@ Aggregate = Literal["mean", "median", "majority"]
 """How a panel combines its judges' readable scores."""
 
 _AGGREGATES = ("mean", "median", "majority")
-_RUBRIC_PROMPTS = ("rubric_draft", "rubric_critique", "rubric_refine")
-_GRADE_PROMPTS = ("judgment_draft",)
+_PROMPTS = MappingProxyType({**RUBRIC_PROMPTS, "judgment_draft": JUDGE_PROMPTS["judgment_draft"]})
 _GRADED_KEYS = ("instruction", "response", "reference_answer", "rubric")
 
 
@@ -216,28 +207,13 @@ class _Member:
     cache_key: Callable[[Mapping[str, Any]], str] | None
 
 
-def _member(
-    index: int,
-    spec: ModelSpec,
-    settings: JudgeSettings,
-    prompt: ChatPromptTemplate,
-    judge_output: OutputMode | None,
-) -> _Member:
+def _member(index: int, spec: ModelSpec, settings: JudgeSettings) -> _Member:
     model = resolve_model(spec, field=f"judges[{index}]")
-    output = resolve_judge_output(judge_output, model)
-    inputs = judge_prompt_inputs(settings.reference_free, scale=settings.scale, judge_output=output)
-    step = grading_step(
-        model, prompt, inputs, scale=settings.scale, judge_output=output, step=f"grade_{index}"
+    grader = Grader.of(settings, model, node=f"judge_{index}", step=f"grade_{index}")
+    policy = grader.cache_policy
+    return _Member(
+        _judge_name(spec, model), grader.step, None if policy is None else policy.key_func
     )
-    policy = prompt_cache_policy(
-        settings.cache_policy,
-        node=f"judge_{index}",
-        model=model,
-        prompt=prompt,
-        prompt_inputs=inputs,
-        extra=output,
-    )
-    return _Member(_judge_name(spec, model), step, None if policy is None else policy.key_func)
 
 
 def _member_step(members: Sequence[_Member]) -> Callable[[Mapping[str, Any]], Step]:
@@ -313,7 +289,7 @@ def _check_panel(judges: Any, aggregate: Any, min_judges: Any) -> int:
     if isinstance(judges, str) or not isinstance(judges, Sequence):
         raise ValueError(
             f"judges must be a list of models, got {type(judges).__name__}; "
-            "for one judge use create_judge_graph"
+            "for one judge use create_judge"
         )
     if not judges:
         raise ValueError("judges must list at least one judge model, got an empty list")
@@ -336,22 +312,12 @@ def create_judge_panel(
     aggregate: Aggregate = "mean",
     min_judges: int | None = None,
     rubric_model: ModelSpec = None,
-    critic_model: ModelSpec = None,
-    threshold: int = 4,
-    max_iterations: int = 4,
-    reference_free: bool = True,
-    critic_output: OutputMode | None = None,
-    critic_parse_retries: int = 1,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
-    scale: tuple[int, int] = (1, 5),
-    judge_output: OutputMode | None = None,
-    cache_policy: CachePolicy[Any] | None = None,
+    **options: Unpack[JudgeOptions],
 ) -> StateGraph[PanelState, SPRIContext, JudgeInput, PanelOutput]:
     r"""Create a panel of judges that grade with one instance-specific SPRI rubric.
 
     The rubric is written, critiqued and refined once per instance by ``rubric_model``
-    (the rubric stage of :func:`~spri_graph.create_judge_graph`); then every judge grades
+    (the rubric stage of :func:`~spri_graph.create_judge`); then every judge grades
     the response with it in one call, all judges concurrently. Each judge's score and
     feedback is kept. A judge whose grading has no readable score on the scale abstains: it
     is counted in ``abstained`` and left out of the aggregate.
@@ -363,33 +329,21 @@ def create_judge_panel(
         min_judges: Fewest readable judges for a panel score; default: a majority of the
             panel (``len(judges) // 2 + 1``).
         rubric_model: The model that writes the rubric; defaults to the first judge.
-        critic_model: The rubric critic; defaults to ``rubric_model``.
-        threshold: Rubric critique score (1-5) that accepts the rubric.
-        max_iterations: Most rubric critiques (at least 1).
-        reference_free: Grade without a reference answer (the default). With ``False``,
-            every input needs a ``reference_answer``, shown to the rubric writer and the
-            judges.
-        critic_output: The rubric critic's output, as in
-            :func:`~spri_graph.create_judge_graph`.
-        critic_parse_retries: Re-asks when a rubric critique has no readable score.
-        prompts: Overrides keyed ``rubric_draft``, ``rubric_critique``, ``rubric_refine``
-            and ``judgment_draft`` (see :data:`spri_graph.JUDGE_PROMPTS`).
-        retry_policy: Retry policy for transient model errors; defaults to
-            :func:`spri_graph.default_retry_policy`.
-        scale: The integer scale ``(low, high)`` of the rubric and the judges' scores.
-        judge_output: ``"text"``, ``"structured"`` or ``None``, for the rubric writer and
-            every judge, as in :func:`~spri_graph.create_judge_graph`; ``None`` gives each
-            model its default (structured for the embedded local model), so a panel may
-            mix both.
-        cache_policy: Cache the model nodes, as in :func:`~spri_graph.create_judge_graph`
-            (compile with ``cache=spri_graph.engine.caching.judge_cache(...)``).
+        **options: The shared options (:class:`~spri_graph.judges.base.JudgeOptions`).
+            The loop options apply to the rubric stage (``critic_model`` defaults to
+            ``rubric_model``); ``judge_output`` applies to the rubric writer and every
+            judge, and ``None`` gives each model its default (structured for the embedded
+            local model), so a panel may mix both. ``prompts`` keys: ``rubric_draft``,
+            ``rubric_critique``, ``rubric_refine`` and ``judgment_draft`` (see
+            :data:`spri_graph.JUDGE_PROMPTS`).
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with the input of
-        :func:`~spri_graph.create_judge_graph` and output :class:`PanelOutput`. It also
+        :func:`~spri_graph.create_judge` and output :class:`PanelOutput`. It also
         works as ``judge=`` of :func:`~spri_graph.create_spri_evaluator`.
 
     Raises:
+        TypeError: If an option is unknown.
         ValueError: Before any model call, if ``judges`` is empty, ``min_judges`` is out
             of range, a setting is bad or a model string cannot be resolved; at run time,
             if ``instruction`` or ``response`` is missing or empty, or the context sets a
@@ -412,29 +366,23 @@ def create_judge_panel(
         (4.5, [5.0, 4.0, None], 1)
     """
     needed = _check_panel(judges, aggregate, min_judges)
-    given = dict(prompts or {})
-    allowed = (*_RUBRIC_PROMPTS, *_GRADE_PROMPTS)
-    if unknown := sorted(set(given) - set(allowed)):
-        raise ValueError(
-            f"prompts: unknown prompt {unknown[0]!r}; expected one of {', '.join(sorted(allowed))}"
-        )
     first = resolve_model(judges[0], field="judges[0]")
-    options = {name: value for name, value in locals().items() if name in JUDGE_DEFAULTS}
-    settings = JudgeSettings.create(
-        first if rubric_model is None else rubric_model, **{**options, "prompts": given}
+    settings = JudgeSettings.from_options(
+        first if rubric_model is None else rubric_model,
+        options,
+        caller="create_judge_panel",
+        default_prompts=_PROMPTS,
     )
-    grade_prompt = settings.prompts["judgment_draft"]
-    members = [
-        _member(i, first if i == 0 else spec, settings, grade_prompt, judge_output)
-        for i, spec in enumerate(judges)
-    ]
+    members = [_member(i, first if i == 0 else spec, settings) for i, spec in enumerate(judges)]
     builder = StateGraph(
         PanelState,
         context_schema=SPRIContext,
         input_schema=JudgeInput,
         output_schema=PanelOutput,
     )
-    start_with_rubric(builder, settings, with_response=True, then="convene", check=_no_model)
+    start_with_rubric(
+        builder, settings, with_response=True, then="convene", join=True, check=_no_model
+    )
     builder.add_conditional_edges("convene", _fan_out(len(members)), ["judge"])
     builder.add_node(
         "judge",

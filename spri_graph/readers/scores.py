@@ -114,7 +114,7 @@ class Marker:
 
 @dataclass(frozen=True)
 class Reading:
-    """What :func:`read_grading` found: the score, the match it came from, later scores."""
+    """What :func:`find_score` found: the score, the match it came from, later scores."""
 
     score: float | None
     match: re.Match[str] | None
@@ -150,7 +150,7 @@ def _matches(
     return [m for m in pattern.finditer(text) if not any(s <= m.start() < e for s, e in spans)]
 
 
-def read_grading(
+def find_score(
     text: str,
     markers: Sequence[Marker],
     *,
@@ -158,7 +158,7 @@ def read_grading(
     integer: bool,
     quoted: tuple[str, ...] = (),
 ) -> Reading:
-    """Read the first complete grading from ``text``.
+    """Find the score of the first complete grading (or critique) in ``text``.
 
     The first marker family (in order of how unambiguous it is) found in ``text`` decides:
     its first match after the first feedback is the score (its first match overall when
@@ -435,7 +435,7 @@ def parse_judgment(
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     scale = check_scale(scale)
-    reading = read_grading(
+    reading = find_score(
         text, judgment_markers(scale), scale=scale, integer=False, quoted=quoted_texts(quoted)
     )
     # The feedback of the grading read: the last block before its score, else the first.
@@ -633,7 +633,7 @@ def parse_critique(
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
     scale = check_scale(scale)
-    reading = read_grading(
+    reading = find_score(
         text, critique_markers(scale), scale=scale, integer=True, quoted=quoted_texts(quoted)
     )
     score = None if reading.score is None else int(reading.score)
