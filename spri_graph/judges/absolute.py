@@ -22,6 +22,7 @@ and the grading blocks of :mod:`spri_graph.judges.base`. Caching and costs:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -122,10 +123,7 @@ def _add_stage(
         prompt_inputs=settings.prompt_inputs(),
         parse_candidate=parse,
         render_candidate=render,
-        threshold=settings.loop.threshold,
-        max_iterations=settings.loop.max_iterations,
-        critic_output=settings.models.critic_output,
-        critic_parse_retries=settings.loop.parse_retries,
+        settings=replace(settings.loop, critic_output=settings.models.critic_output),
         resolve_model=resolve,
     )
     return add_refine_loop(
