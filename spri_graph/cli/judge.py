@@ -10,6 +10,7 @@ from spri_graph.cli.common import (
     add_model_arguments,
     check_output,
     command,
+    loop_options,
     positive_int,
     resolve_cli_models,
 )
@@ -223,9 +224,7 @@ def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
         elif args.judge == "fixed":
             graph = create_fixed_rubric_judge(model, rubric=args.rubric, **options)
         else:
-            loop = {"threshold": args.threshold, "max_iterations": args.max_iterations}
-            loop["critic_output"] = args.critic_output
-            graph = create_judge_graph(model, critic_model=critic, **loop, **options)
+            graph = create_judge_graph(model, **loop_options(args, critic), **options)
     except ValueError as exc:  # --rubric not on --scale
         message = str(exc)
         raise CLIError(f"--{message}" if message.startswith("rubric") else message) from None
