@@ -44,6 +44,16 @@ class CLIParser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')", code=2)
 
 
+def _whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """Argument type: a whole number >= 1.
 
@@ -51,13 +61,7 @@ def positive_int(text: str) -> int:
         >>> positive_int("3")
         3
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text: str) -> int:
@@ -67,13 +71,7 @@ def non_negative_int(text: str) -> int:
         >>> non_negative_int("0")
         0
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def score(text: str) -> int:
@@ -132,7 +130,7 @@ class LoopFlag(NamedTuple):
 
     Attributes:
         help: What the option does; the library's default is added to it.
-        type: Argument type (``None``: a string).
+        type: Argument type.
         choices: The values allowed, if a fixed set.
         metavar: Placeholder in ``--help``.
         default: The default as shown in ``--help``; ``None`` shows the one of
@@ -140,7 +138,7 @@ class LoopFlag(NamedTuple):
     """
 
     help: str
-    type: Callable[[str], Any] | None = None
+    type: Callable[[str], Any] = str
     choices: tuple[str, ...] | None = None
     metavar: str | None = "N"
     default: str | None = None

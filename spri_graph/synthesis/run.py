@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import RetryPolicy
@@ -153,24 +153,33 @@ class _Job:
             self.source.close()
 
 
+class _Arguments(NamedTuple):
+    """The arguments :func:`synthesize` and :func:`asynthesize` share, beyond the options."""
+
+    model: ModelSpec
+    output: str | os.PathLike[str]
+    errors: str | os.PathLike[str] | None
+    query_field: str
+    id_field: str | None
+    concurrency: int
+    resume: bool
+    config: RunnableConfig | None
+    on_progress: Callable[[SynthesisReport], None] | None
+
+
 def _prepare(
     records: Records,
+    arguments: _Arguments,
     options: Mapping[str, Any],
     *,
     caller: str,
-    model: ModelSpec,
-    output: str | os.PathLike[str],
-    errors: str | os.PathLike[str] | None,
-    query_field: str,
-    id_field: str | None,
-    concurrency: int,
     workers: int = 1,
-    resume: bool,
-    config: RunnableConfig | None,
-    on_progress: Callable[[SynthesisReport], None] | None,
 ) -> _Job:
     """Everything up to the first model call: arguments, output files, graph, input."""
     settings = SPRISettings.from_options(options, caller=caller)
+    model, output, errors, query_field, id_field, concurrency, resume, config, on_progress = (
+        arguments
+    )
     _check_int("concurrency", concurrency, 1)
     _check_int("workers", workers, 1)
     if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
@@ -314,21 +323,10 @@ def synthesize(
         {'role': 'assistant', 'content': 'Hello!'}
     """
     _refuse_running_loop()
-    job = _prepare(
-        records,
-        options,
-        caller="synthesize",
-        model=model,
-        output=output,
-        errors=errors,
-        query_field=query_field,
-        id_field=id_field,
-        concurrency=concurrency,
-        workers=workers,
-        resume=resume,
-        config=config,
-        on_progress=on_progress,
+    arguments = _Arguments(
+        model, output, errors, query_field, id_field, concurrency, resume, config, on_progress
     )
+    job = _prepare(records, arguments, options, caller="synthesize", workers=workers)
     preload(job.workers)  # loaded once here rather than by each worker as it starts
     with job.writing() as sink:
         try:
@@ -376,20 +374,10 @@ async def asynthesize(
         >>> report.completed
         1
     """
-    job = _prepare(
-        records,
-        options,
-        caller="asynthesize",
-        model=model,
-        output=output,
-        errors=errors,
-        query_field=query_field,
-        id_field=id_field,
-        concurrency=concurrency,
-        resume=resume,
-        config=config,
-        on_progress=on_progress,
+    arguments = _Arguments(
+        model, output, errors, query_field, id_field, concurrency, resume, config, on_progress
     )
+    job = _prepare(records, arguments, options, caller="asynthesize")
     with job.writing() as sink:
         try:
             await job.run(sink)
