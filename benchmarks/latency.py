@@ -102,7 +102,7 @@ def _run(
         graph = create_spri_graph(
             _slow(base, scale, calls),
             critic_model=_slow(critic, scale, calls),
-            critic_parse_retries=0,
+            parse_retries=0,
             seed_examples=SEEDS if name.startswith("seed-default") else None,
             speculative=speculative,
             cache_policy=CachePolicy() if cached else None,

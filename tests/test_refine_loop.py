@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import pytest
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
@@ -102,7 +103,7 @@ def test_max_iterations_bounds_the_critiques(mode: str) -> None:
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_an_unreadable_score_ends_the_loop_keeping_the_candidate(mode: str) -> None:
     builder, base, critic = loop_graph(
-        ["A haiku.", "never written"], ["It is fine, I suppose."], critic_parse_retries=0
+        ["A haiku.", "never written"], ["It is fine, I suppose."], parse_retries=0
     )
     out = run(builder.compile(), INPUTS, mode)
     assert out["candidate"] == "A haiku." and scores(out) == [None]
@@ -112,7 +113,7 @@ def test_an_unreadable_score_ends_the_loop_keeping_the_candidate(mode: str) -> N
 
 def test_an_unreadable_score_is_asked_again_before_the_loop_ends() -> None:
     builder, _, critic = loop_graph(
-        ["A haiku."], ["It is fine.", "Feedback: fine. [RESULT] 4"], critic_parse_retries=1
+        ["A haiku."], ["It is fine.", "Feedback: fine. [RESULT] 4"], parse_retries=1
     )
     out = builder.compile().invoke(INPUTS)
     assert scores(out) == [4] and len(critic.calls) == 2
@@ -220,7 +221,7 @@ def test_a_checkpointed_loop_stops_before_a_refinement_and_resumes(mode: str) ->
 # --------------------------------------------------------------------------- output modes
 
 
-class _Candidates:
+class _Candidates(Runnable[Any, Any]):
     """A CandidateModel: drafts and refinements go to one model, other calls to another."""
 
     def __init__(self, plain: ScriptedChatModel, candidates: ScriptedChatModel) -> None:

@@ -40,7 +40,7 @@ def _run(name: str, trace: dict, *, speculative: bool) -> dict[str, Any]:
     graph = create_spri_graph(
         base,
         critic_model=critic,
-        critic_parse_retries=0,
+        parse_retries=0,
         seed_examples=SEEDS if name.startswith("seed-default") else None,
         speculative=speculative,
     ).compile()
@@ -80,7 +80,7 @@ async def test_speculative_async_matches_sync_on_a_refined_and_an_accepted_trace
         graph = create_spri_graph(
             base,
             critic_model=critic,
-            critic_parse_retries=0,
+            parse_retries=0,
             seed_examples=SEEDS if name.startswith("seed-default") else None,
             speculative=True,
         ).compile()

@@ -99,7 +99,7 @@ def test_threshold_edges() -> None:
 
 def test_unparsable_critique_without_retries_stops_and_keeps_candidate() -> None:
     base, critic = models(["P1", "R1"], ["No score here at all.", "[RESULT] 5"])
-    graph = create_spri_graph(base, critic_model=critic, critic_parse_retries=0).compile()
+    graph = create_spri_graph(base, critic_model=critic, parse_retries=0).compile()
     out = graph.invoke({"query": QUERY})
     assert out["principles"] == "P1"
     [unscored] = out["principle_critiques"]
@@ -113,7 +113,7 @@ def test_unparsable_critique_is_reasked_with_a_format_reminder() -> None:
         ["Looks vague.", "Feedback: vague [RESULT] 2", "[RESULT] 4", "[RESULT] 5"],
     )
     out = (
-        create_spri_graph(base, critic_model=critic, critic_parse_retries=1)
+        create_spri_graph(base, critic_model=critic, parse_retries=1)
         .compile()
         .invoke({"query": QUERY})
     )
@@ -127,7 +127,7 @@ def test_unparsable_critique_is_reasked_with_a_format_reminder() -> None:
 def test_retries_exhausted_records_unscored_critique() -> None:
     base, critic = models(["P1", "R1"], ["no", "still no", "[RESULT] 5"])
     out = (
-        create_spri_graph(base, critic_model=critic, critic_parse_retries=1)
+        create_spri_graph(base, critic_model=critic, parse_retries=1)
         .compile()
         .invoke({"query": QUERY})
     )
@@ -368,7 +368,7 @@ def test_bad_query_fails_before_any_model_call(inputs: dict, message: str, mode:
         ({"threshold": 3.5}, "threshold must be an integer from 1 to 5"),
         ({"max_iterations": 0}, "max_iterations must be an integer >= 1, got 0"),
         ({"critic_output": "json"}, "critic_output must be 'text' or 'structured'"),
-        ({"critic_parse_retries": -1}, "parse_retries must be an integer >= 0"),
+        ({"parse_retries": -1}, "parse_retries must be an integer >= 0"),
         ({"prompts": {"principle_draft": "x"}}, "prompts: unknown prompt 'principle_draft'"),
         ({"seed_examples": [{"query": "q"}]}, "seed_examples\\[0\\] needs a non-empty string"),
     ],

@@ -139,8 +139,8 @@ def test_batch_graph_is_the_two_loops_with_the_same_results() -> None:
     assert set(full.get_graph().nodes) - set(batch.get_graph().nodes) == {"prepare", "finalize"}
     query = {"query": "How do I apologise to a friend?"}
     assert batch.invoke(query) == full.invoke(query)
-    with pytest.raises(ValueError, match="review_principles"):
-        create_batch_graph(ScriptedChatModel([]), review_principles=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'review_principles'"):
+        create_batch_graph(ScriptedChatModel([]), review_principles=True)  # type: ignore[call-arg]
 
 
 def test_output_loads_with_datasets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -489,8 +489,6 @@ def test_iterable_problems_name_record_positions(tmp_path: Path) -> None:
         ({"workers": 0}, "workers must be an integer >= 1"),
         ({"query_field": ""}, "query_field must be a non-empty string"),
         ({"id_field": ""}, "id_field must be a non-empty string or None"),
-        ({"temperature": 0.2}, "temperature: not an option"),
-        ({"review_principles": True}, "review_principles: not available"),
         ({"threshold": 9}, "threshold must be an integer from 1 to 5"),
         ({"output": "missing-dir/o.jsonl"}, "output: directory 'missing-dir' does not exist"),
     ],
@@ -519,6 +517,16 @@ def test_an_output_under_a_file_names_the_file(tmp_path: Path) -> None:
                 errors=errors and tmp_path / errors,
             )
     assert model.calls == [] and (tmp_path / "one.jsonl").read_text() == "{}\n"
+
+
+@pytest.mark.parametrize("name", ["temperature", "review_principles"])
+def test_unknown_options_fail_like_python_before_any_model_call(tmp_path: Path, name: str) -> None:
+    model = content_model()
+    with pytest.raises(
+        TypeError, match=f"synthesize\\(\\) got an unexpected keyword argument '{name}'"
+    ):
+        synthesize(records(2), model=model, output=tmp_path / "o.jsonl", **{name: True})
+    assert model.calls == []
 
 
 def test_input_file_must_exist_and_differ_from_output(tmp_path: Path) -> None:

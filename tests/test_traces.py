@@ -65,7 +65,7 @@ def _graph(name: str, base: ScriptedChatModel, critic: ScriptedChatModel):
         critic_model=critic,
         threshold=4,
         max_iterations=4,
-        critic_parse_retries=0,
+        parse_retries=0,
         seed_examples=SEEDS if name.startswith("seed-default") else None,
     ).compile()
 

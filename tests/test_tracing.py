@@ -158,7 +158,7 @@ def test_compiled_graph_name_is_the_root_run_name() -> None:
 def test_critique_retry_keeps_name_and_iteration() -> None:
     base = ScriptedChatModel(["P1"])
     critic = ScriptedChatModel(["Looks fine to me.", "Feedback: fine. [RESULT] 4"])
-    graph = create_principles_graph(base, critic_model=critic, critic_parse_retries=1).compile()
+    graph = create_principles_graph(base, critic_model=critic, parse_retries=1).compile()
     runs = walk(collect(graph, "sync"))
     parents = {id(run): parent for run, parent in runs}
     critiques = [r for r, _ in runs if r.name == "spri:principles:critique"]

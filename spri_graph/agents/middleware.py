@@ -17,7 +17,7 @@ The state keys it adds all start with ``spri_``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from langchain.agents.middleware import (
@@ -29,21 +29,25 @@ from langchain.agents.middleware import (
 )
 from langchain.agents.middleware.types import OmitFromInput, PrivateStateAttr
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
-from langchain_core.prompts import ChatPromptTemplate
 from langgraph.cache.base import BaseCache
 from langgraph.config import get_config
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import CachePolicy, Command, RetryPolicy
-from typing_extensions import NotRequired, TypedDict
+from langgraph.types import Command
+from typing_extensions import NotRequired, TypedDict, Unpack
 
 from spri_graph.agents.review import create_answer_review_graph
 from spri_graph.agents.speculation import EarlyModelCall, acall_early, call_early
-from spri_graph.alignment.spri import create_principles_graph, format_conversation
+from spri_graph.alignment.spri import (
+    SPRIOptions,
+    SPRISettings,
+    create_principles_graph,
+    format_conversation,
+)
 from spri_graph.engine.loop import loop_done
-from spri_graph.engine.options import LoopSettings, OutputMode, SPRIContext
-from spri_graph.engine.prompts import SPRI_PROMPTS, SeedExample, resolve_prompts
+from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.prompts import SPRI_PROMPTS, resolve_prompts
 from spri_graph.engine.steps import StageUsage, message_text
 from spri_graph.models import ModelSpec
 from spri_graph.readers.scores import Critique
@@ -211,30 +215,20 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         model: Base model of the SPRI loops: a chat model, a model string (``"local"``,
             ``"openai:gpt-4o-mini"``, ...), or ``None`` for ``$SPRI_MODEL`` / the embedded
             local model. It need not be the agent's model.
-        critic_model: Critic model; defaults to ``model``.
-        threshold: Score (1-5) at which a critique accepts the principles or the answer.
-        max_iterations: Most critiques per stage (at least 1).
-        critic_output: ``"text"``, ``"structured"`` or ``None`` (structured for the
-            embedded local model, text otherwise).
-        critic_parse_retries: Re-asks when a text critique carries no readable score.
-        prompts: Prompt overrides keyed like :data:`~spri_graph.SPRI_PROMPTS`; the answer
-            refinement uses ``response_critique`` and ``response_refine``.
-        seed_examples: Few-shot ``{"query", "principles"}`` examples for the principle writer.
-        retry_policy: Retry policy for transient model errors inside the SPRI loops.
-        history: How many earlier user/assistant messages of the conversation the SPRI
-            prompts see (``0``: the turn's question alone).
-        cache_policy: Cache the principles stage with LangGraph's node cache (see
-            :func:`~spri_graph.create_spri_graph`): a repeated question (same conversation,
-            goal, models and prompts) then makes no principle-stage calls.
-        cache: The node cache for ``cache_policy``: ``InMemoryCache()`` or
+        cache: The node cache for the ``cache_policy`` option: ``InMemoryCache()`` or
             ``SqliteCache(path=...)`` (the agent's own ``cache=`` does not reach it).
-        stream_critiques: ``False`` keeps the critic's tokens out of
-            ``stream_mode="messages"`` (they are tagged ``nostream``).
         principles: ``True`` to write principles each turn, a string to use fixed
             principles instead, ``False`` for none.
         refine_answer: Critique and refine the agent's final answer against the principles.
-        speculative: Start the turn's first model call on the draft principles while the
-            critic grades them (needs ``principles=True``).
+        **options: The shared options (:class:`~spri_graph.engine.options.LoopOptions`) and
+            :class:`~spri_graph.alignment.spri.SPRIOptions`. ``prompts`` is keyed like
+            :data:`~spri_graph.SPRI_PROMPTS` (the answer refinement uses
+            ``response_critique`` and ``response_refine``); ``history`` is how many earlier
+            user/assistant messages the SPRI prompts see (``0``: the turn's question
+            alone); ``cache_policy`` caches the principles stage (a repeated question with
+            the same conversation, goal, models and prompts makes no principle-stage
+            calls); ``speculative`` starts the turn's first model call on the draft
+            principles while the critic grades them (needs ``principles=True``).
 
     Raises:
         ValueError: If a setting is out of range, a model string cannot be resolved,
@@ -260,30 +254,13 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
         self,
         model: ModelSpec = None,
         *,
-        critic_model: ModelSpec = None,
-        threshold: int = 4,
-        max_iterations: int = 4,
-        critic_output: OutputMode | None = None,
-        critic_parse_retries: int = 1,
-        prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-        seed_examples: Sequence[SeedExample] | None = None,
-        retry_policy: RetryPolicy | None = None,
-        history: int = 6,
-        cache_policy: CachePolicy[Any] | None = None,
         cache: BaseCache[Any] | None = None,
-        stream_critiques: bool = True,
         principles: bool | str = True,
         refine_answer: bool = False,
-        speculative: bool = False,
+        **options: Unpack[SPRIOptions],
     ) -> None:
         super().__init__()
-        settings = LoopSettings(
-            threshold=threshold,
-            max_iterations=max_iterations,
-            critic_output=critic_output,
-            parse_retries=critic_parse_retries,
-            retry_policy=retry_policy,
-        )
+        settings = SPRISettings.from_options(options, caller="SPRIMiddleware")
         if not isinstance(principles, bool) and not (
             isinstance(principles, str) and principles.strip()
         ):
@@ -292,9 +269,7 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
             )
         if not isinstance(refine_answer, bool):
             raise ValueError(f"refine_answer must be True or False, got {refine_answer!r}")
-        if not isinstance(speculative, bool):
-            raise ValueError(f"speculative must be True or False, got {speculative!r}")
-        if speculative and principles is not True:
+        if settings.speculative and principles is not True:
             raise ValueError(
                 "speculative=True starts the model call on the draft of the principles "
                 "written each turn; it needs principles=True"
@@ -304,38 +279,27 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
                 "refine_answer=True needs principles to critique the answer against; pass "
                 "principles=True (written each turn) or a string of fixed principles"
             )
-        stage_prompts = resolve_prompts(SPRI_PROMPTS, prompts)
-        models = replace(settings, critic_model=critic_model).resolve(model)
+        stage_prompts = resolve_prompts(SPRI_PROMPTS, settings.loop.prompts)
+        models = settings.loop.resolve(model)
         self.principles = principles
         self.refine_answer = refine_answer
-        self.speculative = speculative
-        self.threshold, self.max_iterations = settings.threshold, settings.max_iterations
+        self.speculative = settings.speculative
+        self.settings = settings
         self.model = models.base
         self.critic_model = models.critic
-        self.history = history
+        self.history = settings.history
         # Built (and so checked) even when the principles are fixed.
-        principles_graph = create_principles_graph(
-            models.base,
-            critic_model=models.critic,
-            seed_examples=seed_examples,
-            prompts=prompts,
-            history=history,
-            cache_policy=cache_policy,
-            stream_critiques=stream_critiques,
-            threshold=settings.threshold,
-            max_iterations=settings.max_iterations,
-            critic_output=settings.critic_output,
-            critic_parse_retries=settings.parse_retries,
-            retry_policy=settings.retry_policy,
-        )
+        principles_options = {**settings.options(), "critic_model": models.critic}
+        del principles_options["speculative"]  # the middleware's own, not the graph's
+        principles_graph = create_principles_graph(models.base, **principles_options)
         self._principles_graph = (
             principles_graph.compile(name="spri_principles", cache=cache)
             if principles is True
             else None
         )
-        critic_tags = () if stream_critiques else (TAG_NOSTREAM,)
+        critic_tags = () if settings.stream_critiques else (TAG_NOSTREAM,)
         self._answer_graph = (
-            create_answer_review_graph(models, settings, stage_prompts, critic_tags)
+            create_answer_review_graph(models, settings.loop, stage_prompts, critic_tags)
             if refine_answer
             else None
         )
@@ -403,7 +367,8 @@ class SPRIMiddleware(AgentMiddleware[SPRIAgentState, Any, Any]):
 
     def _accepts(self, critiques: Sequence[Critique]) -> bool:
         """Whether the principles loop stops at these critiques (no refinement)."""
-        return loop_done(critiques, threshold=self.threshold, max_iterations=self.max_iterations)
+        loop = self.settings.loop
+        return loop_done(critiques, threshold=loop.threshold, max_iterations=loop.max_iterations)
 
     def _review_answer(self, state: Mapping[str, Any]) -> _Plan | None:
         if self._answer_graph is None:

@@ -8,6 +8,7 @@ refines it while the score is below the threshold.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Annotated, Any
 
 from langchain_core.prompts import ChatPromptTemplate
@@ -63,10 +64,7 @@ def create_answer_review_graph(
         candidate_key="response",
         critiques_key="response_critiques",
         prompt_inputs=_inputs,
-        threshold=settings.threshold,
-        max_iterations=settings.max_iterations,
-        critic_output=models.critic_output,
-        critic_parse_retries=settings.parse_retries,
+        settings=replace(settings, critic_output=models.critic_output),
         critic_tags=critic_tags,
     )
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(

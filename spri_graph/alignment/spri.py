@@ -17,15 +17,21 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langchain_core.prompts import ChatPromptTemplate
 from langgraph.constants import TAG_NOSTREAM
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
-from langgraph.types import CachePolicy, RetryPolicy, interrupt
-from typing_extensions import TypedDict
+from langgraph.types import interrupt
+from typing_extensions import Self, TypedDict, Unpack
 
 from spri_graph.engine.loop import RefineLoop, add_refine_loop
-from spri_graph.engine.options import LoopSettings, OutputMode, SPRIContext, check_context
+from spri_graph.engine.options import (
+    LoopOptions,
+    LoopSettings,
+    SPRIContext,
+    check_context,
+    option_names,
+    take_options,
+)
 from spri_graph.engine.prompts import (
     SPRI_PROMPTS,
     SeedExample,
@@ -42,8 +48,11 @@ __all__ = [
     "SPRIContext",
     "SPRIInput",
     "SPRIOutput",
+    "PrinciplesOptions",
+    "PrinciplesSettings",
+    "SPRIOptions",
+    "SPRISettings",
     "SPRIState",
-    "SPRI_OPTIONS",
     "create_batch_graph",
     "create_principles_graph",
     "create_spri_graph",
@@ -230,54 +239,119 @@ def _finalize(state: SPRIState) -> dict[str, Any]:
     return update
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """What a factory call asks of the graph's shape, beyond the loop settings."""
+class PrinciplesOptions(LoopOptions, total=False):
+    """The options of :func:`create_principles_graph`: the shared loop options and these.
 
-    with_response: bool = True
-    review_principles: bool = False
-    checked_queries: bool = False
+    Attributes:
+        seed_examples: Few-shot ``{"query", "principles"}`` examples for the principle
+            writer (default: none).
+        history: With ``messages`` as input, how many earlier user/assistant messages the
+            prompts see as the conversation so far (default 6; ``0``: the last human
+            message alone).
+        stream_critiques: ``False`` tags the critic's calls ``nostream`` so their tokens stay
+            out of ``stream_mode="messages"`` (a chat UI then shows the principles and the
+            answer forming, not the critic's text). Default ``True``.
+    """
+
+    seed_examples: Sequence[SeedExample] | None
+    history: int
+    stream_critiques: bool
+
+
+class SPRIOptions(PrinciplesOptions, total=False):
+    """The options of :func:`create_spri_graph`, synthesis and :class:`~spri_graph.SPRIMiddleware`.
+
+    The shared loop options, :class:`PrinciplesOptions`' and this one.
+
+    Attributes:
+        speculative: Draft the response from the first principles while the critic grades
+            them (default ``False``). If they pass, the draft is kept (one critique's wait
+            saved); if they are refined, it is discarded (cancelled under ``ainvoke``;
+            under ``invoke``, where a started call cannot be stopped, waited for and counted
+            in ``usage["speculation"]``) and the response is drafted from the final
+            principles. With deterministic models the result equals a sequential run.
+    """
+
+    speculative: bool
+
+
+@dataclass(frozen=True)
+class PrinciplesSettings:
+    """The checked :class:`PrinciplesOptions`: the loop's settings and the alignment's own.
+
+    Build one with :meth:`from_options`; the defaults live here and in
+    :class:`~spri_graph.engine.options.LoopSettings`.
+    """
+
+    loop: LoopSettings = LoopSettings()
+    seed_examples: Sequence[SeedExample] | None = None
     history: int = 6
-    speculative: bool = False
-    cache_policy: CachePolicy[Any] | None = None
     stream_critiques: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.history, bool) or not isinstance(self.history, int) or self.history < 0:
             raise ValueError(f"history must be an integer >= 0, got {self.history!r}")
-        for name in ("review_principles", "speculative", "stream_critiques"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        if self.speculative and self.review_principles:
-            raise ValueError(
-                "speculative: cannot be combined with review_principles (a person may still "
-                "change the principles the response would be drafted from)"
-            )
-        if self.cache_policy is not None and not isinstance(self.cache_policy, CachePolicy):
-            raise ValueError(
-                f"cache_policy must be a langgraph.types.CachePolicy, got {self.cache_policy!r}"
-            )
+        _check_flag("stream_critiques", self.stream_critiques)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, caller: str) -> Self:
+        """Settings from an entry point's keyword arguments (unknown names: ``TypeError``)."""
+        shared = option_names(LoopSettings)
+        taken = take_options(options, (*shared, *cls._own()), caller=caller)
+        loop = LoopSettings(**{name: taken.pop(name) for name in shared if name in taken})
+        return cls(loop=loop, **taken)
+
+    @classmethod
+    def _own(cls) -> tuple[str, ...]:
+        return tuple(name for name in option_names(cls) if name != "loop")
+
+    def options(self) -> dict[str, Any]:
+        """The settings as keyword arguments, to pass on to another entry point."""
+        return {**self.loop.options(), **{name: getattr(self, name) for name in self._own()}}
+
+
+@dataclass(frozen=True)
+class SPRISettings(PrinciplesSettings):
+    """The checked :class:`SPRIOptions`."""
+
+    speculative: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_flag("speculative", self.speculative)
+
+
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def _build(
     model: ModelSpec,
+    settings: PrinciplesSettings,
     *,
-    critic_model: ModelSpec,
-    settings: LoopSettings,
-    seed_examples: Sequence[SeedExample] | None,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None,
-    shape: _Shape,
+    with_response: bool = True,
+    review: bool = False,
+    checked_queries: bool = False,
 ) -> StateGraph[Any, Any, Any, Any]:
     """Build the SPRI graph.
 
-    ``shape.checked_queries`` is for batch jobs that check every query themselves and pass
+    ``checked_queries`` is for batch jobs that check every query themselves and pass
     neither ``messages`` nor a context: the graph is the two loops alone, without the
     ``prepare`` and ``finalize`` steps, two graph steps fewer per record.
     """
-    stage_prompts = resolve_prompts(SPRI_PROMPTS, prompts)
-    examples_section = format_seed_examples(seed_examples)
-    models = replace(settings, critic_model=critic_model).resolve(model)
-    policy = settings.policy
+    loop_settings = settings.loop
+    stage_prompts = resolve_prompts(SPRI_PROMPTS, loop_settings.prompts)
+    examples_section = format_seed_examples(settings.seed_examples)
+    models = loop_settings.resolve(model)
+    policy = loop_settings.policy
+    speculative = isinstance(settings, SPRISettings) and settings.speculative
+    _check_flag("review_principles", review)
+    if speculative and review:
+        raise ValueError(
+            "speculative: cannot be combined with review_principles (a person may still "
+            "change the principles the response would be drafted from)"
+        )
 
     def loop(
         name: str, candidate_key: str, critiques_key: str, speculated: str | None = None
@@ -293,12 +367,9 @@ def _build(
             critiques_key=critiques_key,
             prompt_inputs=lambda state: _inputs(state, examples_section),
             parse_candidate=lambda message: clean_text(message_text(message)),
-            threshold=settings.threshold,
-            max_iterations=settings.max_iterations,
-            critic_output=models.critic_output,
-            critic_parse_retries=settings.parse_retries,
+            settings=replace(loop_settings, critic_output=models.critic_output),
             resolve_model=resolve_model_cached,
-            critic_tags=() if shape.stream_critiques else (TAG_NOSTREAM,),
+            critic_tags=() if settings.stream_critiques else (TAG_NOSTREAM,),
             speculated_key=speculated,
         )
 
@@ -306,40 +377,39 @@ def _build(
         SPRIState,
         context_schema=SPRIContext,
         input_schema=SPRIInput,
-        output_schema=SPRIOutput if shape.with_response else PrinciplesOutput,
+        output_schema=SPRIOutput if with_response else PrinciplesOutput,
     )
     entry = START
-    if not shape.checked_queries:
-        builder.add_node("prepare", _Prepare(shape.history))
+    if not checked_queries:
+        builder.add_node("prepare", _Prepare(settings.history))
         builder.add_edge(START, "prepare")
         entry = "prepare"
     principles = loop("principles", "principles", "principle_critiques")
     response = loop("response", "response", "response_critiques", RESPONSE_SPECULATED)
-    if not shape.with_response:
-        then = END
-    else:
-        then = "review_principles" if shape.review_principles else response.nodes[0]
+    then = response.nodes[0] if with_response else END
+    if with_response and review:
+        then = "review_principles"
     first = add_refine_loop(
         builder,
         principles,
         then=then,
         retry_policy=policy,
-        cache_policy=shape.cache_policy,
-        speculate=response if shape.speculative and shape.with_response else None,
+        cache_policy=loop_settings.cache_policy,
+        speculate=response if speculative and with_response else None,
     )
     builder.add_edge(entry, first)
-    if not shape.with_response:
+    if not with_response:
         return builder
-    if shape.review_principles:
+    if review:
         builder.add_node("review_principles", review_principles)
         builder.add_edge("review_principles", response.nodes[0])
     add_refine_loop(
         builder,
         response,
-        then=END if shape.checked_queries else "finalize",
+        then=END if checked_queries else "finalize",
         retry_policy=policy,
     )
-    if not shape.checked_queries:
+    if not checked_queries:
         builder.add_node("finalize", _finalize)
         builder.add_edge("finalize", END)
     return builder
@@ -348,19 +418,8 @@ def _build(
 def create_spri_graph(
     model: ModelSpec = None,
     *,
-    critic_model: ModelSpec = None,
-    threshold: int = 4,
-    max_iterations: int = 4,
-    critic_output: OutputMode | None = None,
-    critic_parse_retries: int = 1,
-    seed_examples: Sequence[SeedExample] | None = None,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
     review_principles: bool = False,
-    history: int = 6,
-    speculative: bool = False,
-    cache_policy: CachePolicy[Any] | None = None,
-    stream_critiques: bool = True,
+    **options: Unpack[SPRIOptions],
 ) -> StateGraph[Any, Any, Any, Any]:
     """Create the SPRI graph: situated principles, then a response aligned to them.
 
@@ -368,40 +427,18 @@ def create_spri_graph(
         model: Base model (drafts and refines): a chat model, a model string such as
             ``"openai:gpt-4o-mini"``, ``"local"``, ``"gguf:/path.gguf"``, or ``None`` for
             ``$SPRI_MODEL`` / the embedded local model.
-        critic_model: Critic model; defaults to ``model``.
-        threshold: Score (1-5) at which a critique accepts the candidate.
-        max_iterations: Most critiques per stage (at least 1).
-        critic_output: ``"text"`` parses ``Feedback: ... [RESULT] N``; ``"structured"`` uses
-            ``with_structured_output`` and always yields an integer score. ``None`` (the
-            default) means ``"text"``, except ``"structured"`` for the embedded local model,
-            which is too small to be trusted to print ``[RESULT] N``.
-        critic_parse_retries: Re-asks, with a format reminder, when a text critique carries
-            no readable score. After that the loop stops and keeps the current candidate.
-        seed_examples: Few-shot ``{"query", "principles"}`` examples for the principle writer.
-        prompts: Prompt overrides keyed ``principles_draft``, ``principles_critique``,
-            ``principles_refine``, ``response_draft``, ``response_critique``,
-            ``response_refine`` (see :mod:`spri_graph.engine.prompts`).
-        retry_policy: Retry policy for transient model errors (timeouts, rate limits, 5xx);
-            defaults to :func:`spri_graph.default_retry_policy`.
         review_principles: Pause with ``interrupt()`` after the principles stage so a person
             can approve or edit them (needs a checkpointer).
-        history: With ``messages`` as input, how many earlier user/assistant messages the
-            prompts see as the conversation so far (``0``: the last human message alone).
-        speculative: Draft the response from the first principles while the critic grades
-            them. If they pass, the draft is kept (one critique's wait saved); if they are
-            refined, it is discarded (cancelled under ``ainvoke``; under ``invoke``, where
-            a started call cannot be stopped, waited for and counted in
-            ``usage["speculation"]``) and the response is drafted from the final
-            principles. With deterministic models the result equals a sequential run.
-        cache_policy: Cache the principles stage with LangGraph's node cache, e.g.
-            ``CachePolicy(ttl=3600)``, and compile with ``cache=InMemoryCache()`` or
-            ``SqliteCache(path=...)``: a repeated question (same query, goal, conversation,
-            models, prompts and seed examples) then makes no principle-stage calls. Entries
-            expire after ``ttl`` seconds; clear them with ``graph.clear_cache()`` or by
-            deleting the SQLite file.
-        stream_critiques: ``False`` tags the critic's calls ``nostream`` so their tokens stay
-            out of ``stream_mode="messages"`` (a chat UI then shows the principles and the
-            answer forming, not the critic's text).
+        **options: The shared options (:class:`~spri_graph.engine.options.LoopOptions`) and
+            the alignment's (:class:`SPRIOptions`: ``seed_examples``, ``history``,
+            ``stream_critiques``, ``speculative``). ``prompts`` is keyed
+            ``principles_draft``, ``principles_critique``, ``principles_refine``,
+            ``response_draft``, ``response_critique``, ``response_refine`` (see
+            :data:`~spri_graph.SPRI_PROMPTS`). ``cache_policy`` caches the principles
+            stage: a repeated question (same query, goal, conversation, models, prompts and
+            seed examples) then makes no principle-stage calls; entries expire after
+            ``ttl`` seconds; clear them with ``graph.clear_cache()`` or by deleting the
+            SQLite file.
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph`; compile it with the
@@ -412,6 +449,7 @@ def create_spri_graph(
         ``InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=[Critique]))``.
 
     Raises:
+        TypeError: If an option is unknown.
         ValueError: If a setting is out of range or a model string cannot be resolved.
 
     Example:
@@ -425,51 +463,30 @@ def create_spri_graph(
         >>> out["principles"], out["response"], out["response_critiques"][0].score
         ('1. Be specific.', 'Drink water.', 4)
     """
-    return _build(
-        model,
-        critic_model=critic_model,
-        settings=LoopSettings(
-            threshold=threshold,
-            max_iterations=max_iterations,
-            critic_output=critic_output,
-            parse_retries=critic_parse_retries,
-            retry_policy=retry_policy,
-        ),
-        seed_examples=seed_examples,
-        prompts=prompts,
-        shape=_Shape(
-            review_principles=review_principles,
-            history=history,
-            speculative=speculative,
-            cache_policy=cache_policy,
-            stream_critiques=stream_critiques,
-        ),
-    )
+    settings = SPRISettings.from_options(options, caller="create_spri_graph")
+    return _build(model, settings, review=review_principles)
 
 
 def create_principles_graph(
-    model: ModelSpec = None,
-    *,
-    critic_model: ModelSpec = None,
-    threshold: int = 4,
-    max_iterations: int = 4,
-    critic_output: OutputMode | None = None,
-    critic_parse_retries: int = 1,
-    seed_examples: Sequence[SeedExample] | None = None,
-    prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
-    retry_policy: RetryPolicy | None = None,
-    history: int = 6,
-    cache_policy: CachePolicy[Any] | None = None,
-    stream_critiques: bool = True,
+    model: ModelSpec = None, **options: Unpack[PrinciplesOptions]
 ) -> StateGraph[Any, Any, Any, Any]:
     """Create the principles stage alone: situated principles for a query.
 
     Use it when your own app generates the answer and you want principles to steer it.
-    Arguments are those of :func:`create_spri_graph`.
+
+    Args:
+        model: Base model, as for :func:`create_spri_graph`.
+        **options: The shared options (:class:`~spri_graph.engine.options.LoopOptions`) and
+            :class:`PrinciplesOptions` (``seed_examples``, ``history``,
+            ``stream_critiques``).
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` whose output holds
         ``principles``, ``principle_critiques`` and ``usage``.
+
+    Raises:
+        TypeError: If an option is unknown.
+        ValueError: If a setting is out of range or a model string cannot be resolved.
 
     Example:
         >>> from langchain_core.language_models import GenericFakeChatModel
@@ -477,69 +494,22 @@ def create_principles_graph(
         >>> create_principles_graph(model).compile().invoke({"query": "Hi?"})["principles"]
         '1. Be kind.'
     """
-    return _build(
-        model,
-        critic_model=critic_model,
-        settings=LoopSettings(
-            threshold=threshold,
-            max_iterations=max_iterations,
-            critic_output=critic_output,
-            parse_retries=critic_parse_retries,
-            retry_policy=retry_policy,
-        ),
-        seed_examples=seed_examples,
-        prompts=prompts,
-        shape=_Shape(
-            with_response=False,
-            history=history,
-            cache_policy=cache_policy,
-            stream_critiques=stream_critiques,
-        ),
-    )
+    settings = PrinciplesSettings.from_options(options, caller="create_principles_graph")
+    return _build(model, settings, with_response=False)
 
 
-SPRI_OPTIONS = frozenset(
-    {
-        "critic_model",
-        "threshold",
-        "max_iterations",
-        "critic_output",
-        "critic_parse_retries",
-        "seed_examples",
-        "prompts",
-        "retry_policy",
-        "speculative",
-    }
-)
-"""Keyword options of :func:`create_spri_graph` that batch jobs pass through (not
-``model``, and not ``review_principles``, which needs a person)."""
-
-
-def create_batch_graph(model: ModelSpec = None, **options: Any) -> StateGraph[Any, Any, Any, Any]:
+def create_batch_graph(
+    model: ModelSpec = None, **options: Unpack[SPRIOptions]
+) -> StateGraph[Any, Any, Any, Any]:
     """The SPRI graph for batch jobs that check every query before the run.
 
-    Takes the options in :data:`SPRI_OPTIONS` (with :func:`create_spri_graph`'s defaults);
-    the input is ``{"query": str}`` alone, and the graph has no ``prepare`` or ``finalize``
-    step.
+    Takes :func:`create_spri_graph`'s options (but not ``review_principles``, which needs
+    a person); the input is ``{"query": str}`` alone, and the graph has no ``prepare`` or
+    ``finalize`` step.
 
     Raises:
-        ValueError: If an option is unknown or a setting is out of range.
+        TypeError: If an option is unknown.
+        ValueError: If a setting is out of range.
     """
-    unknown = sorted(set(options) - SPRI_OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"{unknown[0]}: not an option of batch SPRI runs "
-            f"(options: {', '.join(sorted(SPRI_OPTIONS))})"
-        )
-    seed_examples = options.pop("seed_examples", None)
-    prompts = options.pop("prompts", None)
-    critic_model = options.pop("critic_model", None)
-    shape = _Shape(checked_queries=True, speculative=options.pop("speculative", False))
-    return _build(
-        model,
-        critic_model=critic_model,
-        settings=LoopSettings(**options),
-        seed_examples=seed_examples,
-        prompts=prompts,
-        shape=shape,
-    )
+    settings = SPRISettings.from_options(options, caller="create_batch_graph")
+    return _build(model, settings, checked_queries=True)

@@ -9,6 +9,7 @@ from typing import Any
 from spri_graph.cli.common import (
     CLIError,
     add_model_arguments,
+    loop_options,
     one_line,
     positive_int,
     resolve_cli_models,
@@ -178,6 +179,7 @@ def _run_align(args: argparse.Namespace) -> int:
     import time
 
     from spri_graph.alignment.spri import create_spri_graph
+    from spri_graph.engine.options import LoopSettings
 
     question = args.question.strip()
     if not question:
@@ -193,20 +195,16 @@ def _run_align(args: argparse.Namespace) -> int:
     model, critic = resolve_cli_models(args, **settings)
     for url in _server_urls(args, model, critic):
         _check_reachable(url)
+    options = loop_options(args, critic)
     try:
-        graph = create_spri_graph(
-            model,
-            critic_model=critic,
-            threshold=args.threshold,
-            max_iterations=args.max_iterations,
-            critic_output=args.critic_output,
-        ).compile()
+        graph = create_spri_graph(model, **options).compile()
     except ValueError as exc:
         raise CLIError(str(exc), code=2) from None
     label = _model_label(model) + (f" (critic: {_model_label(critic)})" if critic else "")
     view = None
     if not args.json:
-        view = _AlignView(sys.stdout, threshold=args.threshold, max_iterations=args.max_iterations)
+        loop = LoopSettings(**options)
+        view = _AlignView(sys.stdout, threshold=loop.threshold, max_iterations=loop.max_iterations)
         view.header(question, goal, label)
     inputs: dict[str, Any] = {"query": question}
     if goal:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple, NoReturn
 
 __all__ = [
+    "LOOP_FLAGS",
     "CLIError",
     "CLIParser",
+    "LoopFlag",
+    "add_loop_arguments",
     "add_model_arguments",
     "bad_lines",
     "check_output",
+    "loop_options",
+    "non_negative_int",
     "one_line",
     "positive_int",
     "read_records",
@@ -37,6 +42,16 @@ class CLIParser(argparse.ArgumentParser):
         raise CLIError(f"{message} (see '{self.prog} --help')", code=2)
 
 
+def _whole_number(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {value}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """Argument type: a whole number >= 1.
 
@@ -44,13 +59,17 @@ def positive_int(text: str) -> int:
         >>> positive_int("3")
         3
     """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
+    return _whole_number(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """Argument type: a whole number >= 0.
+
+    Example:
+        >>> non_negative_int("0")
+        0
+    """
+    return _whole_number(text, 0)
 
 
 def score(text: str) -> int:
@@ -101,28 +120,86 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="llama.cpp chat format for local GGUF models (e.g. gemma, chatml), for files "
         "without a chat template (default: the file's own template)",
     )
-    loop = parser.add_argument_group("refine loop")
-    loop.add_argument(
-        "--threshold",
-        type=score,
-        default=4,
-        metavar="N",
-        help="score 1-5 that accepts a candidate (default: 4)",
-    )
-    loop.add_argument(
-        "--max-iterations",
-        type=positive_int,
-        default=4,
-        metavar="N",
-        help="most critiques per stage (default: 4)",
-    )
-    loop.add_argument(
-        "--critic-output",
-        choices=["text", "structured"],
-        default=None,
-        help="how the critic scores: parse '[RESULT] N' text, or structured output "
-        "(default: structured for local models, text otherwise)",
-    )
+    add_loop_arguments(parser)
+
+
+class LoopFlag(NamedTuple):
+    """How a shared option is given on the command line (its flag is ``--name-with-dashes``).
+
+    Attributes:
+        help: What the option does; the library's default is added to it.
+        type: Argument type.
+        choices: The values allowed, if a fixed set.
+        metavar: Placeholder in ``--help``.
+        default: The default as shown in ``--help``; ``None`` shows the one of
+            :class:`~spri_graph.engine.options.LoopSettings`.
+    """
+
+    help: str
+    type: Callable[[str], Any] = str
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = "N"
+    default: str | None = None
+
+
+LOOP_FLAGS: Mapping[str, LoopFlag] = {
+    "threshold": LoopFlag("score 1-5 that accepts a candidate", type=score),
+    "max_iterations": LoopFlag("most critiques per stage", type=positive_int),
+    "critic_output": LoopFlag(
+        "how the critic scores: parse '[RESULT] N' text, or structured output",
+        choices=("text", "structured"),
+        metavar=None,
+        default="structured for local models, text otherwise",
+    ),
+    "parse_retries": LoopFlag(
+        "re-asks, with a format reminder, when a critique, grading or verdict has no "
+        "readable score",
+        type=non_negative_int,
+    ),
+}
+"""The shared loop options (:class:`~spri_graph.engine.options.LoopOptions`) given as flags.
+
+``critic_model`` is ``--critic-model`` (a model, resolved with ``--model``); ``prompts``,
+``retry_policy`` and ``cache_policy`` are Python objects with no flag of their own."""
+
+
+def add_loop_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag per :data:`LOOP_FLAGS` entry, in the declaration's order.
+
+    Every flag defaults to ``None``, so what is not given keeps the library's default.
+    """
+    from spri_graph.engine.options import LoopSettings, option_names
+
+    group = parser.add_argument_group("refine loop")
+    defaults = LoopSettings()
+    for name in option_names(LoopSettings):
+        flag = LOOP_FLAGS.get(name)
+        if flag is None:
+            continue
+        shown = flag.default if flag.default is not None else getattr(defaults, name)
+        group.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=flag.type,
+            choices=flag.choices,
+            default=None,
+            metavar=flag.metavar,
+            help=f"{flag.help} (default: {shown})",
+        )
+
+
+def loop_options(args: argparse.Namespace, critic_model: Any = None) -> dict[str, Any]:
+    """The shared options given on the command line, as keyword arguments.
+
+    Only the flags given are included, so the rest keep the library's defaults;
+    ``critic_model`` (the resolved ``--critic-model``) is included unless ``None``.
+    """
+    options = {
+        name: value for name in LOOP_FLAGS if (value := getattr(args, name, None)) is not None
+    }
+    if critic_model is not None:
+        options["critic_model"] = critic_model
+    return options
 
 
 def _is_local_spec(name: str | None) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spri_graph.cli.common import CLIError, add_model_arguments, positive_int
+from spri_graph.cli.common import CLIError, add_model_arguments, loop_options, positive_int
 from spri_graph.cli.grading import (
     FileMode,
     check_file,
@@ -195,9 +195,7 @@ def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
         elif args.judge == "fixed":
             graph = create_fixed_rubric_judge(model, rubric=args.rubric, **options)
         else:
-            loop = {"threshold": args.threshold, "max_iterations": args.max_iterations}
-            loop["critic_output"] = args.critic_output
-            graph = create_judge(model, critic_model=critic, **loop, **options)
+            graph = create_judge(model, **loop_options(args, critic), **options)
     except ValueError as exc:  # --rubric not on --scale
         message = str(exc)
         raise CLIError(f"--{message}" if message.startswith("rubric") else message) from None

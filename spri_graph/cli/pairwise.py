@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from spri_graph.cli import grading
-from spri_graph.cli.common import CLIError
+from spri_graph.cli.common import CLIError, loop_options
 
 __all__ = ["add_pairwise_arguments", "refuse_pairwise_options", "run_pairwise"]
 
@@ -70,11 +70,8 @@ def _build(args: argparse.Namespace, *, reference_free: bool) -> tuple[Any, tupl
     cache, model, critic, options = grading.judge_options(args, reference_free=reference_free)
     graph = create_pairwise_judge(
         model,
-        critic_model=critic,
         on_disagreement=args.on_disagreement or "tie",
-        threshold=args.threshold,
-        max_iterations=args.max_iterations,
-        critic_output=args.critic_output,
+        **loop_options(args, critic),
         **options,
     )
     return graph.compile(cache=cache), (model, critic)

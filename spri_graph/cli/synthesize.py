@@ -10,6 +10,7 @@ from spri_graph.cli.common import (
     CLIError,
     add_model_arguments,
     check_output,
+    loop_options,
     positive_int,
     resolve_cli_models,
 )
@@ -90,7 +91,6 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         report = synthesize(
             args.input,
             model=model,
-            critic_model=critic,
             output=args.output,
             errors=args.errors,
             query_field=args.query_field,
@@ -101,9 +101,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
             on_progress=lambda live: progress.update(
                 live.completed + live.failed, failed=live.failed, total=live.todo
             ),
-            threshold=args.threshold,
-            max_iterations=args.max_iterations,
-            critic_output=args.critic_output,
+            **loop_options(args, critic),
         )
     except SynthesisInterrupted as stop:
         progress.close()

@@ -8,7 +8,7 @@
 
 and a conditional edge after the critique that returns ``"refine"`` while the score is below
 ``threshold`` and fewer than ``max_iterations`` critiques were made, else ``"done"``. An
-unreadable score (after ``critic_parse_retries`` re-asks) also ends the loop, keeping the
+unreadable score (after ``parse_retries`` re-asks) also ends the loop, keeping the
 current candidate. :func:`create_refine_loop` wraps
 the same nodes in a graph of their own.
 
@@ -30,16 +30,18 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import CachePolicy, RetryPolicy
-from typing_extensions import TypedDict
+from typing_extensions import TypedDict, Unpack
 
 from spri_graph.engine.caching import model_identity, prompt_cache_policy
 from spri_graph.engine.options import (
+    LoopOptions,
+    LoopSettings,
     OutputMode,
     default_retry_policy,
     is_transient_error,
     validate_loop_settings,
 )
-from spri_graph.engine.prompts import FORMAT_REMINDER
+from spri_graph.engine.prompts import FORMAT_REMINDER, resolve_prompts
 from spri_graph.engine.steps import (
     Discard,
     Join,
@@ -56,6 +58,7 @@ from spri_graph.engine.steps import (
     step_node,
     structured_output,
 )
+from spri_graph.models import is_local_model
 from spri_graph.readers.scores import Critique, ScoredCritique, clean_text, parse_critique
 
 __all__ = [
@@ -98,10 +101,10 @@ class RefineLoop:
         prompt_inputs: Builds the prompt variables from the state.
         parse_candidate: Turns the model's message into the candidate value.
         render_candidate: Turns the candidate into text for the critique/refine prompts.
-        threshold: Score (1-5) that accepts a candidate.
-        max_iterations: Most critiques to make.
-        critic_output: ``"text"`` (parse ``[RESULT] N``) or ``"structured"``.
-        critic_parse_retries: Re-asks when a text critique has no readable score.
+        settings: The loop's ``threshold``, ``max_iterations``, ``critic_output`` and
+            ``parse_retries`` (its models and prompts are the fields above). A
+            ``critic_output`` of ``None`` means ``"structured"`` when the critic is the
+            embedded local model, else ``"text"``.
         resolve_model: Resolves model names given per run through the graph's context.
         critic_tags: Extra tags for the critic's calls, e.g. ``("nostream",)`` to keep the
             critic's tokens out of LangGraph's ``stream_mode="messages"``.
@@ -125,10 +128,7 @@ class RefineLoop:
     prompt_inputs: Callable[[Mapping[str, Any]], dict[str, Any]] = field(default=lambda state: {})
     parse_candidate: Callable[[BaseMessage], Any] = _default_parse
     render_candidate: Callable[[Any], str] = str
-    threshold: int = 4
-    max_iterations: int = 4
-    critic_output: OutputMode = "text"
-    critic_parse_retries: int = 1
+    settings: LoopSettings = LoopSettings()
     resolve_model: ModelResolver | None = None
     critic_tags: tuple[str, ...] = ()
     speculated_key: str | None = None
@@ -136,12 +136,15 @@ class RefineLoop:
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier():
             raise ValueError(f"name must be a non-empty identifier, got {self.name!r}")
-        validate_loop_settings(
-            threshold=self.threshold,
-            max_iterations=self.max_iterations,
-            critic_output=self.critic_output,
-            parse_retries=self.critic_parse_retries,
-        )
+        if not isinstance(self.settings, LoopSettings):
+            raise ValueError(f"settings must be a LoopSettings, got {self.settings!r}")
+
+    @property
+    def critic_output(self) -> OutputMode:
+        """How the critic answers, with the local-model default applied."""
+        if self.settings.critic_output is not None:
+            return self.settings.critic_output
+        return "structured" if is_local_model(self.critic_model or self.model) else "text"
 
     @property
     def nodes(self) -> tuple[str, str, str]:
@@ -156,8 +159,8 @@ def _settings(loop: RefineLoop) -> tuple[int, int]:
     threshold = context_value("threshold")
     max_iterations = context_value("max_iterations")
     return (
-        loop.threshold if threshold is None else threshold,
-        loop.max_iterations if max_iterations is None else max_iterations,
+        loop.settings.threshold if threshold is None else threshold,
+        loop.settings.max_iterations if max_iterations is None else max_iterations,
     )
 
 
@@ -219,10 +222,11 @@ def _critique_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
         "candidate": loop.render_candidate(state[loop.candidate_key]),
     }
     messages = list(loop.critique_prompt.format_messages(**inputs))
-    if loop.critic_output == "structured":
+    output = loop.critic_output
+    if output == "structured":
         critic = structured_output(critic, ScoredCritique)
     critique = Critique(feedback="", score=None)
-    for _attempt in range(loop.critic_parse_retries + 1):
+    for _attempt in range(loop.settings.parse_retries + 1):
         result = yield ModelCall.for_stage(
             critic,
             messages,
@@ -232,7 +236,7 @@ def _critique_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
             tags=loop.critic_tags,
             critic=True,
         )
-        if loop.critic_output == "structured":
+        if output == "structured":
             raw, parsed = result["raw"], result["parsed"]
             usage = add_usage(usage, raw, critic=True)
             if parsed is not None:
@@ -459,18 +463,13 @@ class RefineLoopState(TypedDict, total=False):
 
 
 def create_refine_loop(
-    model: BaseChatModel | Runnable[Any, Any],
+    model: BaseChatModel | Runnable[Any, Any] | str,
     *,
     draft_prompt: ChatPromptTemplate,
     critique_prompt: ChatPromptTemplate,
     refine_prompt: ChatPromptTemplate,
-    critic_model: BaseChatModel | Runnable[Any, Any] | None = None,
     name: str = "refine",
-    threshold: int = 4,
-    max_iterations: int = 4,
-    critic_output: OutputMode = "text",
-    critic_parse_retries: int = 1,
-    retry_policy: RetryPolicy | None = None,
+    **options: Unpack[LoopOptions],
 ) -> StateGraph[Any, Any, Any, Any]:
     """Create a stand-alone draft -> critique -> refine graph.
 
@@ -478,21 +477,21 @@ def create_refine_loop(
     ``candidate`` (critique and refine) and ``feedback`` (refine).
 
     Args:
-        model: Chat model that drafts and refines.
+        model: Chat model (or model string) that drafts and refines.
         draft_prompt: Prompt for the first candidate.
         critique_prompt: Prompt for the critic; should ask for ``[RESULT] N``.
         refine_prompt: Prompt that rewrites ``candidate`` from ``feedback``.
-        critic_model: Chat model that critiques; defaults to ``model``.
         name: Stage name used for nodes, tracing and usage.
-        threshold: Score (1-5) that accepts a candidate.
-        max_iterations: Most critiques to make (at least 1).
-        critic_output: ``"text"`` or ``"structured"``.
-        critic_parse_retries: Re-asks when a text critique carries no score.
-        retry_policy: Retry policy for transient model errors; defaults to
-            :func:`default_retry_policy`.
+        **options: The shared options (:class:`~spri_graph.engine.options.LoopOptions`);
+            ``prompts`` overrides the three prompts, keyed ``draft``, ``critique`` and
+            ``refine``.
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` over :class:`RefineLoopState`.
+
+    Raises:
+        TypeError: If an option is unknown.
+        ValueError: If an option is out of range or a model string cannot be resolved.
 
     Example:
         >>> from langchain_core.language_models import GenericFakeChatModel
@@ -508,29 +507,31 @@ def create_refine_loop(
         >>> out["candidate"], out["critiques"][0].score
         ('A haiku.', 5)
     """
+    settings = LoopSettings.from_options(options, caller="create_refine_loop")
+    prompts = resolve_prompts(
+        {"draft": draft_prompt, "critique": critique_prompt, "refine": refine_prompt},
+        settings.prompts,
+    )
+    models = settings.resolve(model)
     loop = RefineLoop(
         name=name,
-        model=model,
-        critic_model=critic_model,
-        draft_prompt=draft_prompt,
-        critique_prompt=critique_prompt,
-        refine_prompt=refine_prompt,
+        model=models.base,
+        critic_model=models.critic,
+        draft_prompt=prompts["draft"],
+        critique_prompt=prompts["critique"],
+        refine_prompt=prompts["refine"],
         candidate_key="candidate",
         critiques_key="critiques",
         prompt_inputs=lambda state: dict(state.get("inputs") or {}),
-        threshold=threshold,
-        max_iterations=max_iterations,
-        critic_output=critic_output,
-        critic_parse_retries=critic_parse_retries,
+        settings=settings,
     )
     builder = StateGraph(RefineLoopState)
-    builder.add_edge(
-        START,
-        add_refine_loop(
-            builder,
-            loop,
-            then=END,
-            retry_policy=default_retry_policy() if retry_policy is None else retry_policy,
-        ),
+    first = add_refine_loop(
+        builder,
+        loop,
+        then=END,
+        retry_policy=settings.policy,
+        cache_policy=settings.cache_policy,
     )
+    builder.add_edge(START, first)
     return builder

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from types import MappingProxyType
 from typing import Annotated, Any, Protocol
@@ -854,10 +854,7 @@ def add_judge_loop(
         prompt_inputs=settings.prompt_inputs(),
         parse_candidate=parse,
         render_candidate=render,
-        threshold=settings.loop.threshold,
-        max_iterations=settings.loop.max_iterations,
-        critic_output=settings.models.critic_output,
-        critic_parse_retries=settings.loop.parse_retries,
+        settings=replace(settings.loop, critic_output=settings.models.critic_output),
         resolve_model=resolve,
     )
     return add_refine_loop(

@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable
+from typing_extensions import Unpack
 
-from spri_graph.alignment.spri import SPRI_OPTIONS, create_spri_graph
-from spri_graph.engine.options import validate_loop_settings
+from spri_graph.alignment.spri import SPRIOptions, SPRISettings, create_spri_graph
 from spri_graph.synthesis import Record, output_record, spri_runner
 
 if TYPE_CHECKING:
@@ -40,8 +40,6 @@ __all__ = ["SPRIBatchRunner", "output_schema", "synthesize_dataset"]
 
 ModelSource = str | Runnable[Any, Any] | Callable[[], Any] | None
 """A model for the workers: a string, a picklable chat model, or a zero-argument factory."""
-
-_OPTIONS = SPRI_OPTIONS - {"critic_model"}  # critic_model is an argument of its own
 
 
 def _require_ray() -> Any:
@@ -100,31 +98,34 @@ class SPRIBatchRunner:
 
     Args:
         model: Base model: a string, a picklable chat model or a zero-argument factory.
-        critic_model: Critic model in the same forms; defaults to ``model``.
         query_field: Column holding the instruction.
         id_field: Column holding each record's id.
         concurrency: Most records of a batch in flight at once.
-        spri_options: Options of :func:`~spri_graph.create_spri_graph`.
+        **options: The shared options (:class:`~spri_graph.engine.options.LoopOptions`) and
+            :class:`~spri_graph.alignment.spri.SPRIOptions`; ``critic_model`` may also be a
+            zero-argument factory, called here.
     """
 
     def __init__(
         self,
         model: ModelSource,
-        critic_model: ModelSource,
+        *,
         query_field: str,
         id_field: str,
         concurrency: int,
-        spri_options: Mapping[str, Any],
+        **options: Unpack[SPRIOptions],
     ) -> None:
+        settings = SPRISettings.from_options(options, caller="SPRIBatchRunner")
+        critic = _materialize(settings.loop.critic_model)
         graph = create_spri_graph(
-            _materialize(model), critic_model=_materialize(critic_model), **spri_options
+            _materialize(model), **{**settings.options(), "critic_model": critic}
         ).compile()
         self.query_field = query_field
         self.id_field = id_field
         self.runner = spri_runner(
             graph,
             concurrency=concurrency,
-            max_iterations=spri_options.get("max_iterations", 4),
+            max_iterations=settings.loop.max_iterations,
             to_line=_row,
             to_error=_error_row,
         )
@@ -192,14 +193,13 @@ def synthesize_dataset(
     ds: ray.data.Dataset,
     *,
     model: ModelSource,
-    critic_model: ModelSource = None,
     query_field: str = "instruction",
     id_field: str = "id",
     concurrency_per_worker: int = 16,
     workers: int = 1,
     batch_size: int | None = None,
     num_cpus: float = 0.5,
-    **spri_options: Any,
+    **options: Unpack[SPRIOptions],
 ) -> ray.data.Dataset:
     """Map the SPRI graph over a Ray Dataset of instructions (lazily, like any Ray transform).
 
@@ -207,7 +207,6 @@ def synthesize_dataset(
         ds: Rows with ``query_field`` and ``id_field`` columns.
         model: Base model: a model string, a picklable chat model, or a zero-argument
             factory called once on each worker (see the module docs).
-        critic_model: Critic model in the same forms; defaults to ``model``.
         query_field: Column holding the instruction.
         id_field: Column holding each row's id (copied to the output's ``id``).
         concurrency_per_worker: Records in flight at once on each worker.
@@ -215,9 +214,10 @@ def synthesize_dataset(
         batch_size: Rows per batch; defaults to ``4 x concurrency_per_worker`` so each
             batch keeps the worker's concurrency busy.
         num_cpus: CPUs reserved per actor; SPRI waits on model endpoints, so a fraction.
-        **spri_options: Options of :func:`~spri_graph.create_spri_graph` (``threshold``,
-            ``max_iterations``, ``critic_output``, ``critic_parse_retries``,
-            ``seed_examples``, ``prompts``, ``retry_policy``).
+        **options: The shared options (:class:`~spri_graph.engine.options.LoopOptions`)
+            and :class:`~spri_graph.alignment.spri.SPRIOptions`, as for
+            :func:`~spri_graph.create_spri_graph`; ``critic_model`` may also be a
+            zero-argument factory, like ``model``.
 
     Returns:
         A dataset with one row per input row: ``id``, ``messages`` (user and assistant
@@ -227,6 +227,7 @@ def synthesize_dataset(
 
     Raises:
         ImportError: If Ray Data is not installed (the ``ray`` extra).
+        TypeError: If an option is unknown.
         ValueError: If an argument is invalid or a model cannot be sent to the workers.
 
     Example:
@@ -251,29 +252,17 @@ def synthesize_dataset(
     for name, field in (("query_field", query_field), ("id_field", id_field)):
         if not isinstance(field, str) or not field:
             raise ValueError(f"{name} must be a non-empty string, got {field!r}")
-    unknown = sorted(set(spri_options) - _OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"{unknown[0]}: not an option of synthesize_dataset "
-            f"(options: {', '.join(sorted(_OPTIONS))})"
-        )
-    validate_loop_settings(
-        threshold=spri_options.get("threshold", 4),
-        max_iterations=spri_options.get("max_iterations", 4),
-        critic_output=spri_options.get("critic_output") or "text",
-        parse_retries=spri_options.get("critic_parse_retries", 1),
-    )
+    settings = SPRISettings.from_options(options, caller="synthesize_dataset")
     _check_model("model", model)
-    _check_model("critic_model", critic_model)
+    _check_model("critic_model", settings.loop.critic_model)
     mapped: Dataset = ds.map_batches(
         SPRIBatchRunner,
         fn_constructor_kwargs={
             "model": model,
-            "critic_model": critic_model,
             "query_field": query_field,
             "id_field": id_field,
             "concurrency": concurrency_per_worker,
-            "spri_options": dict(spri_options),
+            **options,
         },
         batch_format="pyarrow",
         batch_size=batch_size or 4 * concurrency_per_worker,

@@ -1,9 +1,9 @@
 """The entry points: :func:`synthesize` and :func:`asynthesize`.
 
-Everything up to the first model call happens in one place (:func:`_prepare`): the
-arguments, the output and errors files (:func:`~spri_graph.synthesis.output.check_writable`),
-the graph, the input check and the resume scan. Then the records run in this process, or
-in forked workers (:mod:`spri_graph.synthesis.workers`) with ``workers`` > 1.
+Everything up to the first model call happens in one place: the arguments and options,
+the output and errors files (:func:`~spri_graph.synthesis.output.check_writable`), the
+graph, the input check and the resume scan. Then the records run in this process, or in
+forked workers (:mod:`spri_graph.synthesis.workers`) with ``workers`` > 1.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import RetryPolicy
+from typing_extensions import Unpack
 
-from spri_graph.alignment.spri import SPRI_OPTIONS, create_batch_graph
-from spri_graph.engine.options import default_retry_policy
+from spri_graph.alignment.spri import SPRIOptions, SPRISettings, create_batch_graph
+from spri_graph.engine.options import LoopSettings
 from spri_graph.models import ModelSpec
 from spri_graph.synthesis.output import (
     FileSink,
@@ -45,8 +46,6 @@ from spri_graph.synthesis.workers import batch_gc, preload, run_forked, run_loop
 
 __all__ = ["asynthesize", "spri_runner", "synthesize"]
 
-_OPTIONS = SPRI_OPTIONS - {"critic_model"}  # critic_model is an argument of its own
-
 
 def _spri_input(record: Record) -> dict[str, Any]:
     return {"query": record.value}
@@ -60,7 +59,7 @@ def spri_runner(
     graph: Any,
     *,
     concurrency: int,
-    max_iterations: int = 4,
+    max_iterations: int = LoopSettings.max_iterations,
     retry_policy: RetryPolicy | list[RetryPolicy] | None = None,
     config: RunnableConfig | None = None,
     to_line: Callable[[Record, Any], dict[str, Any]] = _spri_line,
@@ -154,23 +153,33 @@ class _Job:
             self.source.close()
 
 
+class _Arguments(NamedTuple):
+    """The arguments :func:`synthesize` and :func:`asynthesize` share, beyond the options."""
+
+    model: ModelSpec
+    output: str | os.PathLike[str]
+    errors: str | os.PathLike[str] | None
+    query_field: str
+    id_field: str | None
+    concurrency: int
+    resume: bool
+    config: RunnableConfig | None
+    on_progress: Callable[[SynthesisReport], None] | None
+
+
 def _prepare(
     records: Records,
+    arguments: _Arguments,
+    options: Mapping[str, Any],
     *,
-    model: ModelSpec,
-    critic_model: ModelSpec,
-    output: str | os.PathLike[str],
-    errors: str | os.PathLike[str] | None,
-    query_field: str,
-    id_field: str | None,
-    concurrency: int,
+    caller: str,
     workers: int = 1,
-    resume: bool,
-    config: RunnableConfig | None,
-    on_progress: Callable[[SynthesisReport], None] | None,
-    spri_options: dict[str, Any],
 ) -> _Job:
     """Everything up to the first model call: arguments, output files, graph, input."""
+    settings = SPRISettings.from_options(options, caller=caller)
+    model, output, errors, query_field, id_field, concurrency, resume, config, on_progress = (
+        arguments
+    )
     _check_int("concurrency", concurrency, 1)
     _check_int("workers", workers, 1)
     if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
@@ -182,17 +191,6 @@ def _prepare(
         raise ValueError(f"query_field must be a non-empty string, got {query_field!r}")
     if id_field is not None and (not isinstance(id_field, str) or not id_field):
         raise ValueError(f"id_field must be a non-empty string or None, got {id_field!r}")
-    if spri_options.pop("review_principles", False):
-        raise ValueError(
-            "review_principles: not available in synthesis (it would pause every record "
-            "for a person)"
-        )
-    unknown = sorted(set(spri_options) - _OPTIONS)
-    if unknown:
-        raise ValueError(
-            f"{unknown[0]}: not an option of synthesize or create_spri_graph "
-            f"(options: {', '.join(sorted(_OPTIONS))})"
-        )
     if output is None or (isinstance(output, str) and not output.strip()):
         raise ValueError("output: a path for the JSONL output is required")
     out_path = check_writable(output, field="output")
@@ -208,9 +206,8 @@ def _prepare(
     if config is not None and not isinstance(config, Mapping):
         raise ValueError(f"config must be a RunnableConfig dict, got {type(config).__name__}")
 
-    policy = spri_options.get("retry_policy") or default_retry_policy()
-    spri_options = {**spri_options, "retry_policy": policy}
-    graph = create_batch_graph(model, critic_model=critic_model, **spri_options).compile()
+    policy = settings.loop.policy
+    graph = create_batch_graph(model, **settings.options()).compile()
     fields = RecordFields(query=query_field, id=id_field)
     source = open_source(records)
     try:
@@ -234,7 +231,7 @@ def _prepare(
     runner = spri_runner(
         graph,
         concurrency=concurrency,
-        max_iterations=spri_options.get("max_iterations", 4),
+        max_iterations=settings.loop.max_iterations,
         retry_policy=policy,
         config=config,
         to_error=functools.partial(error_record, unit=source.unit),
@@ -255,7 +252,6 @@ def synthesize(
     records: Records,
     *,
     model: ModelSpec = None,
-    critic_model: ModelSpec = None,
     output: str | os.PathLike[str],
     errors: str | os.PathLike[str] | None = None,
     query_field: str = "instruction",
@@ -265,7 +261,7 @@ def synthesize(
     resume: bool = True,
     config: RunnableConfig | None = None,
     on_progress: Callable[[SynthesisReport], None] | None = None,
-    **spri_options: Any,
+    **options: Unpack[SPRIOptions],
 ) -> SynthesisReport:
     """Run SPRI over a dataset and write chat-format SFT data, concurrently and resumably.
 
@@ -274,7 +270,6 @@ def synthesize(
             iterator is spooled to a temporary file, so memory does not grow with it.
         model: Base model, as for :func:`~spri_graph.create_spri_graph`: a chat model, a
             model string, or ``None`` for the default model.
-        critic_model: Critic model; defaults to ``model``.
         output: JSONL file the records are appended to as they finish.
         errors: JSONL file for records that failed; defaults to ``OUT.errors.jsonl``.
         query_field: Field holding the instruction.
@@ -292,9 +287,10 @@ def synthesize(
             overwrites ``output``.
         config: Run config given to every record's graph run (callbacks, tags, metadata).
         on_progress: Called with the live report after each record finishes.
-        **spri_options: Options of :func:`~spri_graph.create_spri_graph` (``threshold``,
-            ``max_iterations``, ``critic_output``, ``critic_parse_retries``,
-            ``seed_examples``, ``prompts``, ``retry_policy``).
+        **options: The shared options (:class:`~spri_graph.engine.options.LoopOptions`)
+            and :class:`~spri_graph.alignment.spri.SPRIOptions`, as for
+            :func:`~spri_graph.create_spri_graph` (``review_principles``, which would pause
+            every record for a person, is not one).
 
     Returns:
         The run's :class:`SynthesisReport`.
@@ -302,6 +298,7 @@ def synthesize(
     Raises:
         InputError: If the input has bad lines, missing fields, duplicate ids or no
             records; it lists every problem with its line number. Nothing is run.
+        TypeError: If an option is unknown. Nothing is run.
         ValueError: If an argument is invalid, the output or errors file cannot be
             written, or the output cannot be resumed. Nothing is run.
         SynthesisInterrupted: On Ctrl-C, after keeping every finished line.
@@ -326,7 +323,10 @@ def synthesize(
         {'role': 'assistant', 'content': 'Hello!'}
     """
     _refuse_running_loop()
-    job = _prepare(**locals())  # every argument, by name
+    arguments = _Arguments(
+        model, output, errors, query_field, id_field, concurrency, resume, config, on_progress
+    )
+    job = _prepare(records, arguments, options, caller="synthesize", workers=workers)
     preload(job.workers)  # loaded once here rather than by each worker as it starts
     with job.writing() as sink:
         try:
@@ -345,7 +345,6 @@ async def asynthesize(
     records: Records,
     *,
     model: ModelSpec = None,
-    critic_model: ModelSpec = None,
     output: str | os.PathLike[str],
     errors: str | os.PathLike[str] | None = None,
     query_field: str = "instruction",
@@ -354,7 +353,7 @@ async def asynthesize(
     resume: bool = True,
     config: RunnableConfig | None = None,
     on_progress: Callable[[SynthesisReport], None] | None = None,
-    **spri_options: Any,
+    **options: Unpack[SPRIOptions],
 ) -> SynthesisReport:
     """Async :func:`synthesize` on the running event loop; the same arguments but ``workers``.
 
@@ -375,7 +374,10 @@ async def asynthesize(
         >>> report.completed
         1
     """
-    job = _prepare(**locals())  # every argument, by name (one worker: this loop)
+    arguments = _Arguments(
+        model, output, errors, query_field, id_field, concurrency, resume, config, on_progress
+    )
+    job = _prepare(records, arguments, options, caller="asynthesize")
     with job.writing() as sink:
         try:
             await job.run(sink)
