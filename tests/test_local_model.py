@@ -331,67 +331,51 @@ def test_spri_graph_on_the_local_model(local: LocalChatModel) -> None:
     print(json.dumps(out["usage"]))
 
 
-def test_tool_grammar_bounds_strings_with_the_installed_llama_cpp() -> None:
-    from spri_graph.models.grammar import tool_grammar
-
-    schema = json.dumps(Verdict.model_json_schema(), sort_keys=True)
-    gbnf = tool_grammar(schema, 50)._grammar
-    # If llama-cpp-python's JSON-schema converter changes, the bound must not silently vanish.
-    assert 'string ::= "\\"" string-start char{0,49} "\\"" space' in gbnf
-    assert "char*" not in gbnf
-    assert '"100"' in gbnf  # confidence 0-100 became an enum
+def test_json_grammar_strings_hold_at_most_max_string_chars(local: LocalChatModel) -> None:
+    # The whole JSON under the grammar: the bound comes from the schema's maxLength.
+    tight = local.model_copy(update={"max_string_chars": 12, "two_step_structured": False})
+    out = tight.with_structured_output(Verdict, include_raw=True).invoke("Is the sky green?")
+    args = out["raw"].tool_calls[0]["args"]
+    assert 1 <= len(args["reason"]) <= 12
+    assert args["answer"] in ("yes", "no") and 0 <= args["confidence"] <= 100
 
 
-def test_grammar_first_sampling_picks_the_tokens_the_full_grammar_check_picks(
-    local: LocalChatModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import llama_cpp
+_SAME_SEED_REPLIES = """
+import json, sys
+from spri_graph.engine.prompts import SPRI_PROMPTS
+from spri_graph.models import load_local_model
 
-    from spri_graph.models.grammar import tool_grammar
-    from spri_graph.models.sampling import GrammarFirstSampler
-    from spri_graph.readers.rubric import rubric_schema
+model = load_local_model()
+prompts = [
+    SPRI_PROMPTS["principles_critique"].format_messages(
+        query=sys.argv[1], goal_section="", history_section="", candidate=candidate
+    )
+    for candidate in json.loads(sys.argv[2])
+]
+print(json.dumps([model.invoke(prompt).text for prompt in prompts]))
+"""
 
-    llama, _ = local.client()
-    fast_samplers: list[GrammarFirstSampler] = []
-    tokens = {"same": 0, "different": 0}
 
-    class Both:
-        """llama-cpp-python's own chain and the grammar-first one, on the same logits."""
+def test_the_default_seed_gives_the_same_reply_call_after_call_and_across_processes() -> None:
+    def replies(*candidates: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", _SAME_SEED_REPLIES, QUERY, json.dumps(candidates)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        texts: list[str] = json.loads(out.stdout)
+        return texts
 
-        def __init__(self, plain: Any, fast: GrammarFirstSampler) -> None:
-            self.plain, self.fast = plain, fast
-
-        def sample(self, ctx: Any, idx: int) -> int:
-            token = self.plain.sample(ctx, idx)
-            tokens["same" if self.fast.sample(ctx, idx) == token else "different"] += 1
-            return int(token)
-
-    def init_both(*args: Any, **kwargs: Any) -> Both:
-        fast = type(llama)._init_sampler(llama, *args, **kwargs)
-        assert isinstance(fast, GrammarFirstSampler)
-        fast_samplers.append(fast)
-        return Both(llama_cpp.Llama._init_sampler(llama, *args, **kwargs), fast)
-
-    monkeypatch.setattr(llama, "_init_sampler", init_both)
-    schema = json.dumps(rubric_schema((1, 5)).model_json_schema(), sort_keys=True)
-    grammar = tool_grammar(schema, 200)
-    prompt = "<|im_start|>user\nWrite a 1-5 rubric as JSON for: How do I bake bread?<|im_end|>\n"
-    for seed, temperature in enumerate((0.0, 1.2)):
-        reply = llama.create_completion(
-            prompt + "<|im_start|>assistant\n",
-            max_tokens=250,
-            temperature=temperature,
-            top_k=40,
-            repeat_penalty=1.1,
-            seed=seed,
-            grammar=grammar,
-        )["choices"][0]
-        if reply["finish_reason"] == "stop":
-            assert set(json.loads(reply["text"])) >= {"criteria", "score1_description"}
-    assert tokens["different"] == 0 and tokens["same"] > 200
-    # Both ways of checking ran: the short one inside strings, the full one at punctuation.
-    assert sum(fast.short_checks for fast in fast_samplers) > 100
-    assert sum(fast.full_checks for fast in fast_samplers) > 10
+    other = "1. Be brief."
+    # In one process: the same messages twice in a row, then again after a prompt that
+    # shares most of their tokens (its state is restored, then the rest evaluated).
+    first, again, _, after_other = replies(PRINCIPLES, PRINCIPLES, other, PRINCIPLES)
+    assert first.strip() and first == again == after_other
+    # In a fresh process, after another prompt or first thing.
+    assert replies(other, PRINCIPLES)[1] == first
+    assert replies(PRINCIPLES) == [first]
 
 
 def test_the_embedded_model_runs_from_a_q8_0_copy_made_once(
