@@ -234,6 +234,47 @@ def test_any_schema_gets_valid_structured_output(local: LocalChatModel) -> None:
     assert Verdict.model_validate(total.tool_calls[0]["args"])
 
 
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression such as '12 * 7'."""
+    return str(eval(expression, {"__builtins__": {}}))  # noqa: S307 - digits and operators
+
+
+def test_an_agent_tool_call_on_the_embedded_model(local: LocalChatModel) -> None:
+    from langchain.agents import create_agent
+
+    llama, _ = local.client()
+    brace = llama.tokenize(b"{", add_bos=False)
+    assert len(brace) == 1
+    question = "What is 12 times 7? Use the calculator tool."
+    # Left to choose, SmolLM2-135M answers arithmetic in text; the reply is then text.
+    offered = local.bind_tools([calculator])
+    reply = offered.invoke(question, max_tokens=16)
+    assert reply.text.strip() or reply.tool_calls
+    # When its reply opens a JSON object (here made likeliest with a logit bias on "{"),
+    # the call is written under the grammar of the bound tools: a valid tool call.
+    call = offered.invoke(question, logit_bias={brace[0]: 100.0}).tool_calls
+    assert [c["name"] for c in call] == ["calculator"]
+    assert isinstance(call[0]["args"]["expression"], str) and call[0]["args"]["expression"]
+    # In an agent: the first model call chooses the tool, the agent runs it, and the
+    # model answers from its result.
+    first = [True]
+
+    def choose_the_tool_first(request: Any, handler: Any) -> Any:
+        if first.pop() if first else False:
+            bias = {"logit_bias": {brace[0]: 100.0}}
+            request = request.override(model_settings={**request.model_settings, **bias})
+        return handler(request)
+
+    from langchain.agents.middleware import wrap_model_call
+
+    agent = create_agent(local, [calculator], middleware=[wrap_model_call(choose_the_tool_first)])
+    out = agent.invoke({"messages": [("user", question)]})
+    kinds = [type(message).__name__ for message in out["messages"]]
+    assert kinds[:3] == ["HumanMessage", "AIMessage", "ToolMessage"]
+    assert out["messages"][1].tool_calls[0]["name"] == "calculator"
+    assert out["messages"][2].status != "error"
+
+
 def test_tool_choice_must_name_a_bound_tool(local: LocalChatModel) -> None:
     with pytest.raises(ValueError, match="'Nope' is not among the bound tools"):
         local.bind_tools([Verdict], tool_choice="Nope")
@@ -345,7 +386,7 @@ import json, sys
 from spri_graph.engine.prompts import SPRI_PROMPTS
 from spri_graph.models import load_local_model
 
-model = load_local_model()
+model = load_local_model(max_tokens=48)
 prompts = [
     SPRI_PROMPTS["principles_critique"].format_messages(
         query=sys.argv[1], goal_section="", history_section="", candidate=candidate
@@ -373,9 +414,8 @@ def test_the_default_seed_gives_the_same_reply_call_after_call_and_across_proces
     # shares most of their tokens (its state is restored, then the rest evaluated).
     first, again, _, after_other = replies(PRINCIPLES, PRINCIPLES, other, PRINCIPLES)
     assert first.strip() and first == again == after_other
-    # In a fresh process, after another prompt or first thing.
+    # In a fresh process, after another prompt.
     assert replies(other, PRINCIPLES)[1] == first
-    assert replies(PRINCIPLES) == [first]
 
 
 def test_the_embedded_model_runs_from_a_q8_0_copy_made_once(

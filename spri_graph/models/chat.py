@@ -120,9 +120,26 @@ class LocalChatModel(BaseChatModel):
     """A chat model that runs a GGUF file in-process through llama.cpp (llama-cpp-python).
 
     The default file is the embedded SmolLM2-135M-Instruct (``spri-graph[local]``); get one
-    with ``resolve_model("local")`` or ``resolve_model("gguf:/path/model.gguf")``. The
-    weights load on the first call and once per process, shared by every instance with the
-    same file and load settings; calls to one loaded model run one at a time.
+    with ``load_local_model(**settings)``, ``resolve_model("local")`` or
+    ``resolve_model("gguf:/path/model.gguf")``. The weights load on the first call and once
+    per process, shared by every instance with the same file and load settings; calls to
+    one loaded model run one at a time.
+
+    Settings (every one is a constructor keyword; the sampling ones can also be passed to a
+    single call, e.g. ``model.invoke(prompt, max_tokens=16)``):
+
+    * ``max_tokens`` (256): most tokens in a text reply; ``max_tool_tokens`` (512) for a
+      tool call's JSON, ``max_string_chars`` (400) for each string in it.
+    * ``temperature`` (0.6), ``top_p`` (0.95), ``top_k`` (40), ``repeat_penalty`` (1.1):
+      sampling; ``stop``: extra stop sequences.
+    * ``seed`` (0): the same messages with the same settings get the same reply, call
+      after call and in any process; ``-1`` samples a new reply each time.
+    * ``n_threads`` (``None``: ``$SPRI_LLAMA_THREADS``, else the physical cores; one in a
+      forked worker), ``n_ctx`` (4096), ``n_batch`` (512), ``chat_format`` (``None``: the
+      file's template), ``q8_0_weights`` (True), ``prompt_cache_mb`` (128): how the weights
+      load and run; they are fixed when the model loads.
+    * ``two_step_structured`` (True), ``empty_retries`` (2), ``streaming`` (False): see
+      below.
 
     Replies report ``usage_metadata`` (prompt tokens restored from earlier prompts as
     ``input_token_details["cache_read"]``) and, in ``response_metadata``,
@@ -135,17 +152,23 @@ class LocalChatModel(BaseChatModel):
     field then one choice (``ScoredCritique``: feedback, then a score from 1 to 5) is
     written in two steps, for speed: the text without a grammar, then, after a label
     (``Score:``), the choice under a grammar that allows only its values. Strings in tool
-    arguments hold at most ``max_string_chars``
-    characters. Tools that are bound but not forced are not called; the model answers in
-    text.
+    arguments hold at most ``max_string_chars`` characters. Tools bound without a forced
+    choice (``bind_tools(tools)``, as agents do) are listed in the instructions; a reply
+    that opens a JSON object becomes a call of one of them (written under their grammar),
+    any other reply stays text. SmolLM2-135M itself seldom chooses a tool.
 
     A reply with no text (tiny models sometimes stop at once) is asked again, up to
     ``empty_retries`` times, at a higher temperature and another seed.
 
     Example:
         >>> from spri_graph.readers.scores import ScoredCritique
-        >>> model = load_local_model(max_tokens=8)
-        >>> 0 < model.invoke("Say hi.").usage_metadata["output_tokens"] <= 8
+        >>> model = load_local_model(max_tokens=8, temperature=0.6, seed=0)
+        >>> reply = model.invoke("Say hi.")
+        >>> 0 < reply.usage_metadata["output_tokens"] <= 8
+        True
+        >>> model.invoke("Say hi.").text == reply.text  # the same seed, the same reply
+        True
+        >>> model.invoke("Say hi.", max_tokens=2).usage_metadata["output_tokens"] <= 2
         True
         >>> grade = model.with_structured_output(ScoredCritique).invoke("Grade: 'Drink water.'")
         >>> grade.score in (1, 2, 3, 4, 5)
@@ -189,7 +212,8 @@ class LocalChatModel(BaseChatModel):
     without a grammar, then the choice under a grammar of its values; ``False`` writes the
     whole JSON under a grammar (slower: every token is checked against it)."""
     seed: int = 0
-    """Sampling seed, for reproducible replies; ``-1`` for a random one."""
+    """Sampling seed, for reproducible replies (the same messages and settings give the same
+    reply, in any process); ``-1`` for a random one."""
     stop: list[str] | None = None
     """Extra stop sequences."""
     empty_retries: int = Field(default=2, ge=0)
@@ -422,7 +446,7 @@ class LocalChatModel(BaseChatModel):
                 yield piece, AIMessageChunk(content=piece)
             return
         pieces.close()
-        keep = ("temperature", "top_p", "top_k", "repeat_penalty", "seed", "logit_bias")
+        keep = ("temperature", "top_p", "top_k", "repeat_penalty", "seed")
         request = {
             **{key: plan.request[key] for key in keep if key in plan.request},
             "prompt": llama.counts.prompt_ids,
