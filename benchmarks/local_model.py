@@ -17,8 +17,12 @@ grammar or as text and then a one-token score.
 
 ``--before`` also runs each question with the settings of spri-graph 0.1 (one thread, no
 cache of earlier prompts, critiques written as grammar-constrained JSON, the shipped Q4_1
-weights) right after, so
-both see the same load on a shared machine.
+weights) right after, so both see the same load on a shared machine. To compare two versions
+of the code, run this script from each checkout in turn (``PYTHONPATH`` pointing at it) with
+the same arguments, alternating, and compare the totals' tokens per second.
+
+The model runs on ``n_threads`` / ``$SPRI_LLAMA_THREADS`` threads, else on every physical
+core.
 
     python benchmarks/local_model.py                # 5 questions, max 4 critiques a stage
     python benchmarks/local_model.py --questions 2 --max-iterations 2 --before --json
@@ -384,8 +388,7 @@ def main() -> None:
         print(json.dumps({"setup": setup, **results}, indent=2))
         return
     print(
-        f"{setup['model']} on {setup['cpus']} CPUs (at most {setup['threads']} llama.cpp "
-        "threads; "
+        f"{setup['model']} on {setup['cpus']} CPUs ({setup['threads']} llama.cpp threads; "
         f"load average {setup['load_average']:.1f} at the end), llama-cpp-python "
         f"{setup['llama_cpp_python']}, Python {setup['python']}; weights loaded in "
         f"{load_s:.2f} s; max {args.max_iterations} critiques a stage"

