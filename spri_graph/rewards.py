@@ -44,10 +44,11 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.cache.base import BaseCache
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import CachePolicy
+from langgraph.types import CachePolicy, RetryPolicy
 
 from spri_graph.alignment.spri import SPRIContext
 from spri_graph.engine.caching import judge_cache
+from spri_graph.engine.options import CriticOutput
 from spri_graph.engine.prompts import fence
 from spri_graph.judges.absolute import (
     JudgeSettings,
@@ -57,7 +58,13 @@ from spri_graph.judges.absolute import (
     judgment_finalizer,
     render_rubric,
 )
-from spri_graph.judges.base import FixedRubricInput, JudgeOutput, JudgeState, as_rubric
+from spri_graph.judges.base import (
+    FixedRubricInput,
+    JudgeOutput,
+    JudgeOutputMode,
+    JudgeState,
+    as_rubric,
+)
 from spri_graph.models import ModelSpec
 from spri_graph.readers.rubric import Rubric
 
@@ -587,6 +594,7 @@ def _build(
         prompts=settings.prompts,
         scale=settings.scale,
         judge_output=settings.judge_output,
+        retry_policy=settings.loop.retry_policy,
         cache_policy=CachePolicy(),
     )
     grading = _grading_graph(settings)
@@ -611,8 +619,10 @@ def create_spri_reward(
     threshold: int = 4,
     max_iterations: int = 4,
     scale: tuple[int, int] = (1, 5),
-    judge_output: Literal["text", "structured"] | None = None,
+    critic_output: CriticOutput | None = None,
+    judge_output: JudgeOutputMode | None = None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
+    retry_policy: RetryPolicy | None = None,
     reference_key: str | None = None,
     cache: str | os.PathLike[str] | BaseCache[Any] | None = None,
     group: bool = False,
@@ -636,8 +646,11 @@ def create_spri_reward(
         threshold: Critique score (1-5) that accepts a rubric or a grading.
         max_iterations: Most critiques per rubric and per grading (at least 1).
         scale: The judge's integer scale ``(low, high)``.
+        critic_output: As in :func:`~spri_graph.create_judge_graph`.
         judge_output: As in :func:`~spri_graph.create_judge_graph`.
         prompts: Judge prompt overrides (see :data:`spri_graph.JUDGE_PROMPTS`).
+        retry_policy: Retry policy for transient model errors; defaults to
+            :func:`spri_graph.default_retry_policy`.
         reference_key: A dataset column holding a reference answer per completion (TRL
             passes columns as keyword arguments); it is shown to the rubric writer and the
             grader. ``None`` grades reference-free.
@@ -672,8 +685,10 @@ def create_async_spri_reward(
     threshold: int = 4,
     max_iterations: int = 4,
     scale: tuple[int, int] = (1, 5),
-    judge_output: Literal["text", "structured"] | None = None,
+    critic_output: CriticOutput | None = None,
+    judge_output: JudgeOutputMode | None = None,
     prompts: Mapping[str, ChatPromptTemplate | str] | None = None,
+    retry_policy: RetryPolicy | None = None,
     reference_key: str | None = None,
     cache: str | os.PathLike[str] | BaseCache[Any] | None = None,
     group: bool = False,
