@@ -22,7 +22,13 @@ def _convert(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # A model loaded from GGUF is marked quantized (no save_pretrained, no fine-tuning): the
+    # same de-quantized weights go into a plain model of the same config.
+    settings = loaded.config.to_dict()
+    settings.pop("quantization_config", None)
+    model = type(loaded)(type(loaded.config).from_dict(settings))
+    model.load_state_dict(loaded.state_dict())
     staging = Path(tempfile.mkdtemp(prefix=target.name, dir=target.parent))
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
