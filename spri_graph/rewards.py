@@ -655,7 +655,8 @@ def create_spri_reward(
             passes columns as keyword arguments); it is shown to the rubric writer and the
             grader. ``None`` grades reference-free.
         cache: Where rubrics (and gradings) are kept: a SQLite file path that outlives the
-            process, a LangGraph cache, or ``None`` for one in memory.
+            process (needs ``langgraph-checkpoint-sqlite``, in the ``train`` extra), a
+            LangGraph cache, or ``None`` for one in memory.
         group: Grade a prompt's completions against each other in one call with the
             prompt's rubric (:data:`GROUP_GRADING_PROMPT`), for group-relative advantages:
             a better completion gets a higher score. No critique of the group grading.

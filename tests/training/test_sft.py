@@ -44,8 +44,8 @@ def test_sft_on_synthesized_records_lowers_the_loss(policy_dir: Path, tmp_path: 
     args = SFTConfig(
         output_dir=str(tmp_path / "sft"),
         per_device_train_batch_size=4,
-        num_train_epochs=6,
-        max_length=64,
+        num_train_epochs=4,
+        max_length=48,
         learning_rate=1e-4,
         logging_steps=1,
         save_strategy="no",
@@ -61,6 +61,6 @@ def test_sft_on_synthesized_records_lowers_the_loss(policy_dir: Path, tmp_path: 
     )
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert len(losses) == 6
+    assert len(losses) == 4
     assert all(math.isfinite(loss) for loss in losses)
     assert losses[-1] < losses[0]
