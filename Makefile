@@ -70,7 +70,7 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 
 # GRPO and SFT for a few steps on a tiny policy, the embedded model as the SPRI judge.
 test-train: $(TRAIN_VENV)/.installed
-	$(TRAIN_VENV)/bin/python -m pytest -o addopts='-ra --strict-markers' --durations=5 tests/training
+	SPRI_TRAIN_TESTS=1 $(TRAIN_VENV)/bin/python -m pytest -o addopts='-ra --strict-markers' --durations=5 tests/training
 
 bench-rewards: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/rewards.py

