@@ -12,6 +12,14 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lint typecheck format dist bench clean
 
+# Training with SPRI rewards (TRL) runs in its own environment: Python 3.11, the CPU build
+# of torch pinned (installed first, so transformers and trl keep it), then the package.
+TRAIN_PYTHON ?= python3.11
+TRAIN_VENV := .venv-train
+TORCH := torch==2.13.0
+
+.PHONY: test-train bench-rewards
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -29,7 +37,7 @@ demo: $(VENV)/.installed-local
 
 # Lint and type check first, then every test: unit tests, doctests, notebooks, integration.
 test: lint
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS) && $(MAKE) test-train
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check spri_graph tests benchmarks examples
@@ -51,6 +59,21 @@ dist: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/synthesis_throughput.py --records 2000 --latency 0.05 --concurrency 64
 	$(BIN)/python benchmarks/local_model.py
+
+$(TRAIN_VENV)/.installed: pyproject.toml
+	$(TRAIN_PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TRAIN_VENV)/bin/python -m pip install --quiet $(TORCH)
+	$(TRAIN_VENV)/bin/python -m pip install --quiet $(TORCH) -e '.[local,train]' \
+		'pytest>=8' 'pytest-asyncio>=0.24' 'pytest-timeout>=2.3'
+	touch $@
+
+# GRPO and SFT for a few steps on a tiny policy, the embedded model as the SPRI judge.
+test-train: $(TRAIN_VENV)/.installed
+	SPRI_TRAIN_TESTS=1 $(TRAIN_VENV)/bin/python -m pytest -o addopts='-ra --strict-markers' --durations=5 tests/training
+
+bench-rewards: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/rewards.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache dist

