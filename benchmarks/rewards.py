@@ -7,7 +7,7 @@ of its reply, so long rubrics cost more than short critiques.
 
 Figures printed, for each way of scoring the step:
 
-* ``per-completion judge``: :func:`spri_graph.create_judge_graph` run on every completion,
+* ``per-completion judge``: :func:`spri_graph.create_judge` run on every completion,
   so each completion gets its own rubric (P x G rubrics);
 * ``reward, cold cache``: :func:`spri_graph.rewards.create_spri_reward`, one rubric per
   distinct prompt (rubric calls = 2 x P: a draft and its critique);
@@ -35,7 +35,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from spri_graph import create_judge_graph
+from spri_graph import create_judge
 from spri_graph.rewards import create_async_spri_reward, create_spri_reward
 
 _RESPONSE = re.compile(r"<<<BEGIN RESPONSE[^>]*>>>\n(.*?)\n<<<END", re.S)
@@ -114,7 +114,7 @@ def step(prompts: int, generations: int, epoch: int) -> tuple[list[str], list[st
 
 
 def per_completion_judge(judge: LatencyJudge, concurrency: int) -> Callable[..., Any]:
-    graph = create_judge_graph(judge, max_iterations=1).compile()
+    graph = create_judge(judge, max_iterations=1).compile()
 
     def score(prompts: list[str], completions: list[str], asynchronous: bool) -> list[Any]:
         inputs = [

@@ -95,6 +95,7 @@ from spri_graph.readers.scores import (
     parse_judgment,
 )
 from spri_graph.readers.verdicts import Verdict, parse_verdict
+from spri_graph.rewards import create_async_spri_reward, create_spri_reward
 from spri_graph.synthesis import (
     InputError,
     SynthesisInterrupted,
@@ -152,6 +153,7 @@ __all__ = [
     "asynthesize",
     "create_async_pairwise_evaluator",
     "create_async_spri_evaluator",
+    "create_async_spri_reward",
     "create_fixed_rubric_judge",
     "create_judge",
     "create_judge_panel",
@@ -162,6 +164,7 @@ __all__ = [
     "create_rubric_graph",
     "create_spri_evaluator",
     "create_spri_graph",
+    "create_spri_reward",
     "create_vanilla_judge",
     "default_retry_policy",
     "grading_step",

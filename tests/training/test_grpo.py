@@ -9,7 +9,7 @@ import pytest
 from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 
-from spri_graph.engine.caching import UsageCounter
+from spri_graph import UsageCallback
 from spri_graph.models import load_local_model
 from spri_graph.rewards import create_spri_reward
 
@@ -20,7 +20,7 @@ QUESTIONS = ["What is 2+2?", "Name a primary colour."]
 
 def test_grpo_steps_reach_the_trainer_with_spri_rewards(policy_dir: Path, tmp_path: Path) -> None:
     judge = load_local_model(max_tokens=32, max_tool_tokens=96, max_string_chars=120)
-    counter = UsageCounter()
+    counter = UsageCallback()
     reward = create_spri_reward(
         judge,
         max_iterations=1,
@@ -57,4 +57,4 @@ def test_grpo_steps_reach_the_trainer_with_spri_rewards(policy_dir: Path, tmp_pa
     details = reward.last_details
     assert len(details) == 2 and {d["prompt"] for d in details} <= set(QUESTIONS)
     assert any(d["score"] is not None for d in details)
-    assert counter.model_calls > 0
+    assert counter.usage["model_calls"] > 0
