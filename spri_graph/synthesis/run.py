@@ -24,6 +24,7 @@ from langgraph.types import RetryPolicy
 from spri_graph.alignment.spri import SPRI_OPTIONS, create_batch_graph
 from spri_graph.engine.options import default_retry_policy
 from spri_graph.models import ModelSpec
+from spri_graph.synthesis.batch import BatchRun, BatchSettings, prepare_batch
 from spri_graph.synthesis.output import (
     FileSink,
     check_writable,
@@ -120,6 +121,7 @@ class _Job:
     workers: int
     report: SynthesisReport
     on_progress: Callable[[SynthesisReport], None] | None
+    batch: BatchRun | None = None
 
     async def run(self, sink: RecordSink, shard: int = 0, shards: int = 1) -> None:
         """Run the records of one shard (every ``shards``-th record not done yet)."""
@@ -128,6 +130,9 @@ class _Job:
             todo = (record for i, record in enumerate(todo) if i % shards == shard)
         base, extra = divmod(self.runner.concurrency, shards)
         slots = min(base + (1 if shard < extra else 0), self.report.todo)
+        if self.batch is not None:
+            await self.batch.run(todo, self.runner, sink, self.report, concurrency=slots)
+            return
         await self.runner.run(todo, sink, concurrency=slots)
 
     @contextlib.contextmanager
@@ -169,6 +174,7 @@ def _prepare(
     config: RunnableConfig | None,
     on_progress: Callable[[SynthesisReport], None] | None,
     spri_options: dict[str, Any],
+    batch: bool | BatchSettings = False,
 ) -> _Job:
     """Everything up to the first model call: arguments, output files, graph, input."""
     _check_int("concurrency", concurrency, 1)
@@ -210,7 +216,20 @@ def _prepare(
 
     policy = spri_options.get("retry_policy") or default_retry_policy()
     spri_options = {**spri_options, "retry_policy": policy}
-    graph = create_batch_graph(model, critic_model=critic_model, **spri_options).compile()
+    batch_run = prepare_batch(
+        batch,
+        model=model,
+        critic_model=critic_model,
+        output=out_path,
+        resume=resume,
+        workers=workers,
+        spri_options=spri_options,
+        build=lambda m, c: create_batch_graph(m, critic_model=c, **spri_options),
+    )
+    if batch_run is None:
+        graph = create_batch_graph(model, critic_model=critic_model, **spri_options).compile()
+    else:
+        graph = batch_run.graph.compile()
     fields = RecordFields(query=query_field, id=id_field)
     source = open_source(records)
     try:
@@ -248,6 +267,7 @@ def _prepare(
         workers=max(1, min(workers, concurrency, report.todo)),
         report=report,
         on_progress=on_progress,
+        batch=batch_run,
     )
 
 
@@ -265,6 +285,7 @@ def synthesize(
     resume: bool = True,
     config: RunnableConfig | None = None,
     on_progress: Callable[[SynthesisReport], None] | None = None,
+    batch: bool | BatchSettings = False,
     **spri_options: Any,
 ) -> SynthesisReport:
     """Run SPRI over a dataset and write chat-format SFT data, concurrently and resumably.
@@ -292,6 +313,13 @@ def synthesize(
             overwrites ``output``.
         config: Run config given to every record's graph run (callbacks, tags, metadata).
         on_progress: Called with the live report after each record finishes.
+        batch: ``True`` (or a :class:`~spri_graph.synthesis.batch.BatchSettings` with
+            polling and prices) sends the model calls through the endpoint's batch API at
+            about half the price, one round of calls per batch; ``concurrency`` records
+            share each batch, so raise it (e.g. to 10,000). It needs OpenAI-compatible
+            ``ChatOpenAI`` models and ``workers=1``, keeps its state in ``OUT.batch.sqlite``
+            (resumable after any crash), turns speculative drafting off and fills
+            ``report.batch``. See :mod:`spri_graph.synthesis.batch`.
         **spri_options: Options of :func:`~spri_graph.create_spri_graph` (``threshold``,
             ``max_iterations``, ``critic_output``, ``critic_parse_retries``,
             ``seed_examples``, ``prompts``, ``retry_policy``).
@@ -354,6 +382,7 @@ async def asynthesize(
     resume: bool = True,
     config: RunnableConfig | None = None,
     on_progress: Callable[[SynthesisReport], None] | None = None,
+    batch: bool | BatchSettings = False,
     **spri_options: Any,
 ) -> SynthesisReport:
     """Async :func:`synthesize` on the running event loop; the same arguments but ``workers``.
