@@ -71,8 +71,59 @@ def _add_synthesize(sub: Any) -> None:
         action="store_false",
         help="start over: overwrite OUT.jsonl instead of skipping the ids already in it",
     )
+    _add_batch_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=_run_synthesize)
+
+
+def _price(text: str) -> float:
+    """Argument type: a number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def _add_batch_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("batch API")
+    group.add_argument(
+        "--batch",
+        action="store_true",
+        help="send each round of model calls as one batch to the endpoint's batch API "
+        "(OpenAI-compatible models; about half the price; resumable; state in "
+        "OUT.batch.sqlite); --concurrency records share each batch",
+    )
+    group.add_argument(
+        "--price-in",
+        type=_price,
+        default=0.0,
+        metavar="USD",
+        help="interactive price per million input tokens, for the cost report (default: 0)",
+    )
+    group.add_argument(
+        "--price-out",
+        type=_price,
+        default=0.0,
+        metavar="USD",
+        help="interactive price per million output tokens (default: 0)",
+    )
+    group.add_argument(
+        "--batch-discount",
+        type=_price,
+        default=0.5,
+        metavar="F",
+        help="batch price as a fraction of the interactive one (default: 0.5)",
+    )
+    group.add_argument(
+        "--batch-poll",
+        type=_price,
+        default=30.0,
+        metavar="S",
+        help="seconds between checks of an open batch (default: 30)",
+    )
 
 
 def _run_synthesize(args: argparse.Namespace) -> int:
@@ -82,7 +133,21 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         errors_path_for,
         synthesize,
     )
+    from spri_graph.synthesis.batch import BatchSettings
 
+    batch: bool | BatchSettings = False
+    if args.batch:
+        try:
+            batch = BatchSettings(
+                poll_interval=args.batch_poll,
+                price_in=args.price_in,
+                price_out=args.price_out,
+                discount=args.batch_discount,
+            )
+        except ValueError as exc:
+            name = str(exc).split(" ", 1)[0]
+            option = {"discount": "--batch-discount", "poll_interval": "--batch-poll"}
+            raise CLIError(f"{option.get(name, name)}: {exc}", code=2) from None
     check_output(args.output, option="-o")
     check_output(args.errors or errors_path_for(args.output), option="--errors")
     model, critic = resolve_cli_models(args)
@@ -105,6 +170,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             max_iterations=args.max_iterations,
             critic_output=args.critic_output,
+            batch=batch,
         )
     except SynthesisInterrupted as stop:
         progress.close()
