@@ -41,7 +41,9 @@ __all__ = ["BatchServer", "scripted_reply"]
 
 _QUESTION = re.compile(r"Question: (.+?)(?:\]|\n|$)")
 _NUMBER = re.compile(r"question (\d+)")
-_CANDIDATE = re.compile(r"to Evaluate:\n(.*?)\n\n### Score Rubric", re.S)
+_CANDIDATE = re.compile(
+    r"### (?:Principles|Response) to Evaluate:\n(.*?)\n\n### Score Rubric", re.S
+)
 _REFINED = " Refined."
 
 

@@ -241,9 +241,10 @@ def test_a_model_without_a_batch_api_is_refused_before_any_record(tmp_path: Path
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--price-in", "-1"], "argument --price-in: expected a number >= 0, got -1"),
-        (["--price-out", "-0.5"], "argument --price-out: expected a number >= 0, got -0.5"),
+        (["--price-in", "-1"], "argument --price-in: expected a price >= 0, got '-1'"),
+        (["--price-out", "-0.5"], "argument --price-out: expected a price >= 0, got '-0.5'"),
         (["--batch-discount", "2"], "--batch-discount: discount must be a number in (0, 1]"),
+        (["--batch-poll", "-1"], "--batch-poll: poll_interval must be a number >= 0"),
         (["--model", "local"], "model: LocalChatModel("),
     ],
 )

@@ -17,6 +17,7 @@ __all__ = [
     "command",
     "one_line",
     "positive_int",
+    "price",
     "read_records",
     "resolve_cli_models",
     "score",
@@ -52,6 +53,22 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def price(text: str) -> float:
+    """Argument type: a price in USD per million tokens (>= 0).
+
+    Example:
+        >>> price("0.15")
+        0.15
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected USD per million tokens, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a price >= 0, got {text!r}")
     return value
 
 

@@ -12,6 +12,7 @@ from spri_graph.cli.common import (
     check_output,
     command,
     positive_int,
+    price,
     resolve_cli_models,
 )
 from spri_graph.cli.progress import Progress
@@ -76,17 +77,6 @@ def _add_synthesize(sub: Any) -> None:
     parser.set_defaults(func=_run_synthesize)
 
 
-def _price(text: str) -> float:
-    """Argument type: a number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0:  # NaN too
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
 def _add_batch_arguments(parser: Any) -> None:
     group = parser.add_argument_group("batch API")
     group.add_argument(
@@ -98,28 +88,28 @@ def _add_batch_arguments(parser: Any) -> None:
     )
     group.add_argument(
         "--price-in",
-        type=_price,
+        type=price,
         default=0.0,
         metavar="USD",
         help="interactive price per million input tokens, for the cost report (default: 0)",
     )
     group.add_argument(
         "--price-out",
-        type=_price,
+        type=price,
         default=0.0,
         metavar="USD",
         help="interactive price per million output tokens (default: 0)",
     )
     group.add_argument(
         "--batch-discount",
-        type=_price,
+        type=float,
         default=0.5,
         metavar="F",
         help="batch price as a fraction of the interactive one (default: 0.5)",
     )
     group.add_argument(
         "--batch-poll",
-        type=_price,
+        type=float,
         default=30.0,
         metavar="S",
         help="seconds between checks of an open batch (default: 30)",

@@ -38,6 +38,7 @@ import asyncio
 import contextvars
 import functools
 import hashlib
+import importlib.util
 import json
 import os
 import sqlite3
@@ -478,6 +479,10 @@ def prepare_batch(
             "speculative: off in batch mode (a speculative draft would spend a round on a "
             "call that may be thrown away)"
         )
+    if importlib.util.find_spec("langgraph.checkpoint.sqlite") is None:
+        raise ValueError(
+            "batch: needs langgraph-checkpoint-sqlite (pip install 'spri-graph[batch]')"
+        )
     from spri_graph.models import resolve_model
 
     base = resolve_model(model, field="model")
@@ -614,11 +619,12 @@ class BatchRun:
         todo = iter(records)
         while True:
             while True:  # step every record that can go on; new ones join as slots free up
-                for record in todo:
+                while len(flight) < concurrency:
+                    record = next(todo, None)
+                    if record is None:
+                        break
                     one = await self._board(graph, runner, record)
                     flight[one.thread] = one
-                    if len(flight) >= concurrency:
-                        break
                 ready = [one for one in flight.values() if self._ready(one)]
                 if not ready:
                     break
