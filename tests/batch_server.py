@@ -9,7 +9,8 @@ what it is sent: interactive calls, batches, and how many times each request (by
 
 The script: record ``question N`` needs ``N % 3`` refinements of its principles and
 ``(N // 3) % 2`` of its response before the critic gives a 5 (it gives 2 before), so records
-take 4 to 10 model calls. Usage is one token per word of the prompt and of the reply.
+take 4 to 10 model calls; the critic of ``question 7`` leaves out its scores until reminded
+(two calls in one graph node). Usage is one token per word of the prompt and of the reply.
 
 A batch is done ``turnaround`` seconds after it was created (at its next ``GET``); batches
 whose number (from 1) is in ``expire`` end ``expired`` with only the first half of their
@@ -56,9 +57,12 @@ def _needs(query: str, stage: str) -> int:
 def scripted_reply(body: dict[str, Any]) -> str:
     """The reply to a chat request: a function of its last message only."""
     prompt = str(body["messages"][-1]["content"])
+    if prompt.startswith("Your reply did not end with a score"):
+        return "Feedback: scored when reminded. [RESULT] 5"
     found = _QUESTION.search(prompt)
     query = found.group(1) if found else "?"
-    if "[RESULT]" in prompt:  # a critique
+    if "[RESULT]" in prompt and query.endswith("question 7"):
+        return "Feedback: forgot the score."  # a second call in the same node reminds it
         stage = "principles" if "### Principles to Evaluate:" in prompt else "response"
         candidate = _CANDIDATE.search(prompt)
         refined = candidate.group(1).count(_REFINED) if candidate else 0

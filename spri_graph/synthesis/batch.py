@@ -45,7 +45,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -69,6 +69,7 @@ __all__ = [
     "BATCH_ENDPOINT",
     "BatchRun",
     "BatchSettings",
+    "GraphBuilder",
     "batch_model",
     "batch_state_path",
     "check_batch_model",
@@ -78,6 +79,9 @@ __all__ = [
 
 BATCH_ENDPOINT = "/v1/chat/completions"
 """The endpoint every batch request goes to."""
+
+GraphBuilder = Callable[[BaseChatModel, BaseChatModel | None], Any]
+"""Builds the uncompiled graph from the batch models: ``build(model, critic_model)``."""
 
 _TERMINAL = {"completed", "failed", "expired", "cancelled"}
 _RETRY_STATUS = {408, 409, 425, 429}
@@ -458,7 +462,7 @@ def prepare_batch(
     resume: bool,
     workers: int,
     spri_options: Mapping[str, Any],
-    build: Any,
+    build: GraphBuilder,
 ) -> BatchRun | None:
     """The checks of ``synthesize(batch=...)`` and its :class:`BatchRun` (``None``: no batch).
 
@@ -534,7 +538,7 @@ class BatchRun:
         critic_model: Any,
         output: Path,
         resume: bool,
-        build: Any,
+        build: GraphBuilder,
     ) -> BatchRun:
         """Check the models and build the graph; nothing is sent and no file is opened.
 
