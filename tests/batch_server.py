@@ -61,8 +61,9 @@ def scripted_reply(body: dict[str, Any]) -> str:
         return "Feedback: scored when reminded. [RESULT] 5"
     found = _QUESTION.search(prompt)
     query = found.group(1) if found else "?"
-    if "[RESULT]" in prompt and query.endswith("question 7"):
+    if "[RESULT]" in prompt and query == "question 7":
         return "Feedback: forgot the score."  # a second call in the same node reminds it
+    if "[RESULT]" in prompt:  # a critique
         stage = "principles" if "### Principles to Evaluate:" in prompt else "response"
         candidate = _CANDIDATE.search(prompt)
         refined = candidate.group(1).count(_REFINED) if candidate else 0
