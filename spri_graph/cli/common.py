@@ -20,6 +20,7 @@ __all__ = [
     "non_negative_int",
     "one_line",
     "positive_int",
+    "price",
     "read_records",
     "resolve_cli_models",
     "score",
@@ -70,6 +71,22 @@ def non_negative_int(text: str) -> int:
         0
     """
     return _whole_number(text, 0)
+
+
+def price(text: str) -> float:
+    """Argument type: a price in USD per million tokens (>= 0).
+
+    Example:
+        >>> price("0.15")
+        0.15
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected USD per million tokens, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a price >= 0, got {text!r}")
+    return value
 
 
 def score(text: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spri_graph.cli.common import CLIError, add_model_arguments, loop_options, positive_int
+from spri_graph.cli.common import CLIError, add_model_arguments, loop_options, positive_int, price
 from spri_graph.cli.grading import (
     FileMode,
     check_file,
@@ -37,17 +37,6 @@ def _scale(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(
             f"expected LOW-HIGH with LOW < HIGH (at least two levels), got {text!r}"
         ) from None
-
-
-def _price(text: str) -> float:
-    """Argument type: a price in USD per million tokens (>= 0)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected USD per million tokens, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a price >= 0, got {text!r}")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -123,13 +112,13 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--price-in",
-        type=_price,
+        type=price,
         metavar="USD",
         help="FILE: price per million input tokens, to print the run's cost",
     )
     parser.add_argument(
         "--price-out",
-        type=_price,
+        type=price,
         metavar="USD",
         help="FILE: price per million output tokens, to print the run's cost",
     )

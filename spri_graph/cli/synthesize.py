@@ -12,6 +12,7 @@ from spri_graph.cli.common import (
     check_output,
     loop_options,
     positive_int,
+    price,
     resolve_cli_models,
 )
 from spri_graph.cli.progress import Progress
@@ -71,8 +72,48 @@ def add_parser(sub: Any) -> None:
         action="store_false",
         help="start over: overwrite OUT.jsonl instead of skipping the ids already in it",
     )
+    _add_batch_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=_run_synthesize)
+
+
+def _add_batch_arguments(parser: Any) -> None:
+    group = parser.add_argument_group("batch API")
+    group.add_argument(
+        "--batch",
+        action="store_true",
+        help="send each round of model calls as one batch to the endpoint's batch API "
+        "(OpenAI-compatible models; about half the price; resumable; state in "
+        "OUT.batch.sqlite); --concurrency records share each batch",
+    )
+    group.add_argument(
+        "--price-in",
+        type=price,
+        default=0.0,
+        metavar="USD",
+        help="interactive price per million input tokens, for the cost report (default: 0)",
+    )
+    group.add_argument(
+        "--price-out",
+        type=price,
+        default=0.0,
+        metavar="USD",
+        help="interactive price per million output tokens (default: 0)",
+    )
+    group.add_argument(
+        "--batch-discount",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="batch price as a fraction of the interactive one (default: 0.5)",
+    )
+    group.add_argument(
+        "--batch-poll",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds between checks of an open batch (default: 30)",
+    )
 
 
 def _run_synthesize(args: argparse.Namespace) -> int:
@@ -82,7 +123,21 @@ def _run_synthesize(args: argparse.Namespace) -> int:
         errors_path_for,
         synthesize,
     )
+    from spri_graph.synthesis.batch import BatchSettings
 
+    batch: bool | BatchSettings = False
+    if args.batch:
+        try:
+            batch = BatchSettings(
+                poll_interval=args.batch_poll,
+                price_in=args.price_in,
+                price_out=args.price_out,
+                discount=args.batch_discount,
+            )
+        except ValueError as exc:
+            name = str(exc).split(" ", 1)[0]
+            option = {"discount": "--batch-discount", "poll_interval": "--batch-poll"}
+            raise CLIError(f"{option.get(name, name)}: {exc}", code=2) from None
     check_output(args.output, option="-o")
     check_output(args.errors or errors_path_for(args.output), option="--errors")
     model, critic = resolve_cli_models(args)
@@ -102,6 +157,7 @@ def _run_synthesize(args: argparse.Namespace) -> int:
                 live.completed + live.failed, failed=live.failed, total=live.todo
             ),
             **loop_options(args, critic),
+            batch=batch,
         )
     except SynthesisInterrupted as stop:
         progress.close()

@@ -49,12 +49,15 @@ The modules, in the order a record goes through them:
 * :mod:`~spri_graph.synthesis.workers`: the event loop and the pool of forked workers;
 * :mod:`~spri_graph.synthesis.output`: the line format, the writability check, resume and
   whole-line writes;
-* :mod:`~spri_graph.synthesis.run`: :func:`synthesize` and :func:`asynthesize`.
+* :mod:`~spri_graph.synthesis.run`: :func:`synthesize` and :func:`asynthesize`;
+* :mod:`~spri_graph.synthesis.batch`: ``batch=True``, the calls of every round sent as one
+  batch to the endpoint's batch API (:class:`BatchSettings`, :class:`BatchReport`).
 """
 
+from spri_graph.synthesis.batch import BatchSettings
 from spri_graph.synthesis.output import check_writable, errors_path_for, output_record
 from spri_graph.synthesis.records import InputError, Records, read_jsonl
-from spri_graph.synthesis.report import SynthesisInterrupted, SynthesisReport
+from spri_graph.synthesis.report import BatchReport, SynthesisInterrupted, SynthesisReport
 from spri_graph.synthesis.run import asynthesize, spri_runner, synthesize
 from spri_graph.synthesis.runner import (
     Record,
@@ -65,6 +68,8 @@ from spri_graph.synthesis.runner import (
 )
 
 __all__ = [
+    "BatchReport",
+    "BatchSettings",
     "InputError",
     "Record",
     "RecordRunner",

@@ -6,7 +6,63 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["SynthesisInterrupted", "SynthesisReport"]
+__all__ = ["BatchReport", "SynthesisInterrupted", "SynthesisReport"]
+
+
+@dataclass
+class BatchReport:
+    """What the batches of a batch run did and cost (:mod:`spri_graph.synthesis.batch`).
+
+    It covers every batch of the output's state file, those of earlier runs that were
+    stopped and resumed included.
+
+    Attributes:
+        rounds: Rounds of model calls sent (one call per record in flight each).
+        batch_ids: The provider's ids of the batches, in order.
+        requests: Requests sent in the batches (a failed or expired one counts again when
+            it is sent again).
+        answered: Requests the batches answered.
+        input_tokens: Prompt tokens of the answered requests, as the provider reported them.
+        output_tokens: Completion tokens of the answered requests.
+        price_in: Interactive price per million input tokens.
+        price_out: Interactive price per million output tokens.
+        discount: Batch price as a fraction of the interactive one.
+    """
+
+    rounds: int = 0
+    batch_ids: list[str] = field(default_factory=list)
+    requests: int = 0
+    answered: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    price_in: float = 0.0
+    price_out: float = 0.0
+    discount: float = 0.5
+
+    @property
+    def interactive_cost(self) -> float:
+        """What the answered requests would cost sent interactively.
+
+        Example:
+            >>> BatchReport(input_tokens=2_000_000, output_tokens=1_000_000,
+            ...             price_in=0.15, price_out=0.6).interactive_cost
+            0.9
+        """
+        return (self.input_tokens * self.price_in + self.output_tokens * self.price_out) / 1e6
+
+    @property
+    def cost(self) -> float:
+        """What they cost at batch prices: the interactive cost times ``discount``."""
+        return self.interactive_cost * self.discount
+
+    def summary(self) -> str:
+        """Two lines: rounds, batches and requests; tokens and the cost both ways."""
+        return (
+            f"batch: {self.rounds} rounds, {len(self.batch_ids)} batches, {self.requests} "
+            f"requests ({self.answered} answered)\n"
+            f"batch tokens: {self.input_tokens} in, {self.output_tokens} out; cost "
+            f"{self.cost:.4f} at batch prices, {self.interactive_cost:.4f} interactive"
+        )
 
 
 @dataclass
@@ -28,6 +84,7 @@ class SynthesisReport:
         total_tokens: All tokens of completed records.
         wall_time: Seconds from the first record started to the last finished.
         interrupted: Whether the run was stopped (Ctrl-C) before it finished.
+        batch: What the batches cost, for a run with ``batch=True``; ``None`` otherwise.
     """
 
     output: Path
@@ -44,6 +101,7 @@ class SynthesisReport:
     total_tokens: int = 0
     wall_time: float = 0.0
     interrupted: bool = False
+    batch: BatchReport | None = None
     _started: float | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -102,6 +160,8 @@ class SynthesisReport:
             f"wall time: {self.wall_time:.1f}s ({self._pace()})",
             f"output: {self.output}",
         ]
+        if self.batch is not None:
+            lines.append(self.batch.summary())
         if self.repaired:
             lines.append("a torn last line of the output was cut off; its record ran again")
         if self.failed:

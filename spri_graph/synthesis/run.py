@@ -25,6 +25,7 @@ from typing_extensions import Unpack
 from spri_graph.alignment.spri import SPRIOptions, SPRISettings, create_batch_graph
 from spri_graph.engine.options import LoopSettings
 from spri_graph.models import ModelSpec
+from spri_graph.synthesis.batch import BatchRun, BatchSettings, prepare_batch
 from spri_graph.synthesis.output import (
     FileSink,
     check_writable,
@@ -119,6 +120,7 @@ class _Job:
     workers: int
     report: SynthesisReport
     on_progress: Callable[[SynthesisReport], None] | None
+    batch: BatchRun | None = None
 
     async def run(self, sink: RecordSink, shard: int = 0, shards: int = 1) -> None:
         """Run the records of one shard (every ``shards``-th record not done yet)."""
@@ -127,6 +129,9 @@ class _Job:
             todo = (record for i, record in enumerate(todo) if i % shards == shard)
         base, extra = divmod(self.runner.concurrency, shards)
         slots = min(base + (1 if shard < extra else 0), self.report.todo)
+        if self.batch is not None:
+            await self.batch.run(todo, self.runner, sink, self.report, concurrency=slots)
+            return
         await self.runner.run(todo, sink, concurrency=slots)
 
     @contextlib.contextmanager
@@ -165,6 +170,7 @@ class _Arguments(NamedTuple):
     resume: bool
     config: RunnableConfig | None
     on_progress: Callable[[SynthesisReport], None] | None
+    batch: bool | BatchSettings
 
 
 def _prepare(
@@ -178,8 +184,9 @@ def _prepare(
     """Everything up to the first model call: arguments, output files, graph, input."""
     settings = SPRISettings.from_options(options, caller=caller)
     model, output, errors, query_field, id_field, concurrency, resume, config, on_progress = (
-        arguments
+        arguments[:9]
     )
+    batch = arguments.batch
     _check_int("concurrency", concurrency, 1)
     _check_int("workers", workers, 1)
     if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
@@ -207,7 +214,21 @@ def _prepare(
         raise ValueError(f"config must be a RunnableConfig dict, got {type(config).__name__}")
 
     policy = settings.loop.policy
-    graph = create_batch_graph(model, **settings.options()).compile()
+    loop_options = settings.options()
+    batch_run = prepare_batch(
+        batch,
+        model=model,
+        critic_model=settings.loop.critic_model,
+        output=out_path,
+        resume=resume,
+        workers=workers,
+        spri_options=loop_options,
+        build=lambda m, c: create_batch_graph(m, **{**loop_options, "critic_model": c}),
+    )
+    if batch_run is None:
+        graph = create_batch_graph(model, **loop_options).compile()
+    else:
+        graph = batch_run.graph.compile()
     fields = RecordFields(query=query_field, id=id_field)
     source = open_source(records)
     try:
@@ -245,6 +266,7 @@ def _prepare(
         workers=max(1, min(workers, concurrency, report.todo)),
         report=report,
         on_progress=on_progress,
+        batch=batch_run,
     )
 
 
@@ -261,6 +283,7 @@ def synthesize(
     resume: bool = True,
     config: RunnableConfig | None = None,
     on_progress: Callable[[SynthesisReport], None] | None = None,
+    batch: bool | BatchSettings = False,
     **options: Unpack[SPRIOptions],
 ) -> SynthesisReport:
     """Run SPRI over a dataset and write chat-format SFT data, concurrently and resumably.
@@ -287,6 +310,13 @@ def synthesize(
             overwrites ``output``.
         config: Run config given to every record's graph run (callbacks, tags, metadata).
         on_progress: Called with the live report after each record finishes.
+        batch: ``True`` (or a :class:`~spri_graph.synthesis.batch.BatchSettings` with
+            polling and prices) sends the model calls through the endpoint's batch API at
+            about half the price, one round of calls per batch; ``concurrency`` records
+            share each batch, so raise it (e.g. to 10,000). It needs OpenAI-compatible
+            ``ChatOpenAI`` models and ``workers=1``, keeps its state in ``OUT.batch.sqlite``
+            (resumable after any crash), turns speculative drafting off and fills
+            ``report.batch``. See :mod:`spri_graph.synthesis.batch`.
         **options: The shared options (:class:`~spri_graph.engine.options.LoopOptions`)
             and :class:`~spri_graph.alignment.spri.SPRIOptions`, as for
             :func:`~spri_graph.create_spri_graph` (``review_principles``, which would pause
@@ -324,7 +354,16 @@ def synthesize(
     """
     _refuse_running_loop()
     arguments = _Arguments(
-        model, output, errors, query_field, id_field, concurrency, resume, config, on_progress
+        model,
+        output,
+        errors,
+        query_field,
+        id_field,
+        concurrency,
+        resume,
+        config,
+        on_progress,
+        batch,
     )
     job = _prepare(records, arguments, options, caller="synthesize", workers=workers)
     preload(job.workers)  # loaded once here rather than by each worker as it starts
@@ -353,6 +392,7 @@ async def asynthesize(
     resume: bool = True,
     config: RunnableConfig | None = None,
     on_progress: Callable[[SynthesisReport], None] | None = None,
+    batch: bool | BatchSettings = False,
     **options: Unpack[SPRIOptions],
 ) -> SynthesisReport:
     """Async :func:`synthesize` on the running event loop; the same arguments but ``workers``.
@@ -375,7 +415,16 @@ async def asynthesize(
         1
     """
     arguments = _Arguments(
-        model, output, errors, query_field, id_field, concurrency, resume, config, on_progress
+        model,
+        output,
+        errors,
+        query_field,
+        id_field,
+        concurrency,
+        resume,
+        config,
+        on_progress,
+        batch,
     )
     job = _prepare(records, arguments, options, caller="asynthesize")
     with job.writing() as sink:
