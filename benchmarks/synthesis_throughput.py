@@ -61,14 +61,18 @@ class LatencyChatModel(BaseChatModel):
 
     def _reply(self, messages: list[BaseMessage]) -> ChatResult:
         prompt = str(messages[-1].content)
-        number = int(_RECORD.search(prompt).group(1))  # type: ignore[union-attr]
+        number = int(_RECORD.search(" ".join(str(m.content) for m in messages)).group(1))  # type: ignore[union-attr]
+        # The response prompts carry the principles in the system message; a refinement
+        # replays the draft as an AI turn.
+        responding = "Principles for the answer:" in str(messages[0].content)
+        refining = any(isinstance(m, AIMessage) for m in messages)
         if "[RESULT]" in prompt:  # a critique: reject the first principles of every 3rd record
             first_draft = f"Principles v1 for record {number}." in prompt
             score = 3 if first_draft and number % 3 == 0 else 5
             text = f"Feedback: checked record {number}. [RESULT] {score}"
-        elif prompt.rstrip().endswith("### Refined Principles:"):
+        elif not responding and refining:
             text = f"Principles v2 for record {number}."
-        elif prompt.rstrip().endswith("### Principles:"):
+        elif not responding:
             text = f"Principles v1 for record {number}."
         else:
             text = f"Answer to record {number}."

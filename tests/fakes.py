@@ -5,16 +5,49 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
+from spri_graph.engine.prompts import SPRI_PROMPTS
+
 Reply = str | dict | AIMessage | BaseException | Callable[[Sequence[BaseMessage]], Any]
+
+SPRIStep = Literal[
+    "principles_draft", "principles_refine", "response_draft", "response_refine", "critique"
+]
+
+
+def _literal_text(prompt: ChatPromptTemplate) -> str:
+    """The longest run of fixed text in a prompt's last message (no variables)."""
+    last = prompt.format_messages(**{name: "\0" for name in prompt.input_variables})[-1]
+    return max(str(last.content).split("\0"), key=len)
+
+
+def spri_step(messages: Sequence[BaseMessage | dict[str, Any]]) -> SPRIStep:
+    """Which default SPRI prompt ``messages`` were made from, read from the prompts' own text.
+
+    Messages may be LangChain messages or OpenAI-style dicts (as a server receives them).
+    """
+    last = messages[-1]
+    text = str(last["content"] if isinstance(last, dict) else last.content)
+    if "[RESULT]" in text:
+        return "critique"
+    for key in ("principles_draft", "principles_refine", "response_refine"):
+        if _literal_text(SPRI_PROMPTS[key]) in text:
+            return key  # type: ignore[return-value]
+    return "response_draft"
+
+
+def all_text(messages: Sequence[BaseMessage | dict[str, Any]]) -> str:
+    """The content of every message, one after another."""
+    return "\n".join(str(m["content"] if isinstance(m, dict) else m.content) for m in messages)
 
 
 class ScriptedChatModel(BaseChatModel):

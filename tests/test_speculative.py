@@ -14,7 +14,7 @@ from langchain_core.messages import BaseMessage
 from spri_graph import create_spri_graph
 from spri_graph.readers.scores import clean_text
 from tests.conftest import reference_dir
-from tests.fakes import ScriptedChatModel
+from tests.fakes import ScriptedChatModel, all_text, spri_step
 from tests.test_traces import SEEDS
 from tests.trace_models import prompt_keyed_models
 
@@ -121,13 +121,13 @@ async def test_a_wasted_draft_does_not_hold_up_the_loop() -> None:
     drafts: list[str] = []
 
     def base(messages: Sequence[BaseMessage]) -> str:
-        text = str(messages[-1].content)
-        if text.endswith("### Response:"):
+        step, text = spri_step(messages), all_text(messages)
+        if step == "response_draft":
             drafts.append(text)
             if "v1" in text:
                 time.sleep(2.0)
             return "An answer."
-        return "Principles v2." if "Refined" in text else "Principles v1."
+        return "Principles v2." if step == "principles_refine" else "Principles v1."
 
     critic = ScriptedChatModel(
         ["Feedback: vague. [RESULT] 2", "Feedback: good. [RESULT] 5", "Feedback: ok [RESULT] 5"]

@@ -63,24 +63,29 @@ FORMAT_REMINDER = (
 )
 
 _PRINCIPLE_ROLE = (
-    "### Role: You write principles that steer answers to questions. Given a question, write "
-    "the principles a good answer to it should follow. A principle is a high-level rule about "
+    "You write principles that steer answers to questions. Given a question, write the "
+    "principles a good answer to it should follow. A principle is a high-level rule about "
     'the answer, not the answer itself; for example: "When answering, do not discriminate by '
     'gender, age or income." Write only the principles, with no introduction, closing or '
     "explanation, and keep them under 128 words."
 )
 _RESPONSE_ROLE = (
-    "### Role: You follow instructions with care. Given a question and principles for the "
-    "answer, write an answer to the question that follows those principles closely. Write only "
-    "the answer, with no introduction, closing or explanation, and keep it under 128 words."
+    "You follow instructions with care. Given a question and principles for the answer, "
+    "answer the question the way those principles ask. Write only the answer itself, with no "
+    "introduction, closing or explanation, and keep it under 128 words."
 )
+_PRINCIPLES_REQUEST = (
+    "{history_section}Write the principles a good answer to this question should follow."
+    "\n\n{query}{goal_section}"
+)
+_PRINCIPLES_SECTION = "\n\nPrinciples for the answer:\n{principles}"
 
+# The drafts ask in the human turn and leave the assistant turn empty, with no heading for
+# the model to continue; a refinement replays the draft as the model's own turn and sends
+# the critic's feedback as the next human turn, the shape a small chat model follows best.
 SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
     "principles_draft": ChatPromptTemplate.from_messages(
-        [
-            ("system", _PRINCIPLE_ROLE + "{examples_section}"),
-            ("human", "{history_section}### Question: {query}{goal_section}\n### Principles:"),
-        ]
+        [("system", _PRINCIPLE_ROLE + "{examples_section}"), ("human", _PRINCIPLES_REQUEST)]
     ),
     "principles_critique": ChatPromptTemplate.from_messages(
         [
@@ -88,7 +93,7 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
                 "human",
                 CRITIQUE_FORMAT
                 + "### Instruction to Evaluate:\n"
-                + _PRINCIPLE_ROLE.removeprefix("### ")
+                + _PRINCIPLE_ROLE
                 + "\n{history_section}[Question: {query}]{goal_section}\n\n"
                 "### Principles to Evaluate:\n{candidate}\n\n"
                 "### Score Rubric:\n"
@@ -106,28 +111,20 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
     ),
     "principles_refine": ChatPromptTemplate.from_messages(
         [
-            (
-                "system",
-                "### Role: You write principles that steer answers to questions. Improve the "
-                "principles below using the feedback. Write only the improved principles, with "
-                "no introduction, closing or explanation, and keep them under 128 words.",
-            ),
+            ("system", _PRINCIPLE_ROLE),
+            ("human", _PRINCIPLES_REQUEST),
+            ("ai", "{candidate}"),
             (
                 "human",
-                "{history_section}### Question: {query}{goal_section}\n"
-                "### Principles: {candidate}\n"
-                "### Feedback: {feedback}\n### Refined Principles:",
+                "Feedback on these principles: {feedback}\n\nWrite the principles again, "
+                "improved by the feedback. Write only the principles.",
             ),
         ]
     ),
     "response_draft": ChatPromptTemplate.from_messages(
         [
-            ("system", _RESPONSE_ROLE),
-            (
-                "human",
-                "{history_section}### Question: {query}\n### Principles: {principles}\n\n"
-                "### Response:",
-            ),
+            ("system", _RESPONSE_ROLE + _PRINCIPLES_SECTION),
+            ("human", "{history_section}{query}"),
         ]
     ),
     "response_critique": ChatPromptTemplate.from_messages(
@@ -136,7 +133,7 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
                 "human",
                 CRITIQUE_FORMAT
                 + "### Instruction to Evaluate:\n"
-                + _RESPONSE_ROLE.removeprefix("### ")
+                + _RESPONSE_ROLE
                 + "\n{history_section}[Question: {query}]\n[Principles: {principles}]\n\n"
                 "### Response to Evaluate:\n{candidate}\n\n"
                 "### Score Rubric:\n"
@@ -152,21 +149,23 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
     ),
     "response_refine": ChatPromptTemplate.from_messages(
         [
-            (
-                "system",
-                "### Role: You follow instructions with care. Improve the answer below using the "
-                "feedback so that it follows the principles more closely. Write only the improved "
-                "answer, with no introduction, closing or explanation, and keep it under 128 "
-                "words.",
-            ),
+            ("system", _RESPONSE_ROLE + _PRINCIPLES_SECTION),
+            ("human", "{history_section}{query}"),
+            ("ai", "{candidate}"),
             (
                 "human",
-                "{history_section}### Question: {query}\n### Principles: {principles}\n"
-                "### Response: {candidate}\n### Feedback: {feedback}\n### Refined Response:",
+                "Feedback on your answer: {feedback}\n\nAnswer the question again, improved "
+                "by the feedback and closer to the principles. Write only the answer.",
             ),
         ]
     ),
 }
+"""Prompts of the SPRI graphs, keyed ``"<stage>_<step>"``.
+
+Drafts and refinements are chat turns (system: the role, and the principles for a
+response; human: the request); the critiques keep the paper's one-message layout and its
+``Feedback: ... [RESULT] N`` answer.
+"""
 
 
 def format_seed_examples(examples: Sequence[SeedExample] | None) -> str:
