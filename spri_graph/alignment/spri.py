@@ -34,7 +34,8 @@ from spri_graph.engine.prompts import (
 )
 from spri_graph.engine.steps import StageUsage, merge_usage, message_text
 from spri_graph.models import ModelSpec, resolve_model_cached
-from spri_graph.readers.scores import Critique, clean_text
+from spri_graph.readers.frames import strip_frames
+from spri_graph.readers.scores import Critique
 
 __all__ = [
     "PrinciplesOutput",
@@ -283,7 +284,7 @@ def _build(
             candidate_key=candidate_key,
             critiques_key=critiques_key,
             prompt_inputs=lambda state: _inputs(state, examples_section),
-            parse_candidate=lambda message: clean_text(message_text(message)),
+            parse_candidate=lambda message: strip_frames(message_text(message), writing=name),
             threshold=settings.threshold,
             max_iterations=settings.max_iterations,
             critic_output=models.critic_output,

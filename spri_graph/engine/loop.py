@@ -55,6 +55,7 @@ from spri_graph.engine.steps import (
     step_node,
     structured_output,
 )
+from spri_graph.readers.frames import strip_frames
 from spri_graph.readers.scores import Critique, ScoredCritique, clean_text, parse_critique
 
 __all__ = [
@@ -78,7 +79,7 @@ ModelResolver = Callable[[str], BaseChatModel | Runnable[Any, Any]]
 
 
 def _default_parse(message: BaseMessage) -> str:
-    return clean_text(message_text(message))
+    return strip_frames(message_text(message))
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ class RefineLoop:
         candidate_key: State key holding the candidate.
         critiques_key: State key holding the list of :class:`Critique`.
         prompt_inputs: Builds the prompt variables from the state.
-        parse_candidate: Turns the model's message into the candidate value.
+        parse_candidate: Turns the model's message into the candidate value; by default
+            its text without the prompt frames it copied
+            (:func:`~spri_graph.readers.frames.strip_frames`).
         render_candidate: Turns the candidate into text for the critique/refine prompts.
         threshold: Score (1-5) that accepts a candidate.
         max_iterations: Most critiques to make.
