@@ -19,15 +19,27 @@ from spri_graph.engine.prompts import SPRI_PROMPTS
 
 Reply = str | dict | AIMessage | BaseException | Callable[[Sequence[BaseMessage]], Any]
 
+PRINCIPLES_SECTION = "Principles for the answer:\n"
+"""Where the response prompts' system message quotes the principles."""
+EARLIER = {
+    "principles": ("Earlier principles for this question:\n", "\n\nFeedback on them:"),
+    "response": ("An earlier answer to this question:\n", "\n\nFeedback on that answer:"),
+}
+"""Where a refine prompt's system message quotes the candidate, by stage: (before, after)."""
+
 SPRIStep = Literal[
     "principles_draft", "principles_refine", "response_draft", "response_refine", "critique"
 ]
 
 
-def _literal_text(prompt: ChatPromptTemplate) -> str:
-    """The longest run of fixed text in a prompt's last message (no variables)."""
-    last = prompt.format_messages(**{name: "\0" for name in prompt.input_variables})[-1]
-    return max(str(last.content).split("\0"), key=len)
+def _literal_pieces(prompt: ChatPromptTemplate, index: int) -> list[str]:
+    """The fixed text of one of a prompt's messages, split where its variables go."""
+    message = prompt.format_messages(**{name: "\0" for name in prompt.input_variables})[index]
+    return str(message.content).split("\0")
+
+
+def _content(message: BaseMessage | dict[str, Any]) -> str:
+    return str(message["content"] if isinstance(message, dict) else message.content)
 
 
 def spri_step(messages: Sequence[BaseMessage | dict[str, Any]]) -> SPRIStep:
@@ -35,19 +47,20 @@ def spri_step(messages: Sequence[BaseMessage | dict[str, Any]]) -> SPRIStep:
 
     Messages may be LangChain messages or OpenAI-style dicts (as a server receives them).
     """
-    last = messages[-1]
-    text = str(last["content"] if isinstance(last, dict) else last.content)
-    if "[RESULT]" in text:
+    last, first = _content(messages[-1]), _content(messages[0])
+    if "[RESULT]" in last:
         return "critique"
-    for key in ("principles_draft", "principles_refine", "response_refine"):
-        if _literal_text(SPRI_PROMPTS[key]) in text:
+    for key in ("principles_refine", "response_refine"):  # their system message's last words
+        if _literal_pieces(SPRI_PROMPTS[key], 0)[-1] in first:
             return key  # type: ignore[return-value]
+    if max(_literal_pieces(SPRI_PROMPTS["principles_draft"], -1), key=len) in last:
+        return "principles_draft"
     return "response_draft"
 
 
 def all_text(messages: Sequence[BaseMessage | dict[str, Any]]) -> str:
     """The content of every message, one after another."""
-    return "\n".join(str(m["content"] if isinstance(m, dict) else m.content) for m in messages)
+    return "\n".join(_content(m) for m in messages)
 
 
 class ScriptedChatModel(BaseChatModel):

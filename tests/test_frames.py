@@ -97,7 +97,7 @@ def test_headings_come_from_the_prompts() -> None:
     writing = [p for key, p in SPRI_PROMPTS.items() if not key.endswith("_critique")]
     headings = prompt_headings(writing, extra=["### Question: {query}"])
     assert {"princi", "feedba", "questi"} <= headings.heads
-    assert headings.queried == {"questi"}
+    assert headings.echoed == {"questi", "feedba"}
     assert headings.head("Refined Principles") == "princi"
     assert headings.head("Step") is None
     assert headings.head("Answer") is None and headings.head("Answer", opening=True) == "answer"

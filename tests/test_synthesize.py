@@ -34,7 +34,7 @@ from spri_graph.synthesis import workers as worker_pool
 from spri_graph.synthesis.output import LineWriter
 from tests.fakes import ScriptedChatModel, all_text, spri_step, transient_error
 
-QUESTION = re.compile(r"question \w+")
+QUESTION = re.compile(r"question (?:\d+|[a-z])\b")
 
 
 def fast_retry(max_attempts: int) -> RetryPolicy:

@@ -21,7 +21,7 @@ import pytest
 from spri_graph.cli.progress import Progress
 from tests.fakes import all_text, spri_step
 
-QUESTION = re.compile(r"question \w+")
+QUESTION = re.compile(r"question (?:\d+|[a-z])\b")
 
 
 class ChatServer(ThreadingHTTPServer):

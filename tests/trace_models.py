@@ -14,10 +14,7 @@ from collections.abc import Sequence
 from langchain_core.messages import BaseMessage
 
 from spri_graph.readers.scores import clean_text
-from tests.fakes import ScriptedChatModel, spri_step
-
-# Where the response prompts' system message quotes the principles.
-PRINCIPLES_SECTION = "Principles for the answer:\n"
+from tests.fakes import EARLIER, PRINCIPLES_SECTION, ScriptedChatModel, spri_step
 
 
 def series(trace: dict, first: str, prefix: str) -> list[str]:
@@ -82,14 +79,14 @@ def prompt_keyed_models(trace: dict) -> tuple[ScriptedChatModel, ScriptedChatMod
     def base(messages: Sequence[BaseMessage]) -> str:
         step = spri_step(messages)
         with lock:
-            if step == "principles_refine":  # the candidate is the replayed AI turn
-                return principles.after(clean_text(str(messages[-2].content)))
+            system = str(messages[0].content)
+            if step == "principles_refine":
+                return principles.after(_between(system, *EARLIER["principles"]))
             if step == "principles_draft":
                 return principles.items[0]
             if step == "response_refine":
-                return responses.after(clean_text(str(messages[-2].content)))
+                return responses.after(_between(system, *EARLIER["response"]))
             assert step == "response_draft", step
-            system = str(messages[0].content)
             if clean_text(system.split(PRINCIPLES_SECTION, 1)[1]) != final_principles:
                 return WASTED
             return responses.items[0]

@@ -80,9 +80,18 @@ _PRINCIPLES_REQUEST = (
 )
 _PRINCIPLES_SECTION = "\n\nPrinciples for the answer:\n{principles}"
 
-# The drafts ask in the human turn and leave the assistant turn empty, with no heading for
-# the model to continue; a refinement replays the draft as the model's own turn and sends
-# the critic's feedback as the next human turn, the shape a small chat model follows best.
+# Every draft and refinement ends on the human turn that asks for the text, with no heading
+# left for the model to continue; what a refinement builds on (the earlier text and the
+# critic's feedback) goes in the system message, so a small chat model writes the text
+# anew rather than replying to the feedback.
+_PRINCIPLES_REFINEMENT = (
+    "\n\nEarlier principles for this question:\n{candidate}\n\nFeedback on them: {feedback}"
+    "\n\nWrite new, better principles that use the feedback."
+)
+_RESPONSE_REFINEMENT = (
+    "\n\nAn earlier answer to this question:\n{candidate}\n\nFeedback on that answer: "
+    "{feedback}\n\nWrite a new, better answer that uses the feedback."
+)
 SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
     "principles_draft": ChatPromptTemplate.from_messages(
         [("system", _PRINCIPLE_ROLE + "{examples_section}"), ("human", _PRINCIPLES_REQUEST)]
@@ -110,16 +119,7 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
         ]
     ),
     "principles_refine": ChatPromptTemplate.from_messages(
-        [
-            ("system", _PRINCIPLE_ROLE),
-            ("human", _PRINCIPLES_REQUEST),
-            ("ai", "{candidate}"),
-            (
-                "human",
-                "Feedback on these principles: {feedback}\n\nWrite the principles again, "
-                "improved by the feedback. Write only the principles.",
-            ),
-        ]
+        [("system", _PRINCIPLE_ROLE + _PRINCIPLES_REFINEMENT), ("human", _PRINCIPLES_REQUEST)]
     ),
     "response_draft": ChatPromptTemplate.from_messages(
         [
@@ -149,21 +149,16 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
     ),
     "response_refine": ChatPromptTemplate.from_messages(
         [
-            ("system", _RESPONSE_ROLE + _PRINCIPLES_SECTION),
+            ("system", _RESPONSE_ROLE + _PRINCIPLES_SECTION + _RESPONSE_REFINEMENT),
             ("human", "{history_section}{query}"),
-            ("ai", "{candidate}"),
-            (
-                "human",
-                "Feedback on your answer: {feedback}\n\nAnswer the question again, improved "
-                "by the feedback and closer to the principles. Write only the answer.",
-            ),
         ]
     ),
 }
 """Prompts of the SPRI graphs, keyed ``"<stage>_<step>"``.
 
-Drafts and refinements are chat turns (system: the role, and the principles for a
-response; human: the request); the critiques keep the paper's one-message layout and its
+Drafts and refinements are chat turns: the system message holds the role (and, for a
+response, the principles; for a refinement, the earlier text and its feedback), the human
+turn the request. The critiques keep the paper's one-message layout and its
 ``Feedback: ... [RESULT] N`` answer.
 """
 

@@ -28,12 +28,12 @@ from spri_graph.readers.scores import clean_text
 __all__ = ["Headings", "prompt_headings", "strip_frames"]
 
 _STEM = 6
-_LABEL = r"[A-Z][A-Za-z]*(?: [A-Za-z]+){0,3}"
+_LABEL = r"[A-Z][A-Za-z]*(?: [A-Za-z]+){0,5}"
 # A heading in a prompt template: at a line start, after "###" or "[", and before ":".
 _TEMPLATE_HEADING = re.compile(rf"(?:^|\n)(?:#+ *|\[)?({_LABEL}) ?:(?: *\{{(\w+)\}})?")
 # A heading the model wrote: at a line start, after Markdown marks, before ":".
 _REPLY_HEADING = re.compile(
-    r"^[ \t]*(#+[ \t]*|[*_]{1,2}|\[)?[ \t]*([A-Za-z]+(?: [A-Za-z]+){0,3})"
+    r"^[ \t]*(#+[ \t]*|[*_]{1,2}|\[)?[ \t]*([A-Za-z]+(?: [A-Za-z]+){0,5})"
     r"[ \t]*[*_]{0,2}[ \t]*:[*_]{0,2}[ \t]*",
     re.MULTILINE,
 )
@@ -51,41 +51,55 @@ class Headings:
             line opening with one of them starts a frame.
         words: Stems of every word of five letters or more in the headings (``answer`` of
             ``Principles for the answer``): the reply may open with one as its label.
-        queried: Stems of the headings that introduce the user's question.
+        echoed: Stems of the headings that introduce an input on their line (the question,
+            the feedback): a reply that opens with one restates that input.
+        labels: Every heading in full, as its words' stems.
     """
 
-    def __init__(self, heads: Iterable[str], words: Iterable[str], queried: Iterable[str]) -> None:
+    def __init__(
+        self,
+        heads: Iterable[str],
+        words: Iterable[str],
+        echoed: Iterable[str],
+        labels: Iterable[tuple[str, ...]] = (),
+    ) -> None:
         self.heads = frozenset(heads)
         self.words = frozenset(words) | self.heads
-        self.queried = frozenset(queried)
+        self.echoed = frozenset(echoed)
+        self.labels = frozenset(labels)
 
     def head(self, label: str, *, opening: bool = False) -> str | None:
-        """The heading ``label`` names, if any: its last word's stem, one qualifier allowed.
+        """The heading ``label`` names, if any, as a stem.
+
+        A label names a heading when it is the heading in full (the stem of its first word)
+        or one of its words with at most one qualifier (that word's stem).
 
         Args:
             label: The words before a colon at the start of a line.
             opening: Whether the label opens the reply, where any heading word counts.
         """
         stems = _stems(label)
+        if stems in self.labels:
+            return stems[0]
         if 1 <= len(stems) <= 2 and stems[-1] in (self.words if opening else self.heads):
             return stems[-1]
         return None
 
 
 def prompt_headings(prompts: Iterable[ChatPromptTemplate], extra: Iterable[str] = ()) -> Headings:
-    """Read the headings of prompts (``### Question: {query}``, ``Principles for the answer:``).
+    r"""Read the headings of prompts (``### Question: {query}``, ``Principles for the answer:``).
 
     Args:
         prompts: The prompts whose replies will be cleaned.
         extra: Text of sections filled in at run time (e.g. the goal section).
 
     Returns:
-        The :class:`Headings`: each heading's first word, and which headings hold the query.
+        The :class:`Headings` of the prompts and sections.
 
     Example:
         >>> prompt = ChatPromptTemplate.from_messages([("human", "### Question: {query}")])
-        >>> headings = prompt_headings([prompt], extra=["### Response Goal: {goal}"])
-        >>> sorted(headings.heads), sorted(headings.queried)
+        >>> headings = prompt_headings([prompt], extra=["### Response Goal:\n{goal}"])
+        >>> sorted(headings.heads), sorted(headings.echoed)
         (['questi', 'respon'], ['questi'])
         >>> sorted(headings.words)
         ['questi', 'respon']
@@ -99,15 +113,17 @@ def prompt_headings(prompts: Iterable[ChatPromptTemplate], extra: Iterable[str] 
     ]
     heads: set[str] = set()
     words: set[str] = set()
-    queried: set[str] = set()
+    echoed: set[str] = set()
+    labels: set[tuple[str, ...]] = set()
     for text in [*texts, *extra]:
         for match in _TEMPLATE_HEADING.finditer(text):
             stems = _stems(match.group(1))
+            labels.add(stems)
             heads.add(stems[0])
             words.update(stem for stem in stems if len(stem) >= 5)
-            if match.group(2) == "query":
-                queried.add(stems[0])
-    return Headings(heads, words, queried)
+            if match.group(2) not in (None, "candidate"):
+                echoed.add(stems[0])
+    return Headings(heads, words, echoed, labels)
 
 
 @lru_cache(maxsize=1)
@@ -128,7 +144,8 @@ def strip_frames(text: str, headings: Headings | None = None, *, writing: str = 
     r"""``text`` without the prompt frames a model copied into it.
 
     Three kinds of frame go: a heading that opens the reply (``### Response:``,
-    ``Respond:``), the first line when it restates the question (``### Question: ...``), and
+    ``Respond:``), the first line when it restates an input such as the question
+    (``### Question: ...``) or the feedback, and
     everything from a later line that opens a new frame with a heading of the prompts
     (``### Question:``, ``### Refined Response:``). A reply that is frames alone keeps its
     text with the headings taken off.
@@ -165,7 +182,8 @@ def strip_frames(text: str, headings: Headings | None = None, *, writing: str = 
         if head is None or (head == own and not opening.group(1)):
             break
         rest = body[opening.end() :]
-        body = (rest.partition("\n")[2] if head in known.queried else rest).strip()
+        echoes = head in known.echoed and head != own
+        body = (rest.partition("\n")[2] if echoes else rest).strip()
     body = clean_text(body)
     for later in _REPLY_HEADING.finditer(body):
         head = known.head(later.group(2))
