@@ -61,14 +61,19 @@ class LatencyChatModel(BaseChatModel):
 
     def _reply(self, messages: list[BaseMessage]) -> ChatResult:
         prompt = str(messages[-1].content)
-        number = int(_RECORD.search(prompt).group(1))  # type: ignore[union-attr]
+        number = int(_RECORD.search(" ".join(str(m.content) for m in messages)).group(1))  # type: ignore[union-attr]
+        # The response prompts carry the principles in the system message, a refinement
+        # the earlier text and its feedback.
+        system = str(messages[0].content)
+        responding = "Principles for the answer:" in system
+        refining = "Feedback on th" in system
         if "[RESULT]" in prompt:  # a critique: reject the first principles of every 3rd record
             first_draft = f"Principles v1 for record {number}." in prompt
             score = 3 if first_draft and number % 3 == 0 else 5
             text = f"Feedback: checked record {number}. [RESULT] {score}"
-        elif prompt.rstrip().endswith("### Refined Principles:"):
+        elif not responding and refining:
             text = f"Principles v2 for record {number}."
-        elif prompt.rstrip().endswith("### Principles:"):
+        elif not responding:
             text = f"Principles v1 for record {number}."
         else:
             text = f"Answer to record {number}."

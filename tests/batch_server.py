@@ -55,27 +55,34 @@ def _needs(query: str, stage: str) -> int:
 
 
 def scripted_reply(body: dict[str, Any]) -> str:
-    """The reply to a chat request: a function of its last message only."""
+    """The reply to a chat request: a function of its messages only."""
     prompt = str(body["messages"][-1]["content"])
+    system = str(body["messages"][0]["content"]) if len(body["messages"]) > 1 else ""
     if prompt.startswith("Your reply did not end with a score"):
         return "Feedback: scored when reminded. [RESULT] 5"
-    found = _QUESTION.search(prompt)
-    query = found.group(1) if found else "?"
-    if "[RESULT]" in prompt and query == "question 7":
-        return "Feedback: forgot the score."  # a second call in the same node reminds it
     if "[RESULT]" in prompt:  # a critique
+        found = _QUESTION.search(prompt)
+        query = found.group(1) if found else "?"
+        if query == "question 7":
+            return "Feedback: forgot the score."  # a second call in the same node reminds it
         stage = "principles" if "### Principles to Evaluate:" in prompt else "response"
         candidate = _CANDIDATE.search(prompt)
         refined = candidate.group(1).count(_REFINED) if candidate else 0
         score = 5 if refined >= _needs(query, stage) else 2
         return f"Feedback: {stage} of {query}, refined {refined}. [RESULT] {score}"
-    if prompt.rstrip().endswith("### Principles:"):
-        return f"Principles for {query}."
-    if prompt.rstrip().endswith("### Refined Principles:"):
-        return prompt.split("### Principles: ", 1)[1].split("\n### Feedback:")[0] + _REFINED
-    if prompt.rstrip().endswith("### Refined Response:"):
-        return prompt.split("### Response: ", 1)[1].split("\n### Feedback:")[0] + _REFINED
-    return f"Answer to {query}."
+    query = prompt.strip().split("\n\n")[-1]  # drafts and refinements end on the question
+    for opening, closing in _EARLIER:
+        if opening in system:  # a refinement: the earlier text is in the system message
+            return system.split(opening, 1)[1].split(closing, 1)[0] + _REFINED
+    if "Principles for the answer:" in system:
+        return f"Answer to {query}."
+    return f"Principles for {query}."
+
+
+_EARLIER = (
+    ("Earlier principles for this question:\n", "\n\nFeedback on them:"),
+    ("An earlier answer to this question:\n", "\n\nFeedback on that answer:"),
+)
 
 
 def completion(body: dict[str, Any]) -> dict[str, Any]:

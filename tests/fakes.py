@@ -5,16 +5,62 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
+from spri_graph.engine.prompts import SPRI_PROMPTS
+
 Reply = str | dict | AIMessage | BaseException | Callable[[Sequence[BaseMessage]], Any]
+
+PRINCIPLES_SECTION = "Principles for the answer:\n"
+"""Where the response prompts' system message quotes the principles."""
+EARLIER = {
+    "principles": ("Earlier principles for this question:\n", "\n\nFeedback on them:"),
+    "response": ("An earlier answer to this question:\n", "\n\nFeedback on that answer:"),
+}
+"""Where a refine prompt's system message quotes the candidate, by stage: (before, after)."""
+
+SPRIStep = Literal[
+    "principles_draft", "principles_refine", "response_draft", "response_refine", "critique"
+]
+
+
+def _literal_pieces(prompt: ChatPromptTemplate, index: int) -> list[str]:
+    """The fixed text of one of a prompt's messages, split where its variables go."""
+    message = prompt.format_messages(**{name: "\0" for name in prompt.input_variables})[index]
+    return str(message.content).split("\0")
+
+
+def _content(message: BaseMessage | dict[str, Any]) -> str:
+    return str(message["content"] if isinstance(message, dict) else message.content)
+
+
+def spri_step(messages: Sequence[BaseMessage | dict[str, Any]]) -> SPRIStep:
+    """Which default SPRI prompt ``messages`` were made from, read from the prompts' own text.
+
+    Messages may be LangChain messages or OpenAI-style dicts (as a server receives them).
+    """
+    last, first = _content(messages[-1]), _content(messages[0])
+    if "[RESULT]" in last:
+        return "critique"
+    for key in ("principles_refine", "response_refine"):  # their system message's last words
+        if _literal_pieces(SPRI_PROMPTS[key], 0)[-1] in first:
+            return key  # type: ignore[return-value]
+    if max(_literal_pieces(SPRI_PROMPTS["principles_draft"], -1), key=len) in last:
+        return "principles_draft"
+    return "response_draft"
+
+
+def all_text(messages: Sequence[BaseMessage | dict[str, Any]]) -> str:
+    """The content of every message, one after another."""
+    return "\n".join(_content(m) for m in messages)
 
 
 class ScriptedChatModel(BaseChatModel):

@@ -33,7 +33,7 @@ from pydantic import BaseModel
 
 from spri_graph import SPRIMiddleware
 from spri_graph.agents.middleware import SPRIAgentState
-from tests.fakes import ScriptedChatModel
+from tests.fakes import EARLIER, ScriptedChatModel, all_text, spri_step
 
 QUESTION = "What is 2 + 3, doubled?"
 SYSTEM = "You are a careful calculator."
@@ -296,8 +296,9 @@ def test_refine_answer_replaces_the_final_answer_in_place() -> None:
     assert f"Response to Evaluate:\n{REFINED}\n" in answer_critiques[1]
     for prompt in answer_critiques:
         assert QUESTION in prompt and PRINCIPLES in prompt
-    refine_prompt = s.base.calls[-1]["messages"][-1].content
-    assert "Shows no steps." in refine_prompt and f"### Response: {ANSWER}" in refine_prompt
+    refine_prompt = str(s.base.calls[-1]["messages"][0].content)
+    assert "Shows no steps." in refine_prompt
+    assert f"{EARLIER['response'][0]}{ANSWER}{EARLIER['response'][1]}" in refine_prompt
 
 
 def test_an_answer_that_passes_is_kept() -> None:
@@ -539,12 +540,12 @@ def keyed_agent(messages: Sequence[BaseMessage]) -> AIMessage:
 
 def keyed_spri(messages: Sequence[BaseMessage]) -> str:
     """The SPRI base model's reply, chosen by the step its prompt asks for."""
-    prompt = str(messages[-1].content)
-    if prompt.endswith("### Refined Principles:"):
+    step = spri_step(messages)
+    if step == "principles_refine":
         return PRINCIPLES
-    if prompt.endswith("### Principles:"):
+    if step == "principles_draft":
         return DRAFT_PRINCIPLES
-    assert prompt.endswith("### Refined Response:"), prompt[-200:]
+    assert step == "response_refine", all_text(messages)[-200:]
     return REFINED
 
 

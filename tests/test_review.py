@@ -22,7 +22,7 @@ from langgraph.types import Command
 
 from spri_graph import Critique, create_spri_graph
 from tests.conftest import ROOT
-from tests.fakes import ScriptedChatModel
+from tests.fakes import PRINCIPLES_SECTION, ScriptedChatModel, all_text
 
 QUERY = "How do I tell my team I am burning out?"
 EDITED = "1. Name the workload, not the people.\n2. Ask for one concrete change."
@@ -56,7 +56,7 @@ def run(graph: Any, inputs: Any, config: dict, mode: str) -> dict:
 
 def response_prompt(base: ScriptedChatModel) -> str:
     """The prompt of the response draft: the base model's first call after the principles."""
-    return base.calls[2]["messages"][-1].content
+    return all_text(base.calls[2]["messages"])
 
 
 def check_paused(graph: Any, out: dict, config: dict) -> dict:
@@ -96,7 +96,7 @@ def test_interrupt_then_approve_keeps_the_principles(mode: str, answer: Any) -> 
     out = run(graph, Command(resume=answer), thread(), mode)
     assert out["principles"] == "P2"
     assert out["response"] == "R1"
-    assert "### Principles: P2" in response_prompt(base)
+    assert f"{PRINCIPLES_SECTION}P2" in response_prompt(base)
     assert base.remaining == 0 and critic.remaining == 0
     assert graph.get_state(thread()).next == ()
 
@@ -112,7 +112,7 @@ def test_interrupt_then_edit_replaces_the_principles(mode: str, answer: Any) -> 
     assert out["principles"] == EDITED
     assert out["response"] == "R1"
     # Both the writer and the critic of the response saw the edited principles only.
-    assert f"### Principles: {EDITED}\n" in response_prompt(base)
+    assert f"{PRINCIPLES_SECTION}{EDITED}\n" in response_prompt(base)
     assert "P2" not in response_prompt(base)
     response_critique = critic.calls[2]["messages"][-1].content
     assert EDITED in response_critique and "P2" not in response_critique
@@ -151,8 +151,8 @@ def test_threads_are_reviewed_independently() -> None:
     graph.invoke(Command(resume=True), thread("a"))
     assert graph.get_state(thread("b")).values["principles"] == "Edited B"
     assert graph.get_state(thread("a")).values["principles"] == "PA"
-    assert "### Principles: Edited B" in base.calls[2]["messages"][-1].content
-    assert "### Principles: PA" in base.calls[3]["messages"][-1].content
+    assert f"{PRINCIPLES_SECTION}Edited B" in all_text(base.calls[2]["messages"])
+    assert f"{PRINCIPLES_SECTION}PA" in all_text(base.calls[3]["messages"])
 
 
 def test_stream_shows_the_interrupt_as_an_update() -> None:
@@ -196,7 +196,7 @@ def test_sqlite_checkpointer_in_one_process(tmp_path: Path, answer: Any) -> None
         out = graph.invoke(Command(resume=answer), thread())
     expected = "P2" if answer is True else EDITED
     assert out["principles"] == expected
-    assert f"### Principles: {expected}" in response_prompt(base)
+    assert f"{PRINCIPLES_SECTION}{expected}" in response_prompt(base)
 
 
 def test_async_sqlite_checkpointer(tmp_path: Path) -> None:
@@ -266,7 +266,7 @@ RESUME_SCRIPT = textwrap.dedent(
         "scores": [c.score for c in out["principle_critiques"]],
         "principles": out["principles"],
         "response": out["response"],
-        "response_prompt": base.calls[0]["messages"][-1].content,
+        "response_prompt": base.calls[0]["messages"][0].content,
         "left": [base.remaining, critic.remaining],
     }))
     """
@@ -306,7 +306,7 @@ def test_resume_from_a_fresh_process_on_the_same_sqlite_file(
     assert result["shown"] == "P2"
     assert result["principles"] == expected
     assert result["response"] == "R-fresh"
-    assert f"### Principles: {expected}\n" in result["response_prompt"]
+    assert result["response_prompt"].endswith(f"{PRINCIPLES_SECTION}{expected}")
     assert result["left"] == [0, 0]
     # The critiques made before the pause come back as Critique objects, never blocked.
     assert result["critique_types"] == ["Critique"]

@@ -23,7 +23,7 @@ from spri_graph.alignment.spri import RESPONSE_SPECULATED
 from spri_graph.engine.steps import discard, empty_usage
 from spri_graph.readers.scores import clean_text
 from tests.conftest import reference_dir
-from tests.fakes import ScriptedChatModel
+from tests.fakes import ScriptedChatModel, all_text, spri_step
 from tests.test_traces import SEEDS
 from tests.trace_models import prompt_keyed_models
 
@@ -130,13 +130,13 @@ async def test_a_wasted_draft_does_not_hold_up_the_loop() -> None:
     drafts: list[str] = []
 
     def base(messages: Sequence[BaseMessage]) -> str:
-        text = str(messages[-1].content)
-        if text.endswith("### Response:"):
+        step, text = spri_step(messages), all_text(messages)
+        if step == "response_draft":
             drafts.append(text)
             if "v1" in text:
                 time.sleep(2.0)
             return "An answer."
-        return "Principles v2." if "Refined" in text else "Principles v1."
+        return "Principles v2." if step == "principles_refine" else "Principles v1."
 
     critic = ScriptedChatModel(
         ["Feedback: vague. [RESULT] 2", "Feedback: good. [RESULT] 5", "Feedback: ok [RESULT] 5"]
@@ -185,10 +185,10 @@ class _DelayedDrafts(BaseChatModel):
         return "delayed-drafts"
 
     def _reply(self, messages: list[BaseMessage]) -> tuple[str, bool]:
-        text = str(messages[-1].content)
-        if text.endswith("### Response:"):
-            return "An answer.", "v1" in text
-        return ("Principles v2." if "Refined" in text else "Principles v1."), False
+        step = spri_step(messages)
+        if step == "response_draft":
+            return "An answer.", "v1" in all_text(messages)
+        return ("Principles v2." if step == "principles_refine" else "Principles v1."), False
 
     def _result(self, reply: str, speculative: bool) -> ChatResult:
         self.events.append(f"completed:{'speculative' if speculative else reply}")

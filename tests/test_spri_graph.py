@@ -17,7 +17,7 @@ from spri_graph import (
     create_spri_graph,
     default_retry_policy,
 )
-from tests.fakes import ScriptedChatModel, transient_error
+from tests.fakes import ScriptedChatModel, all_text, transient_error
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 QUERY = "How do I tell my team I am burning out?"
@@ -56,11 +56,11 @@ def test_refines_below_threshold_until_accepted(mode: str) -> None:
     assert out["principles"] == "P3"
     assert [c.score for c in out["principle_critiques"]] == [2, 3, 5]
     # The refine prompt carries the candidate and the critic's feedback.
-    refine_prompt = base.calls[1]["messages"][-1].content
+    refine_prompt = all_text(base.calls[1]["messages"])
     assert "P1" in refine_prompt and "vague" in refine_prompt
     assert "[RESULT]" not in refine_prompt
     # The response is written from the accepted principles.
-    assert "P3" in base.calls[3]["messages"][-1].content
+    assert "P3" in all_text(base.calls[3]["messages"])
 
 
 def test_stops_after_max_iterations_keeping_last_refinement() -> None:

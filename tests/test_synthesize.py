@@ -33,9 +33,9 @@ from spri_graph.synthesis import (
 from spri_graph.synthesis import read_jsonl as read_jsonl_lines
 from spri_graph.synthesis import workers as worker_pool
 from spri_graph.synthesis.output import LineWriter
-from tests.fakes import ScriptedChatModel, transient_error
+from tests.fakes import ScriptedChatModel, all_text, spri_step, transient_error
 
-QUESTION = re.compile(r"Question: (.+?)(?:\]|\n|$)")
+QUESTION = re.compile(r"question (?:\d+|[a-z])\b")
 
 
 def fast_retry(max_attempts: int) -> RetryPolicy:
@@ -53,16 +53,16 @@ FAST_RETRY = fast_retry(3)
 
 
 def query_of(messages: Sequence[BaseMessage]) -> str:
-    return QUESTION.search(str(messages[-1].content)).group(1)  # type: ignore[union-attr]
+    return QUESTION.search(all_text(messages)).group(0)  # type: ignore[union-attr]
 
 
 def reply(messages: Sequence[BaseMessage]) -> str:
     """Answers by prompt content, so the order of concurrent calls does not matter."""
-    prompt = str(messages[-1].content)
     query = query_of(messages)
-    if "[RESULT]" in prompt:
+    step = spri_step(messages)
+    if step == "critique":
         return f"Feedback: fine for {query}. [RESULT] 5"
-    if prompt.rstrip().endswith("### Principles:"):
+    if step == "principles_draft":
         return f"Principles for {query}."
     return f"Answer to {query}."
 

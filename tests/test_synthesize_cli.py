@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 
 from spri_graph.cli.progress import Progress
+from tests.fakes import all_text, spri_step
 
-QUESTION = re.compile(r"Question: (.+?)(?:\]|\n|$)")
+QUESTION = re.compile(r"question (?:\d+|[a-z])\b")
 
 
 class ChatServer(ThreadingHTTPServer):
@@ -50,15 +51,15 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.server.lock:
             self.server.requests += 1
-        prompt = body["messages"][-1]["content"]
-        query = QUESTION.search(prompt).group(1)  # type: ignore[union-attr]
+        query = QUESTION.search(all_text(body["messages"])).group(0)  # type: ignore[union-attr]
         time.sleep(self.server.delay)
         if query in self.server.reject:
             self._send(400, {"error": {"message": "prompt rejected", "type": "invalid_request"}})
             return
-        if "[RESULT]" in prompt:
+        step = spri_step(body["messages"])
+        if step == "critique":
             text = f"Feedback: fine for {query}. [RESULT] 5"
-        elif prompt.rstrip().endswith("### Principles:"):
+        elif step == "principles_draft":
             text = f"Principles for {query}."
         else:
             text = f"Answer to {query}."

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from langchain_core.messages import BaseMessage
 
 from spri_graph.readers.scores import clean_text
-from tests.fakes import ScriptedChatModel
+from tests.fakes import EARLIER, PRINCIPLES_SECTION, ScriptedChatModel, spri_step
 
 
 def series(trace: dict, first: str, prefix: str) -> list[str]:
@@ -77,16 +77,17 @@ def prompt_keyed_models(trace: dict) -> tuple[ScriptedChatModel, ScriptedChatMod
     lock = threading.Lock()
 
     def base(messages: Sequence[BaseMessage]) -> str:
-        text = _prompt(messages)
+        step = spri_step(messages)
         with lock:
-            if text.endswith("### Refined Principles:"):
-                return principles.after(_between(text, "### Principles: ", "\n### Feedback"))
-            if text.endswith("### Principles:"):
+            system = str(messages[0].content)
+            if step == "principles_refine":
+                return principles.after(_between(system, *EARLIER["principles"]))
+            if step == "principles_draft":
                 return principles.items[0]
-            if text.endswith("### Refined Response:"):
-                return responses.after(_between(text, "### Response: ", "\n### Feedback"))
-            assert text.endswith("### Response:"), text[-200:]
-            if _between(text, "### Principles: ", "\n\n### Response:") != final_principles:
+            if step == "response_refine":
+                return responses.after(_between(system, *EARLIER["response"]))
+            assert step == "response_draft", step
+            if clean_text(system.split(PRINCIPLES_SECTION, 1)[1]) != final_principles:
                 return WASTED
             return responses.items[0]
 

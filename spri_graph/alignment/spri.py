@@ -40,7 +40,8 @@ from spri_graph.engine.prompts import (
 )
 from spri_graph.engine.steps import StageUsage, merge_usage, message_text
 from spri_graph.models import ModelSpec, resolve_model_cached
-from spri_graph.readers.scores import Critique, clean_text
+from spri_graph.readers.frames import strip_frames
+from spri_graph.readers.scores import Critique
 
 __all__ = [
     "PrinciplesOutput",
@@ -366,7 +367,7 @@ def _build(
             candidate_key=candidate_key,
             critiques_key=critiques_key,
             prompt_inputs=lambda state: _inputs(state, examples_section),
-            parse_candidate=lambda message: clean_text(message_text(message)),
+            parse_candidate=lambda message: strip_frames(message_text(message), writing=name),
             settings=replace(loop_settings, critic_output=models.critic_output),
             resolve_model=resolve_model_cached,
             critic_tags=() if settings.stream_critiques else (TAG_NOSTREAM,),

@@ -59,6 +59,7 @@ from spri_graph.engine.steps import (
     structured_output,
 )
 from spri_graph.models import is_local_model
+from spri_graph.readers.frames import strip_frames
 from spri_graph.readers.scores import Critique, ScoredCritique, clean_text, parse_critique
 
 __all__ = [
@@ -81,7 +82,7 @@ ModelResolver = Callable[[str], BaseChatModel | Runnable[Any, Any]]
 
 
 def _default_parse(message: BaseMessage) -> str:
-    return clean_text(message_text(message))
+    return strip_frames(message_text(message))
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,9 @@ class RefineLoop:
         candidate_key: State key holding the candidate.
         critiques_key: State key holding the list of :class:`Critique`.
         prompt_inputs: Builds the prompt variables from the state.
-        parse_candidate: Turns the model's message into the candidate value.
+        parse_candidate: Turns the model's message into the candidate value; by default
+            its text without the prompt frames it copied
+            (:func:`~spri_graph.readers.frames.strip_frames`).
         render_candidate: Turns the candidate into text for the critique/refine prompts.
         settings: The loop's ``threshold``, ``max_iterations``, ``critic_output`` and
             ``parse_retries`` (its models and prompts are the fields above). A

@@ -64,24 +64,38 @@ FORMAT_REMINDER = (
 )
 
 _PRINCIPLE_ROLE = (
-    "### Role: You write principles that steer answers to questions. Given a question, write "
-    "the principles a good answer to it should follow. A principle is a high-level rule about "
+    "You write principles that steer answers to questions. Given a question, write the "
+    "principles a good answer to it should follow. A principle is a high-level rule about "
     'the answer, not the answer itself; for example: "When answering, do not discriminate by '
     'gender, age or income." Write only the principles, with no introduction, closing or '
     "explanation, and keep them under 128 words."
 )
 _RESPONSE_ROLE = (
-    "### Role: You follow instructions with care. Given a question and principles for the "
-    "answer, write an answer to the question that follows those principles closely. Write only "
-    "the answer, with no introduction, closing or explanation, and keep it under 128 words."
+    "You follow instructions with care. Given a question and principles for the answer, "
+    "answer the question the way those principles ask. Write only the answer itself, with no "
+    "introduction, closing or explanation, and keep it under 128 words."
 )
+_PRINCIPLES_REQUEST = (
+    "{history_section}Write the principles a good answer to this question should follow."
+    "\n\n{query}{goal_section}"
+)
+_PRINCIPLES_SECTION = "\n\nPrinciples for the answer:\n{principles}"
 
+# Every draft and refinement ends on the human turn that asks for the text, with no heading
+# left for the model to continue; what a refinement builds on (the earlier text and the
+# critic's feedback) goes in the system message, so a small chat model writes the text
+# anew rather than replying to the feedback.
+_PRINCIPLES_REFINEMENT = (
+    "\n\nEarlier principles for this question:\n{candidate}\n\nFeedback on them: {feedback}"
+    "\n\nWrite new, better principles that use the feedback."
+)
+_RESPONSE_REFINEMENT = (
+    "\n\nAn earlier answer to this question:\n{candidate}\n\nFeedback on that answer: "
+    "{feedback}\n\nWrite a new, better answer that uses the feedback."
+)
 SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
     "principles_draft": ChatPromptTemplate.from_messages(
-        [
-            ("system", _PRINCIPLE_ROLE + "{examples_section}"),
-            ("human", "{history_section}### Question: {query}{goal_section}\n### Principles:"),
-        ]
+        [("system", _PRINCIPLE_ROLE + "{examples_section}"), ("human", _PRINCIPLES_REQUEST)]
     ),
     "principles_critique": ChatPromptTemplate.from_messages(
         [
@@ -89,7 +103,7 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
                 "human",
                 CRITIQUE_FORMAT
                 + "### Instruction to Evaluate:\n"
-                + _PRINCIPLE_ROLE.removeprefix("### ")
+                + _PRINCIPLE_ROLE
                 + "\n{history_section}[Question: {query}]{goal_section}\n\n"
                 "### Principles to Evaluate:\n{candidate}\n\n"
                 "### Score Rubric:\n"
@@ -106,29 +120,12 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
         ]
     ),
     "principles_refine": ChatPromptTemplate.from_messages(
-        [
-            (
-                "system",
-                "### Role: You write principles that steer answers to questions. Improve the "
-                "principles below using the feedback. Write only the improved principles, with "
-                "no introduction, closing or explanation, and keep them under 128 words.",
-            ),
-            (
-                "human",
-                "{history_section}### Question: {query}{goal_section}\n"
-                "### Principles: {candidate}\n"
-                "### Feedback: {feedback}\n### Refined Principles:",
-            ),
-        ]
+        [("system", _PRINCIPLE_ROLE + _PRINCIPLES_REFINEMENT), ("human", _PRINCIPLES_REQUEST)]
     ),
     "response_draft": ChatPromptTemplate.from_messages(
         [
-            ("system", _RESPONSE_ROLE),
-            (
-                "human",
-                "{history_section}### Question: {query}\n### Principles: {principles}\n\n"
-                "### Response:",
-            ),
+            ("system", _RESPONSE_ROLE + _PRINCIPLES_SECTION),
+            ("human", "{history_section}{query}"),
         ]
     ),
     "response_critique": ChatPromptTemplate.from_messages(
@@ -137,7 +134,7 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
                 "human",
                 CRITIQUE_FORMAT
                 + "### Instruction to Evaluate:\n"
-                + _RESPONSE_ROLE.removeprefix("### ")
+                + _RESPONSE_ROLE
                 + "\n{history_section}[Question: {query}]\n[Principles: {principles}]\n\n"
                 "### Response to Evaluate:\n{candidate}\n\n"
                 "### Score Rubric:\n"
@@ -153,21 +150,18 @@ SPRI_PROMPTS: dict[str, ChatPromptTemplate] = {
     ),
     "response_refine": ChatPromptTemplate.from_messages(
         [
-            (
-                "system",
-                "### Role: You follow instructions with care. Improve the answer below using the "
-                "feedback so that it follows the principles more closely. Write only the improved "
-                "answer, with no introduction, closing or explanation, and keep it under 128 "
-                "words.",
-            ),
-            (
-                "human",
-                "{history_section}### Question: {query}\n### Principles: {principles}\n"
-                "### Response: {candidate}\n### Feedback: {feedback}\n### Refined Response:",
-            ),
+            ("system", _RESPONSE_ROLE + _PRINCIPLES_SECTION + _RESPONSE_REFINEMENT),
+            ("human", "{history_section}{query}"),
         ]
     ),
 }
+"""Prompts of the SPRI graphs, keyed ``"<stage>_<step>"``.
+
+Drafts and refinements are chat turns: the system message holds the role (and, for a
+response, the principles; for a refinement, the earlier text and its feedback), the human
+turn the request. The critiques keep the paper's one-message layout and its
+``Feedback: ... [RESULT] N`` answer.
+"""
 
 
 def format_seed_examples(examples: Sequence[SeedExample] | None) -> str:

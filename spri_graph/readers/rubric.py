@@ -217,6 +217,14 @@ _CRITERIA_LINE = re.compile(
 )
 
 
+_STRAY_SEPARATOR = re.compile(r"^(?:[,;.:]+\s+)+")
+
+
+def _trimmed(text: str) -> str:
+    """A field's text without surrounding space or a stray leading separator (``". Text"``)."""
+    return _STRAY_SEPARATOR.sub("", text.strip())
+
+
 def _field_names(scale: Scale) -> list[str]:
     return ["criteria", *(f"score{n}_description" for n in range(scale[0], scale[1] + 1))]
 
@@ -230,9 +238,9 @@ def _known_fields(data: Any, scale: Scale) -> dict[str, str]:
     if isinstance(levels, Mapping):
         flat.update({f"score{str(n).strip()}_description": text for n, text in levels.items()})
     return {
-        key: flat[key].strip()
+        key: _trimmed(flat[key])
         for key in _field_names(scale)
-        if isinstance(flat.get(key), str) and flat[key].strip()
+        if isinstance(flat.get(key), str) and _trimmed(flat[key])
     }
 
 
@@ -266,7 +274,7 @@ def _read_layout(text: str, level_line: re.Pattern[str], scale: Scale) -> dict[s
         else:
             buckets[current].append(line)
     fields = {
-        key: " ".join(part.strip(_MARKUP) for part in lines if part.strip(_MARKUP)).strip()
+        key: _trimmed(" ".join(part.strip(_MARKUP) for part in lines if part.strip(_MARKUP)))
         for key, lines in buckets.items()
     }
     preamble = fields.pop("preamble")
