@@ -25,6 +25,7 @@ from langgraph.graph import END, StateGraph
 from typing_extensions import Unpack
 
 from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.steps import step_node
 from spri_graph.judges.base import (
     JudgeInput,
     JudgeOptions,
@@ -32,11 +33,13 @@ from spri_graph.judges.base import (
     JudgeSettings,
     JudgeState,
     add_judge_loop,
+    finalize_judgment,
     grading_schema,
     judgment_finalizer,
     read_grading,
     render_judgment,
 )
+from spri_graph.judges.criteria import grader_for
 from spri_graph.judges.rubric import start_with_rubric
 from spri_graph.models import ModelSpec
 
@@ -79,6 +82,12 @@ def create_judge(
     way. A grading with no readable score on the scale gets ``score=None`` unless a
     refinement fixes it; a score outside the scale is unread, never clipped.
 
+    With ``rubric_style="criteria"`` the rubric stage drafts, critiques and refines a
+    weighted checklist instead, and the grading is a verdict and a one-line reason per
+    criterion (one call, or one per criterion with ``criteria_grading="each"``), in
+    ``criteria_results``; the score is their weighted result on ``scale``
+    (:func:`~spri_graph.readers.criteria.criteria_score`). Verdicts are not critiqued.
+
     Args:
         model: Model that writes rubrics and gradings: a chat model or a model string
             (``"openai:gpt-4o-mini"``, ``"local"``, ...); ``None`` means ``$SPRI_MODEL`` or the
@@ -96,7 +105,8 @@ def create_judge(
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with input ``instruction``,
         ``response`` and optional ``reference_answer``, and output ``rubric``, ``score``,
-        ``feedback``, ``rubric_critiques``, ``judgment_critiques`` and ``usage``. Per-run
+        ``feedback``, ``rubric_critiques``, ``judgment_critiques``, ``criteria_results``
+        and ``usage``. Per-run
         settings go through ``context=SPRIContext(...)``.
 
     Raises:
@@ -128,9 +138,21 @@ def create_judge(
         input_schema=JudgeInput,
         output_schema=JudgeOutput,
     )
-    start_with_rubric(builder, settings, with_response=True, then="judgment_draft")
-    add_judgment_stage(builder, settings, then="finalize")
-    finalize = judgment_finalizer(scale=settings.scale, judge_output=settings.judge_output)
-    builder.add_node("finalize", finalize)
+    if settings.criteria:
+        start_with_rubric(builder, settings, with_response=True, then="grade")
+        grader = grader_for(settings, settings.models.base)
+        builder.add_node(
+            "grade",
+            step_node("grade", grader.step),
+            retry_policy=settings.loop.policy,
+            cache_policy=grader.cache_policy,
+        )
+        builder.add_node("finalize", finalize_judgment)
+        builder.add_edge("grade", "finalize")
+    else:
+        start_with_rubric(builder, settings, with_response=True, then="judgment_draft")
+        add_judgment_stage(builder, settings, then="finalize")
+        finalize = judgment_finalizer(scale=settings.scale, judge_output=settings.judge_output)
+        builder.add_node("finalize", finalize)
     builder.add_edge("finalize", END)
     return builder

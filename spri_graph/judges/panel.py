@@ -39,7 +39,8 @@ from spri_graph.engine.options import SPRIContext
 from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.engine.steps import StageUsage, Step, context_value, step_node, sum_usage
 from spri_graph.evaluation.metrics import Agreement, agreement
-from spri_graph.judges.base import Grader, JudgeInput, JudgeOptions, JudgeSettings, RubricOutput
+from spri_graph.judges.base import JudgeInput, JudgeOptions, JudgeSettings, RubricOutput
+from spri_graph.judges.criteria import grader_for
 from spri_graph.judges.rubric import RUBRIC_PROMPTS, start_with_rubric
 from spri_graph.models import ModelSpec, resolve_model
 from spri_graph.readers.scores import Judgment
@@ -209,7 +210,7 @@ class _Member:
 
 def _member(index: int, spec: ModelSpec, settings: JudgeSettings) -> _Member:
     model = resolve_model(spec, field=f"judges[{index}]")
-    grader = Grader.of(settings, model, node=f"judge_{index}", step=f"grade_{index}")
+    grader = grader_for(settings, model, node=f"judge_{index}", step=f"grade_{index}")
     policy = grader.cache_policy
     return _Member(
         _judge_name(spec, model), grader.step, None if policy is None else policy.key_func
