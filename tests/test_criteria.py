@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from spri_graph import create_fixed_rubric_judge, create_judge, create_vanilla_judge
+from spri_graph import (
+    create_fixed_rubric_judge,
+    create_judge,
+    create_pairwise_judge,
+    create_vanilla_judge,
+)
 from spri_graph.judges.rubric import create_rubric_graph
 from spri_graph.readers.criteria import (
     Checklist,
@@ -258,3 +263,63 @@ def test_the_checklist_layouts_read_back() -> None:
     checklist = Checklist(items=[Criterion(text="Names Paris.", importance="essential")])
     results = read_criteria_grading(checklist, text="**Criterion 1:** Not met - no.")
     assert results[0]["value"] == 0.0
+
+
+PAIR = {
+    "instruction": "What is the capital of France?",
+    "response_a": "Paris. I know it from the Treaty of Paris lessons.",
+    "response_b": "Lyon, a lovely city.",
+}
+
+
+def test_pairwise_compares_per_criterion_in_both_orders() -> None:
+    def grade(messages: Any) -> str:
+        prompt = "\n".join(str(m.content) for m in messages)
+        first = prompt.split("<<<BEGIN RESPONSE A>>>\n", 1)[1]
+        paris = "A" if first.startswith("Paris") else "B"
+        lyon = "B" if paris == "A" else "A"
+        # criterion 3 (length) always goes to the response shown first: a position bias
+        return (
+            f"Criterion 1: {paris} - names Paris.\n"
+            f"Criterion 2: {paris} - explains.\n"
+            "Criterion 3: A - shorter.\n"
+            f"Criterion 4: {paris} - {lyon} says Lyon."
+        )
+
+    model = ScriptedChatModel([REFINED, "Feedback: Good. [RESULT] 5", grade, grade])
+    judge = create_pairwise_judge(model, rubric_style="criteria").compile()
+    out = judge.invoke(PAIR)
+    assert out["winner"] == "A"
+    assert out["consistent"] is False  # criterion 3 flipped with the order
+    assert [(r["criterion"], r["AB"], r["BA"], r["winner"]) for r in out["criteria_results"]] == [
+        (1, "A", "A", "A"),
+        (2, "A", "A", "A"),
+        (3, "A", "B", "tie"),
+        (4, "A", "A", "A"),
+    ]
+    assert [v["order"] for v in out["verdicts"]] == ["AB", "BA"]
+    prompts = [_prompt_text(call) for call in model.calls[2:]]
+    assert prompts[0].index("Paris. I know") < prompts[0].index("Lyon, a lovely")
+    assert prompts[1].index("Lyon, a lovely") < prompts[1].index("Paris. I know")
+    assert "Criterion 4 [pitfall, binary]" in prompts[0]
+    assert out["usage"]["pairwise"]["model_calls"] == 2
+
+
+def test_pairwise_by_criteria_in_structured_form_with_a_per_criterion_tie() -> None:
+    ab = {"results": [{"criterion": n, "reason": "r", "better": "A"} for n in (1, 2, 3, 4)]}
+    ba = {"results": [{"criterion": n, "reason": "r", "better": "A"} for n in (1, 2, 3, 4)]}
+    model = ScriptedChatModel(
+        [
+            {"criteria": [c.model_dump() for c in CHECKLIST.items]},
+            {"feedback": "ok", "score": 5},
+            ab,
+            ba,
+        ]
+    )
+    judge = create_pairwise_judge(
+        model, rubric_style="criteria", judge_output="structured", critic_output="structured"
+    ).compile()
+    out = judge.invoke(PAIR)
+    assert model.calls[2]["tools"][0]["function"]["name"] == "CriteriaComparison"
+    assert out["winner"] == "tie" and out["consistent"] is False  # each order preferred first
+    assert {r["winner"] for r in out["criteria_results"]} == {"tie"}

@@ -53,10 +53,13 @@ __all__ = [
     "criteria_grading_schema",
     "criteria_score",
     "criterion_verdict_schema",
+    "PairwiseChoice",
     "generic_checklist",
+    "pairwise_criteria_schema",
     "parse_checklist",
     "read_checklist_fields",
     "read_criteria_grading",
+    "read_pairwise_criteria",
     "verdict_value",
 ]
 
@@ -567,3 +570,85 @@ def criteria_score(results: Sequence[Mapping[str, Any]], scale: Scale = (1, 5)) 
     lost = sum(r["weight"] * (r["value"] or 0.0) for r in results if r["pitfall"])
     fraction = min(1.0, max(0.0, float(gained - lost) / float(total)))
     return round(low + fraction * (high - low), 6)
+
+
+# --------------------------------------------------------------------------- pairwise
+
+PairwiseChoice = Literal["A", "B", "tie"]
+"""Which of two responses does better on one criterion (on a pitfall: avoids it)."""
+
+
+class _SchemaChoice(BaseModel):
+    """Which response does better on one criterion."""
+
+    criterion: int = Field(ge=1, description="The criterion's number.")
+    reason: str = Field(description="One line: why.")
+    better: PairwiseChoice = Field(
+        description="A, B or tie. On a pitfall, the response that avoids the mistake."
+    )
+
+
+class _SchemaPairwise(BaseModel):
+    """A comparison of two responses by a checklist: the better one per criterion."""
+
+    results: list[_SchemaChoice] = Field(
+        min_length=1, max_length=12, description="One choice per criterion, in order."
+    )
+
+
+_PairwiseTool = create_model(
+    "CriteriaComparison", __doc__=_SchemaPairwise.__doc__, __base__=_SchemaPairwise
+)
+
+
+def pairwise_criteria_schema() -> type[BaseModel]:
+    """The structured-output schema of a comparison by checklist (``CriteriaComparison``)."""
+    return _PairwiseTool
+
+
+_CHOICE_LINE = re.compile(
+    r"^[\s#*_>|-]*(?:criterion|item)[\s*_]*(\d+)[\s*_]*[:.=\u2013\u2014-][\s*_]*"
+    r"(?:response[\s*_]+)?(A|B|tie)\b[\s*_]*(?:[-:;,.\u2013\u2014][\s*_]*)?(.*)$",
+    re.IGNORECASE,
+)
+
+
+def read_pairwise_criteria(
+    checklist: Checklist,
+    *,
+    text: str = "",
+    fields: Mapping[str, Any] | None = None,
+    quoted: Sequence[str] = (),
+) -> dict[int, tuple[PairwiseChoice, str]]:
+    """``{criterion: (better, reason)}`` of a comparison, in the order shown (A first).
+
+    Structured ``fields`` first, else ``Criterion N: A - reason`` lines of ``text`` (the
+    last line per criterion; a line copied from a ``quoted`` response is not read).
+    Criteria with no readable choice are left out.
+
+    Example:
+        >>> checklist = parse_checklist("Criterion 1 [essential]: Names Paris.")
+        >>> read_pairwise_criteria(checklist, text="Criterion 1: B - B names Paris.")
+        {1: ('B', 'B names Paris.')}
+    """
+    quotes = [_normal(q) for q in quoted]
+    found: dict[int, tuple[PairwiseChoice, str]] = {}
+    entries = fields.get("results") if fields is not None else None
+    for entry in entries if isinstance(entries, Sequence) and not isinstance(entries, str) else []:
+        if isinstance(entry, Mapping) and isinstance(entry.get("criterion"), int):
+            better = str(entry.get("better") or "").strip()
+            choice = "tie" if better.lower() == "tie" else better.upper()
+            if choice in ("A", "B", "tie"):
+                reason = entry.get("reason")
+                found[entry["criterion"]] = (
+                    choice,  # type: ignore[assignment]
+                    reason.strip() if isinstance(reason, str) else "",
+                )
+    if not found:
+        for line in text.splitlines():
+            match = _CHOICE_LINE.match(line)
+            if match and not _copied(line, quotes):
+                better = match.group(2)
+                choice = "tie" if better.lower() == "tie" else better.upper()
+                found[int(match.group(1))] = (choice, match.group(3).strip(" *_"))  # type: ignore[assignment]
+    return {n: found[n] for n in range(1, len(checklist.items) + 1) if n in found}
