@@ -9,7 +9,10 @@ import pytest
 from spri_graph import (
     create_fixed_rubric_judge,
     create_judge,
+    create_judge_panel,
+    create_pairwise_evaluator,
     create_pairwise_judge,
+    create_spri_evaluator,
     create_vanilla_judge,
 )
 from spri_graph.judges.rubric import create_rubric_graph
@@ -323,3 +326,71 @@ def test_pairwise_by_criteria_in_structured_form_with_a_per_criterion_tie() -> N
     assert model.calls[2]["tools"][0]["function"]["name"] == "CriteriaComparison"
     assert out["winner"] == "tie" and out["consistent"] is False  # each order preferred first
     assert {r["winner"] for r in out["criteria_results"]} == {"tie"}
+
+
+GRADING = (
+    "Criterion 1: met - Paris.\nCriterion 2: 4/4 - Explained.\n"
+    "Criterion 3: met - Short.\nCriterion 4: met - It also says Lyon."
+)
+
+
+def test_the_evaluators_carry_the_per_criterion_results() -> None:
+    model = ScriptedChatModel([REFINED, "Feedback: Good. [RESULT] 5", GRADING])
+    evaluator = create_spri_evaluator(model, rubric_style="criteria")
+    result = evaluator(inputs={"question": INPUT["instruction"]}, outputs={"answer": "Paris."})
+    assert result["score"] == pytest.approx(1 + 4 * 4 / 6)
+    assert result["comment"].splitlines()[3] == "Criterion 4: met - It also says Lyon."
+    results = result["metadata"]["criteria_results"]
+    assert [(r["criterion"], r["pitfall"], r["value"]) for r in results] == [
+        (1, False, 1.0),
+        (2, False, 1.0),
+        (3, False, 1.0),
+        (4, True, 1.0),
+    ]
+    assert result["metadata"]["rubric"]["items"][3]["importance"] == "pitfall"
+    pair = ScriptedChatModel(
+        [REFINED, "Feedback: Good. [RESULT] 5"]
+        + ["Criterion 1: A - a\nCriterion 2: A - a\nCriterion 3: tie - t\nCriterion 4: A - a"]
+        + ["Criterion 1: B - a\nCriterion 2: B - a\nCriterion 3: tie - t\nCriterion 4: B - a"]
+    )
+    compare = create_pairwise_evaluator(pair, rubric_style="criteria")
+    out = compare(
+        inputs={"question": PAIR["instruction"]},
+        outputs=[{"answer": PAIR["response_a"]}, {"answer": PAIR["response_b"]}],
+    )
+    assert out["winner"] == "A" and out["scores"] == {"A": 1, "B": 0}
+    assert [r["winner"] for r in out["metadata"]["criteria_results"]] == ["A", "A", "tie", "A"]
+
+
+def test_a_panel_grades_one_checklist_with_every_judge() -> None:
+    writer = ScriptedChatModel([REFINED, "Feedback: Good. [RESULT] 5"])
+    strict = ScriptedChatModel([GRADING], name_="strict")
+    lenient = ScriptedChatModel([GRADING.replace("4: met", "4: not met")], name_="lenient")
+    panel = create_judge_panel([strict, lenient], rubric_model=writer, rubric_style="criteria")
+    out = panel.compile().invoke(INPUT)
+    assert out["scores"] == [pytest.approx(1 + 4 * 4 / 6), 5.0]
+    assert out["score"] == pytest.approx((1 + 4 * 4 / 6 + 5) / 2)
+    assert isinstance(out["rubric"], Checklist)
+    assert "Criterion 4 [pitfall, binary]" in _prompt_text(lenient.calls[0])
+
+
+def test_a_cached_criteria_judge_makes_no_calls_the_second_time() -> None:
+    from langgraph.cache.memory import InMemoryCache
+    from langgraph.types import CachePolicy
+
+    model = ScriptedChatModel([REFINED, "Feedback: Good. [RESULT] 5", GRADING])
+    judge = create_judge(model, rubric_style="criteria", cache_policy=CachePolicy())
+    graph = judge.compile(cache=InMemoryCache())
+    first = graph.invoke(INPUT)
+    second = graph.invoke(INPUT)
+    assert len(model.calls) == 3
+    assert second["score"] == first["score"]
+    assert second["criteria_results"] == first["criteria_results"]
+
+
+def test_a_reference_answer_reaches_the_checklist_writer_and_the_grader() -> None:
+    model = ScriptedChatModel([REFINED, "Feedback: Good. [RESULT] 5", GRADING])
+    judge = create_judge(model, rubric_style="criteria", reference_free=False)
+    judge.compile().invoke({**INPUT, "reference_answer": "Paris is the capital."})
+    prompts = [_prompt_text(call) for call in model.calls]
+    assert all("Paris is the capital." in prompt for prompt in prompts)
