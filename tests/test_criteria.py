@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -394,3 +396,104 @@ def test_a_reference_answer_reaches_the_checklist_writer_and_the_grader() -> Non
     judge.compile().invoke({**INPUT, "reference_answer": "Paris is the capital."})
     prompts = [_prompt_text(call) for call in model.calls]
     assert all("Paris is the capital." in prompt for prompt in prompts)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _cli_reply(messages: Any) -> str:
+    text = "\n".join(str(m.content) for m in messages).rstrip()
+    if text.endswith("### Checklist:"):
+        return REFINED
+    if text.endswith("### Feedback:"):
+        return "Feedback: Specific. [RESULT] 5"
+    if text.endswith("### Verdict:"):  # one criterion
+        number = text.split("### Criterion:\nCriterion ", 1)[1].split(" ", 1)[0]
+        return f"Criterion {number}: {'met' if number != '4' else 'not met'} - checked."
+    return GRADING
+
+
+@pytest.fixture
+def cli_model(monkeypatch: pytest.MonkeyPatch) -> ScriptedChatModel:
+    import spri_graph.models
+
+    model = ScriptedChatModel([_cli_reply], cycle=True)
+    monkeypatch.setattr(spri_graph.models, "resolve_model", lambda *a, **k: model)
+    return model
+
+
+def test_spri_judge_rubric_style_criteria(
+    cli_model: ScriptedChatModel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spri_graph.cli import main
+
+    args = ["judge", "--instruction", INPUT["instruction"], "--response", "Paris."]
+    assert main([*args, "--rubric-style", "criteria", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["score"] == pytest.approx(1 + 4 * 4 / 6)
+    assert [r["verdict"] for r in result["criteria_results"]] == ["met", "4/4", "met", "met"]
+    assert result["rubric"]["items"][3]["importance"] == "pitfall"
+    assert main([*args, "--rubric-style", "criteria", "--criteria-grading", "each"]) == 0
+    out = capsys.readouterr().out
+    assert "Criterion 4 [pitfall, binary]: The response calls Lyon the capital." in out
+    assert "Criterion 4: not met - checked." in out
+    assert "Score: 5" in out
+    assert main([*args, "--rubric-style", "checklist"]) == 2
+    assert "invalid choice: 'checklist'" in capsys.readouterr().err
+
+
+def test_spri_judge_file_checks_each_checklist_before_any_model_call(
+    cli_model: ScriptedChatModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spri_graph.cli import main
+
+    source = tmp_path / "in.jsonl"
+    good = {**INPUT, "rubric": REFINED}
+    bad = {**INPUT, "rubric": {"items": [{"text": "Says Lyon.", "importance": "pitfall"}]}}
+    source.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    out = tmp_path / "out.jsonl"
+    args = ["judge", str(source), "-o", str(out), "--judge", "fixed", "--no-progress"]
+    assert main([*args, "--rubric-style", "criteria"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sum to zero" in err
+    assert cli_model.calls == []
+    source.write_text(json.dumps(good) + "\n")
+    assert main([*args, "--rubric-style", "criteria"]) == 0
+    line = json.loads(out.read_text())
+    assert line["judge_score"] == pytest.approx(1 + 4 * 4 / 6)
+    assert len(line["judge_criteria_results"]) == 4
+
+
+def test_spri_agreement_reports_the_resolution(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spri_graph.cli import main
+
+    pytest.importorskip("scipy")
+    rows = [
+        {"human_score": h, "judge_score": p}
+        for h, p in [(5, 5), (4, 5), (3, 5), (2, 4.5), (1, None), (4, 5), (5, 3.25)]
+    ]
+    path = tmp_path / "scores.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["agreement", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[-2]
+        == "resolution of judge_score: 66.7% at the ceiling (5), 3 distinct values in 6 scores"
+    )
+    assert (
+        out[-1]
+        == "resolution of human_score: 28.6% at the ceiling (5), 5 distinct values in 7 scores"
+    )
+    assert main(["agreement", str(path), "--json", "--ceiling", "4.5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["resolution"]["judge_score"] == {
+        "scores": 6,
+        "unreadable": 1,
+        "ceiling": 4.5,
+        "at_ceiling": 5 / 6,
+        "distinct": 3,
+    }
+    assert main(["agreement", str(path), "--ceiling", "inf"]) == 2
+    assert "--ceiling must be a finite number" in capsys.readouterr().err
