@@ -104,8 +104,8 @@ def _run_agreement(args: argparse.Namespace) -> int:
     }
     if args.json:
         report = {"file": args.file, "human": args.human, "pred": args.pred, "records": len(rows)}
-        figures = {column: r.as_dict() for column, r in resolutions.items()}
-        print(json.dumps({**report, **table.as_dict(), "resolution": figures}, indent=2))
+        spread = {column: r.as_dict() for column, r in resolutions.items()}
+        print(json.dumps({**report, **table.as_dict(), "resolution": spread}, indent=2))
         return 0
     grouping = f" by {args.by}" if args.by else ""
     print(f"{args.file}: {args.human} vs {args.pred}{grouping} ({len(rows)} records)")
