@@ -166,14 +166,14 @@ class PairwiseOutput(TypedDict, total=False):
         rubric: The rubric the responses were graded by.
         rubric_critiques: The rubric critic's critiques.
         usage: Model calls and tokens per stage (``"rubric"``, ``"pairwise"``).
-        criteria_results: With ``rubric_style="criteria"``: each criterion's better
-            response in both orders, round by round.
+        criteria_results: With ``rubric_style="criteria"`` only: each criterion's better
+            response in both orders of the deciding round.
     """
 
     winner: Winner | None
     consistent: bool
     verdicts: Annotated[list[OrderVerdict], _add_verdicts]
-    criteria_results: Annotated[list[PairwiseCriterionResult], operator.add]
+    criteria_results: list[PairwiseCriterionResult]
     rubric: Rubric | Checklist
     rubric_critiques: list[Critique]
     usage: Annotated[dict[str, StageUsage], merge_usage]
