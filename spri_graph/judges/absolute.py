@@ -25,7 +25,6 @@ from langgraph.graph import END, StateGraph
 from typing_extensions import Unpack
 
 from spri_graph.engine.options import SPRIContext
-from spri_graph.engine.steps import step_node
 from spri_graph.judges.base import (
     JudgeInput,
     JudgeOptions,
@@ -33,13 +32,12 @@ from spri_graph.judges.base import (
     JudgeSettings,
     JudgeState,
     add_judge_loop,
-    finalize_judgment,
     grading_schema,
     judgment_finalizer,
     read_grading,
     render_judgment,
 )
-from spri_graph.judges.criteria import grader_for
+from spri_graph.judges.criteria import add_grading
 from spri_graph.judges.rubric import start_with_rubric
 from spri_graph.models import ModelSpec
 
@@ -140,19 +138,11 @@ def create_judge(
     )
     if settings.criteria:
         start_with_rubric(builder, settings, with_response=True, then="grade")
-        grader = grader_for(settings, settings.models.base)
-        builder.add_node(
-            "grade",
-            step_node("grade", grader.step),
-            retry_policy=settings.loop.policy,
-            cache_policy=grader.cache_policy,
-        )
-        builder.add_node("finalize", finalize_judgment)
-        builder.add_edge("grade", "finalize")
-    else:
-        start_with_rubric(builder, settings, with_response=True, then="judgment_draft")
-        add_judgment_stage(builder, settings, then="finalize")
-        finalize = judgment_finalizer(scale=settings.scale, judge_output=settings.judge_output)
-        builder.add_node("finalize", finalize)
+        add_grading(builder, settings)
+        return builder
+    start_with_rubric(builder, settings, with_response=True, then="judgment_draft")
+    add_judgment_stage(builder, settings, then="finalize")
+    finalize = judgment_finalizer(scale=settings.scale, judge_output=settings.judge_output)
+    builder.add_node("finalize", finalize)
     builder.add_edge("finalize", END)
     return builder

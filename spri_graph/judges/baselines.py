@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from typing_extensions import Unpack
 
 from spri_graph.engine.options import SPRIContext
 from spri_graph.engine.prompts import JUDGE_PROMPTS
-from spri_graph.engine.steps import step_node
 from spri_graph.judges.base import (
     GRADING_OPTION_NAMES,
     FixedRubricInput,
@@ -25,10 +24,9 @@ from spri_graph.judges.base import (
     JudgeOutput,
     JudgeSettings,
     JudgeState,
-    finalize_judgment,
     judge_prepare,
 )
-from spri_graph.judges.criteria import grader_for
+from spri_graph.judges.criteria import add_grading
 from spri_graph.models import ModelSpec
 from spri_graph.readers.criteria import Checklist, coerce_checklist, generic_checklist
 from spri_graph.readers.rubric import Rubric, coerce_rubric, generic_rubric
@@ -57,18 +55,8 @@ def _build_single(
         settings, with_response=True, rubric=rubric, rubric_from_input=rubric_from_input
     )
     builder.add_node("prepare", prepare)
-    grader = grader_for(settings, settings.models.base)
-    builder.add_node(
-        "grade",
-        step_node("grade", grader.step),
-        retry_policy=settings.loop.policy,
-        cache_policy=grader.cache_policy,
-    )
-    builder.add_node("finalize", finalize_judgment)
     builder.add_edge(START, "prepare")
-    builder.add_edge("prepare", "grade")
-    builder.add_edge("grade", "finalize")
-    builder.add_edge("finalize", END)
+    builder.add_edge("prepare", add_grading(builder, settings))
     return builder
 
 

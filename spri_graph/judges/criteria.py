@@ -22,6 +22,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable
+from langgraph.graph import END, StateGraph
 
 from spri_graph.engine.caching import prompt_cache_policy
 from spri_graph.engine.options import OutputMode
@@ -33,12 +34,14 @@ from spri_graph.engine.steps import (
     context_value,
     empty_usage,
     message_text,
+    step_node,
 )
 from spri_graph.judges.base import (
     Grader,
     JudgeSettings,
     answer_with_schema,
     as_rubric,
+    finalize_judgment,
     judge_prompt_inputs,
     resolve_judge_output,
     structured_fields,
@@ -54,7 +57,14 @@ from spri_graph.readers.criteria import (
 )
 from spri_graph.readers.scores import Judgment
 
-__all__ = ["criteria_feedback", "criteria_grading_step", "grader_for", "own_fields"]
+__all__ = [
+    "add_grading",
+    "checklist_of",
+    "criteria_feedback",
+    "criteria_grading_step",
+    "grader_for",
+    "own_fields",
+]
 
 
 def _normal(text: str) -> str:
@@ -74,6 +84,20 @@ def own_fields(message: BaseMessage, quoted: Sequence[str]) -> dict[str, Any] | 
     start, end = text.find("{"), text.rfind("}")
     snippet = _normal(text[start : end + 1] if end > start else text[start:])
     return None if any(snippet in _normal(quote) for quote in quoted) else fields
+
+
+def checklist_of(state: Mapping[str, Any]) -> Checklist:
+    """The state's ``rubric`` as a :class:`Checklist` (also read back as a dict).
+
+    Raises:
+        ValueError: If the rubric is not a checklist.
+    """
+    checklist = as_rubric(state.get("rubric"))
+    if not isinstance(checklist, Checklist):
+        raise ValueError(
+            f"rubric: grading by criteria needs a Checklist, got {type(checklist).__name__}"
+        )
+    return checklist
 
 
 def criteria_feedback(results: Sequence[Mapping[str, Any]]) -> str:
@@ -123,9 +147,7 @@ def criteria_grading_step(
     single_format = criteria_grading_format(structured=structured, single=True)
 
     def grade(state: Mapping[str, Any]) -> Step:
-        checklist = as_rubric(state["rubric"])
-        if not isinstance(checklist, Checklist):
-            raise ValueError("rubric: a criteria judge grades by a Checklist")
+        checklist = checklist_of(state)
         name = context_value("model")
         runnable = resolve_model_cached(name, field="model") if name else model
         values = inputs(state)
@@ -211,3 +233,26 @@ def grader_for(
         ],
     )
     return Grader(graded, policy)
+
+
+def add_grading(builder: StateGraph[Any, Any, Any, Any], settings: JudgeSettings) -> str:
+    """Add the one-call ``grade`` node, then ``finalize``, ending at ``END``.
+
+    The judge model grades by the state's rubric (:func:`grader_for`), with the settings'
+    retry and cache policies; ``finalize`` writes the output keys. The caller adds the edge
+    into the returned node.
+
+    Returns:
+        The node's name (``grade``).
+    """
+    grader = grader_for(settings, settings.models.base)
+    builder.add_node(
+        "grade",
+        step_node("grade", grader.step),
+        retry_policy=settings.loop.policy,
+        cache_policy=grader.cache_policy,
+    )
+    builder.add_node("finalize", finalize_judgment)
+    builder.add_edge("grade", "finalize")
+    builder.add_edge("finalize", END)
+    return "grade"

@@ -54,10 +54,9 @@ from spri_graph.judges.base import (
     JudgeOptions,
     JudgeSettings,
     answer_with_schema,
-    as_rubric,
     text_field,
 )
-from spri_graph.judges.criteria import own_fields
+from spri_graph.judges.criteria import checklist_of, own_fields
 from spri_graph.judges.rubric import RUBRIC_PROMPTS, start_with_rubric
 from spri_graph.models import ModelSpec, resolve_model_cached
 from spri_graph.readers.criteria import (
@@ -281,8 +280,7 @@ def _criteria_grade_step(
 
     def grade(state: Mapping[str, Any]) -> Step:
         order, round_ = state["order"], state["round"]
-        checklist = as_rubric(state["rubric"])
-        assert isinstance(checklist, Checklist)
+        checklist = checklist_of(state)
         name = context_value("model")
         runnable = resolve_model_cached(name, field="model") if name else settings.models.base
         if structured:
@@ -330,8 +328,7 @@ def _criteria_decide(state: PairwiseState) -> dict[str, Any]:
     taken = state.get("order_choices") or []
     if not taken:  # identical responses: nothing to grade
         return {**update, "winner": "tie", "consistent": True, "verdicts": []}
-    checklist = as_rubric(state["rubric"])
-    assert isinstance(checklist, Checklist)
+    checklist = checklist_of(state)
     round_ = max(entry["round"] for entry in taken)
     last = {e["order"]: e["choices"] for e in taken if e["round"] == round_}
     results: list[PairwiseCriterionResult] = []
