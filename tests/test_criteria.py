@@ -497,3 +497,46 @@ def test_spri_agreement_reports_the_resolution(
     }
     assert main(["agreement", str(path), "--ceiling", "inf"]) == 2
     assert "--ceiling must be a finite number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("grading", ["joint", "each"])
+def test_the_async_path_grades_the_same(grading: str) -> None:
+    import asyncio
+
+    def script() -> ScriptedChatModel:
+        replies: list[Any] = [REFINED, "Feedback: Good. [RESULT] 5"]
+        if grading == "joint":
+            replies.append(GRADING)
+        else:
+            replies += [line for line in GRADING.splitlines()]
+        return ScriptedChatModel(replies)
+
+    options: dict[str, Any] = {"rubric_style": "criteria", "criteria_grading": grading}
+    sync = create_judge(script(), **options).compile().invoke(INPUT)
+    graph = create_judge(script(), **options).compile()
+    async_out = asyncio.run(graph.ainvoke(INPUT))
+    assert async_out["criteria_results"] == sync["criteria_results"]
+    assert async_out["score"] == sync["score"] == pytest.approx(1 + 4 * 4 / 6)
+
+
+def test_spri_judge_pairwise_by_criteria(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import spri_graph.models
+    from spri_graph.cli import main
+
+    def reply(messages: Any) -> str:
+        text = "\n".join(str(m.content) for m in messages).rstrip()
+        if text.endswith("### Verdicts:"):
+            first = text.split("<<<BEGIN RESPONSE A>>>\n", 1)[1]
+            paris = "A" if first.startswith("Paris") else "B"
+            return "\n".join(f"Criterion {n}: {paris} - better." for n in range(1, 5))
+        return _cli_reply(messages)
+
+    model = ScriptedChatModel([reply], cycle=True)
+    monkeypatch.setattr(spri_graph.models, "resolve_model", lambda *a, **k: model)
+    args = ["judge", "--pairwise", "--instruction", PAIR["instruction"]]
+    args += ["--response-a", PAIR["response_a"], "--response-b", PAIR["response_b"]]
+    assert main([*args, "--rubric-style", "criteria", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["winner"] == "A" and result["consistent"] is True
