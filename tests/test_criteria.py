@@ -374,6 +374,8 @@ def test_a_panel_grades_one_checklist_with_every_judge() -> None:
     assert out["score"] == pytest.approx((1 + 4 * 4 / 6 + 5) / 2)
     assert isinstance(out["rubric"], Checklist)
     assert "Criterion 4 [pitfall, binary]" in _prompt_text(lenient.calls[0])
+    per_judge = [[r["value"] for r in j["criteria_results"]] for j in out["judgments"]]
+    assert per_judge == [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]]
 
 
 def test_a_cached_criteria_judge_makes_no_calls_the_second_time() -> None:

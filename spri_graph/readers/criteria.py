@@ -458,11 +458,10 @@ def _text_verdicts(text: str, quoted: Sequence[str]) -> dict[int, tuple[str, str
     for line in text.splitlines():
         match = _VERDICT_LINE.match(line)
         if match and not _copied(line, quoted):
-            verdict = " ".join(match.group(2).lower().split()).replace(" / ", "/")
-            found[int(match.group(1))] = (
-                verdict.replace(" ", "") if "/" in verdict else verdict,
-                match.group(3).strip(" *_"),
-            )
+            verdict = " ".join(match.group(2).lower().split())
+            if "/" in verdict:  # "3 / 4"
+                verdict = verdict.replace(" ", "")
+            found[int(match.group(1))] = (verdict, match.group(3).strip(" *_"))
     return found
 
 
