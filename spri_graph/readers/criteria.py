@@ -349,8 +349,18 @@ _SchemaChecklistTool = create_model(
 )
 
 
+class _SchemaOneVerdict(BaseModel):
+    """The verdict on one criterion: a one-line reason, then the verdict."""
+
+    reason: str = Field(description="One line: why the verdict.")
+    verdict: CriterionVerdict = Field(
+        description="met or not met (binary); 0/4 to 4/4 (ordinal). A pitfall is met when "
+        "the response falls into it."
+    )
+
+
 class _SchemaVerdict(BaseModel):
-    """The verdict on one criterion."""
+    """The verdict on one criterion of the checklist."""
 
     criterion: int = Field(ge=1, description="The criterion's number.")
     reason: str = Field(description="One line: why the verdict.")
@@ -372,7 +382,7 @@ _GradingTool = create_model(
     "CriteriaGrading", __doc__=_SchemaGrading.__doc__, __base__=_SchemaGrading
 )
 _VerdictTool = create_model(
-    "CriterionGrading", __doc__=_SchemaVerdict.__doc__, __base__=_SchemaVerdict
+    "CriterionGrading", __doc__=_SchemaOneVerdict.__doc__, __base__=_SchemaOneVerdict
 )
 
 
@@ -385,7 +395,11 @@ def criteria_grading_schema() -> type[BaseModel]:
 
 
 def criterion_verdict_schema() -> type[BaseModel]:
-    """The structured-output schema of one criterion's grading (tool ``CriterionGrading``)."""
+    """The structured-output schema of one criterion's grading (tool ``CriterionGrading``).
+
+    Fields: ``reason``, then ``verdict`` (one text field, then one choice: the embedded
+    local model writes the reason freely and then only a valid verdict).
+    """
     return _VerdictTool
 
 
@@ -498,8 +512,8 @@ def read_criteria_grading(
         fields: The structured answer's fields (:func:`criteria_grading_schema`, or one
             :func:`criterion_verdict_schema` result), if any.
         quoted: The text under judgment: a verdict line copied from it is not read.
-        only: Read this criterion alone (its verdict may then omit the number in
-            structured output); the result list then holds that one criterion.
+        only: Read this criterion alone (a structured verdict is its verdict, whatever
+            number it names); the result list then holds that one criterion.
 
     Example:
         >>> checklist = parse_checklist("Criterion 1 [essential]: Names Paris.")
@@ -515,7 +529,7 @@ def read_criteria_grading(
     quotes = [_normal(q) for q in quoted]
     found: dict[int, tuple[str, str]] = {}
     if fields is not None:
-        if only is not None and "results" not in fields and "criterion" not in fields:
+        if only is not None and "results" not in fields:  # one verdict: it is ``only``'s
             fields = {**fields, "criterion": only}
         found = _field_verdicts(fields)
     if not found:
