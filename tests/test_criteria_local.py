@@ -19,10 +19,17 @@ pytestmark = [
 ]
 
 
-def test_a_criteria_judge_on_the_local_model_scores_on_its_scale() -> None:
+@pytest.mark.parametrize("grading", ["joint", "each"])
+def test_a_criteria_judge_on_the_local_model_scores_on_its_scale(grading: str) -> None:
     model = load_local_model(max_tokens=64, max_tool_tokens=192, max_string_chars=80)
     assert is_local_model(model)
-    judge = create_judge(model, rubric_style="criteria", max_iterations=1, scale=(1, 10))
+    judge = create_judge(
+        model,
+        rubric_style="criteria",
+        criteria_grading=grading,  # type: ignore[arg-type]
+        max_iterations=1,
+        scale=(1, 10),
+    )
     out = judge.compile().invoke(
         {"instruction": "What is the capital of France?", "response": "Paris."}
     )
