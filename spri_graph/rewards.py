@@ -538,6 +538,11 @@ def _build(model: ModelSpec, options: Mapping[str, Any], own: Mapping[str, Any])
     node_cache = cache if isinstance(cache, BaseCache) else judge_cache(cache)
     if "reference_free" in options:
         raise TypeError(f"{caller}() takes reference_key=, not reference_free=")
+    if options.get("rubric_style", "levels") != "levels":
+        raise ValueError(
+            f"rubric_style: {caller}() grades with level rubrics; got "
+            f"{options['rubric_style']!r} (criteria rubrics work with the judges)"
+        )
     judge = {**options, "reference_free": reference_key is None}
     judge["cache_policy"] = options.get("cache_policy") or CachePolicy()
     settings = JudgeSettings.from_options(model, judge, caller=caller)

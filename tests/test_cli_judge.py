@@ -125,10 +125,13 @@ def test_agreement_table_through_the_installed_command() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()[2:-1]}
+    lines = done.stdout.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[2:-3]}
     assert rows["planning"][1:4] == ["280", "0", "0.620"]
     assert rows["safety"][1:4] == ["316", "0", "0.112"]
-    assert done.stdout.splitlines()[-1].startswith("dropped 0 of 2780 pairs")
+    assert lines[-3].startswith("dropped 0 of 2780 pairs")
+    assert lines[-2].startswith("resolution of evaluator_LM-score: ")
+    assert lines[-1].startswith("resolution of human_score: ")
 
 
 def test_agreement_parse_reads_raw_judge_output(capsys: pytest.CaptureFixture[str]) -> None:

@@ -120,6 +120,8 @@ VALUES: dict[str, Any] = {
     "scale": (1, 10),
     "judge_output": "structured",
     "reference_free": False,
+    "rubric_style": "criteria",
+    "criteria_grading": "each",
 }
 """A valid value for each shared option, none of them its default."""
 
@@ -134,6 +136,8 @@ BAD: dict[str, Any] = {
     "scale": (5, 1),
     "judge_output": "json",
     "reference_free": "yes",
+    "rubric_style": "checklist",
+    "criteria_grading": "all",
 }
 """A bad value for each shared option that has a check (a retry policy is taken as given)."""
 

@@ -328,3 +328,10 @@ def test_a_missing_reference_column_raises_before_any_model_call() -> None:
 def test_bad_options(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         create_spri_reward(ScriptedChatModel([]), **options)
+
+
+def test_a_criteria_rubric_style_is_refused_before_any_model_call() -> None:
+    model = ScriptedChatModel([])
+    with pytest.raises(ValueError, match="^rubric_style: create_spri_reward"):
+        create_spri_reward(model, rubric_style="criteria")
+    assert model.calls == []

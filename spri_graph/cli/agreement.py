@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -24,7 +25,9 @@ def add_parser(sub: Any) -> None:
         help="agreement between judge scores and human scores in a JSONL file",
         description="Pearson, Spearman, mean absolute error and Krippendorff's alpha (ordinal) "
         "between two score columns, overall and per group. Pairs with a missing or unreadable "
-        "score are dropped and counted. Needs the 'metrics' extra.",
+        "score are dropped and counted. Also the resolution of each column: the share of "
+        "scores at the ceiling (--ceiling) and the number of distinct values. Needs the "
+        "'metrics' extra.",
     )
     parser.add_argument("file", metavar="FILE.jsonl", help="one JSON object per line")
     parser.add_argument(
@@ -38,6 +41,13 @@ def add_parser(sub: Any) -> None:
         "--parse",
         action="store_true",
         help="--pred holds raw judge output: read its score with parse_judgment",
+    )
+    parser.add_argument(
+        "--ceiling",
+        type=float,
+        default=5.0,
+        metavar="SCORE",
+        help="the top of the scores' scale, for the share at the ceiling (default: 5)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON (full precision)")
     parser.add_argument(
@@ -66,7 +76,7 @@ def add_parser(sub: Any) -> None:
 def _run_agreement(args: argparse.Namespace) -> int:
     import json
 
-    from spri_graph.evaluation.metrics import agreement_by
+    from spri_graph.evaluation.metrics import agreement_by, resolution
 
     if args.plot is not None:
         check_output(args.plot, option="--plot")
@@ -82,9 +92,20 @@ def _run_agreement(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.file}: {exc}", code=2) from None
     if args.plot is not None:
         _plot(args, rows)
+    if not math.isfinite(args.ceiling):
+        raise CLIError(f"--ceiling must be a finite number, got {args.ceiling}")
+    resolutions = {
+        column: resolution(
+            [row.get(column) for row in rows],
+            ceiling=args.ceiling,
+            parse=args.parse and column == args.pred,
+        )
+        for column in (args.pred, args.human)
+    }
     if args.json:
         report = {"file": args.file, "human": args.human, "pred": args.pred, "records": len(rows)}
-        print(json.dumps({**report, **table.as_dict()}, indent=2))
+        spread = {column: r.as_dict() for column, r in resolutions.items()}
+        print(json.dumps({**report, **table.as_dict(), "resolution": spread}, indent=2))
         return 0
     grouping = f" by {args.by}" if args.by else ""
     print(f"{args.file}: {args.human} vs {args.pred}{grouping} ({len(rows)} records)")
@@ -94,6 +115,12 @@ def _run_agreement(args: argparse.Namespace) -> int:
         f"dropped {overall.dropped} of {len(rows)} pairs without a readable score "
         f"(human: {overall.unreadable_human}, {args.pred}: {overall.unreadable_pred})"
     )
+    for column, figures in resolutions.items():
+        share = "n/a" if figures.at_ceiling is None else f"{figures.at_ceiling:.1%}"
+        print(
+            f"resolution of {column}: {share} at the ceiling ({figures.ceiling:g}), "
+            f"{figures.distinct} distinct values in {figures.scores} scores"
+        )
     return 0
 
 

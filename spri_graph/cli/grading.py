@@ -85,7 +85,8 @@ def judge_options(
 
     Returns:
         ``(cache, model, critic, options)``; ``options`` holds ``reference_free``,
-        ``scale``, ``judge_output`` and ``cache_policy``.
+        ``scale``, ``judge_output``, ``cache_policy``, ``rubric_style`` and
+        ``criteria_grading``.
     """
     from langgraph.types import CachePolicy
 
@@ -101,6 +102,8 @@ def judge_options(
         "scale": args.scale,
         "judge_output": args.judge_output,
         "cache_policy": None if cache is None else CachePolicy(),
+        "rubric_style": getattr(args, "rubric_style", "levels"),
+        "criteria_grading": getattr(args, "criteria_grading", "joint"),
     }
     return cache, model, critic, options
 

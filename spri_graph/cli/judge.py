@@ -86,7 +86,22 @@ def add_parser(sub: Any) -> None:
         "--rubric",
         metavar="TEXT",
         help="rubric for --judge fixed: a 'Criteria: ...' line and one 'Score N: ...' line "
-        "per score of --scale",
+        "per score of --scale (with --rubric-style criteria: 'Criterion N [essential, "
+        "binary]: ...' lines)",
+    )
+    parser.add_argument(
+        "--rubric-style",
+        choices=["levels", "criteria"],
+        default="levels",
+        help="levels: one description per score (default); criteria: a weighted checklist, "
+        "a verdict per criterion and their weighted score on --scale",
+    )
+    parser.add_argument(
+        "--criteria-grading",
+        choices=["joint", "each"],
+        default="joint",
+        help="--rubric-style criteria: grade every criterion in one call (default) or one "
+        "call per criterion",
     )
     parser.add_argument(
         "--scale",
@@ -153,8 +168,14 @@ def _check_judge_args(args: argparse.Namespace) -> None:
 
 
 def _check_judge_record(
-    record: dict[str, Any], *, use_reference: bool, need_rubric: bool, scale: tuple[int, int]
+    record: dict[str, Any],
+    *,
+    use_reference: bool,
+    need_rubric: bool,
+    scale: tuple[int, int],
+    criteria: bool = False,
 ) -> str | None:
+    from spri_graph.readers.criteria import coerce_checklist
     from spri_graph.readers.rubric import coerce_rubric
 
     fields = [*_JUDGE_FIELDS, *(["reference_answer"] if use_reference else [])]
@@ -168,7 +189,10 @@ def _check_judge_record(
         if record.get("rubric") is None:
             return "missing 'rubric' (or pass --rubric)" if need_rubric else None
         try:
-            coerce_rubric(record["rubric"], "'rubric'", scale=scale)
+            if criteria:
+                coerce_checklist(record["rubric"], "'rubric'")
+            else:
+                coerce_rubric(record["rubric"], "'rubric'", scale=scale)
         except ValueError as exc:
             return str(exc)
     return None
@@ -192,14 +216,17 @@ def _build_judge(args: argparse.Namespace, *, reference_free: bool) -> Any:
 
 
 def _judge_result(out: dict[str, Any]) -> dict[str, Any]:
-    """A judge graph's output as plain JSON-ready values."""
-    return {
+    """A judge graph's output as plain JSON-ready values (per criterion, when graded so)."""
+    result = {
         "rubric": out["rubric"].model_dump(),
         "score": out["score"],
         "feedback": out["feedback"],
         "rubric_critiques": [c.model_dump(exclude={"raw"}) for c in out["rubric_critiques"]],
         "judgment_critiques": [c.model_dump(exclude={"raw"}) for c in out["judgment_critiques"]],
     }
+    if "criteria_results" in out:
+        result["criteria_results"] = [dict(r) for r in out["criteria_results"]]
+    return result
 
 
 def _run_judge(args: argparse.Namespace) -> int:
@@ -233,7 +260,11 @@ def _run_judge_file(args: argparse.Namespace) -> int:
 
     def check(record: dict[str, Any]) -> str | None:
         return _check_judge_record(
-            record, use_reference=args.use_reference, need_rubric=need_rubric, scale=args.scale
+            record,
+            use_reference=args.use_reference,
+            need_rubric=need_rubric,
+            scale=args.scale,
+            criteria=args.rubric_style == "criteria",
         )
 
     count = check_file(args, check)

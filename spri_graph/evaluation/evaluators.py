@@ -209,6 +209,12 @@ def _judge(
     return graph, texts, options
 
 
+def _criteria_metadata(out: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"criteria_results": [...]}`` for a judge grading by checklist, else ``{}``."""
+    results = out.get("criteria_results")
+    return {} if results is None else {"criteria_results": [dict(r) for r in results]}
+
+
 def _single(*, feedback_key: str, normalize: bool, **common: Any) -> _Evaluator:
     """The shared half of :func:`create_spri_evaluator` and its async form.
 
@@ -246,6 +252,7 @@ def _single(*, feedback_key: str, normalize: bool, **common: Any) -> _Evaluator:
                 **({"score_1_to_5": raw_score} if (low, high) == (1, 5) else {}),
                 "rubric_critic_scores": [c.score for c in out.get("rubric_critiques") or []],
                 "judgment_critic_scores": [c.score for c in out.get("judgment_critiques") or []],
+                **_criteria_metadata(out),
             },
         }
 
@@ -296,7 +303,9 @@ def create_spri_evaluator(
         ``{"key", "score", "comment", "metadata"}``; ``score`` is ``None`` when the judge
         gave no readable score, ``comment`` is the grading's feedback and ``metadata``
         holds the rubric, ``raw_score`` and ``scale`` (the score on the judge's scale,
-        also as ``score_1_to_5`` on the default scale) and the critics' scores.
+        also as ``score_1_to_5`` on the default scale) and the critics' scores; with
+        ``rubric_style="criteria"`` the comment has one line per criterion and
+        ``metadata["criteria_results"]`` each criterion's verdict, value and reason.
 
     Raises:
         TypeError: If an option is unknown.
@@ -436,6 +445,7 @@ def _pairwise(*, feedback_key: str, on_disagreement: OnDisagreement, **common: A
                 "consistent": out.get("consistent"),
                 "verdicts": verdicts,
                 "rubric": rubric.model_dump() if rubric is not None else None,
+                **_criteria_metadata(out),
             },
         }
 
@@ -481,7 +491,8 @@ def create_pairwise_evaluator(
         returning ``{"key", "scores", "comment", "winner", "metadata"}``. ``scores`` maps
         each run's id (``"A"`` and ``"B"`` without ``runs``) to 1, 0, 0.5 (tie) or
         ``None`` (no readable verdict); ``metadata`` holds the per-order verdicts and
-        the rubric.
+        the rubric (and, with ``rubric_style="criteria"``, ``criteria_results``: each
+        criterion's better response in both orders).
 
     Raises:
         TypeError: If an option is unknown.

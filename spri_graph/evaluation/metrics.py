@@ -39,9 +39,11 @@ __all__ = [
     "MISSING_GROUP",
     "Agreement",
     "AgreementTable",
+    "Resolution",
     "agreement",
     "agreement_by",
     "read_score",
+    "resolution",
 ]
 
 MISSING_GROUP = "(missing)"
@@ -284,4 +286,67 @@ def agreement_by(
             for name in sorted(groups, key=lambda name: (name == MISSING_GROUP, name))
         },
         by=by,
+    )
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How finely a column of scores tells responses apart.
+
+    A judge whose scores pile up at the top of its scale, in few distinct values, cannot
+    rank the responses it grades, however well it agrees on average.
+
+    Attributes:
+        scores: Readable scores counted.
+        unreadable: Missing or unreadable scores (not counted).
+        ceiling: The top of the scale.
+        at_ceiling: The share of the readable scores at (or above) the ceiling, 0-1;
+            ``None`` with no readable score.
+        distinct: The number of distinct readable scores.
+    """
+
+    scores: int
+    unreadable: int
+    ceiling: float
+    at_ceiling: float | None
+    distinct: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures as a JSON-ready dict."""
+        return {
+            "scores": self.scores,
+            "unreadable": self.unreadable,
+            "ceiling": self.ceiling,
+            "at_ceiling": self.at_ceiling,
+            "distinct": self.distinct,
+        }
+
+
+def resolution(scores: Iterable[Any], *, ceiling: float = 5, parse: bool = False) -> Resolution:
+    """The share of ``scores`` at the ``ceiling`` and how many distinct values they take.
+
+    Scores are read with :func:`read_score` (``parse`` as there); unreadable ones are
+    counted apart.
+
+    Raises:
+        ValueError: If ``ceiling`` is not a finite number.
+
+    Example:
+        >>> r = resolution([5, 5, 4.5, 5, None], ceiling=5)
+        >>> r.at_ceiling, r.distinct, r.unreadable
+        (0.75, 2, 1)
+    """
+    if isinstance(ceiling, bool) or not isinstance(ceiling, numbers.Real):
+        raise ValueError(f"ceiling must be a number, got {ceiling!r}")
+    if not math.isfinite(float(ceiling)):
+        raise ValueError(f"ceiling must be finite, got {ceiling!r}")
+    read = [read_score(value, parse=parse) for value in scores]
+    found = [value for value in read if value is not None]
+    top = float(ceiling)
+    return Resolution(
+        scores=len(found),
+        unreadable=len(read) - len(found),
+        ceiling=top,
+        at_ceiling=sum(value >= top for value in found) / len(found) if found else None,
+        distinct=len(set(found)),
     )

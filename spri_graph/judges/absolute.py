@@ -37,6 +37,7 @@ from spri_graph.judges.base import (
     read_grading,
     render_judgment,
 )
+from spri_graph.judges.criteria import add_grading
 from spri_graph.judges.rubric import start_with_rubric
 from spri_graph.models import ModelSpec
 
@@ -79,6 +80,12 @@ def create_judge(
     way. A grading with no readable score on the scale gets ``score=None`` unless a
     refinement fixes it; a score outside the scale is unread, never clipped.
 
+    With ``rubric_style="criteria"`` the rubric stage drafts, critiques and refines a
+    weighted checklist instead, and the grading is a verdict and a one-line reason per
+    criterion (one call, or one per criterion with ``criteria_grading="each"``), in
+    ``criteria_results``; the score is their weighted result on ``scale``
+    (:func:`~spri_graph.readers.criteria.criteria_score`). Verdicts are not critiqued.
+
     Args:
         model: Model that writes rubrics and gradings: a chat model or a model string
             (``"openai:gpt-4o-mini"``, ``"local"``, ...); ``None`` means ``$SPRI_MODEL`` or the
@@ -96,7 +103,8 @@ def create_judge(
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with input ``instruction``,
         ``response`` and optional ``reference_answer``, and output ``rubric``, ``score``,
-        ``feedback``, ``rubric_critiques``, ``judgment_critiques`` and ``usage``. Per-run
+        ``feedback``, ``rubric_critiques``, ``judgment_critiques``, ``criteria_results``
+        and ``usage``. Per-run
         settings go through ``context=SPRIContext(...)``.
 
     Raises:
@@ -128,6 +136,10 @@ def create_judge(
         input_schema=JudgeInput,
         output_schema=JudgeOutput,
     )
+    if settings.criteria:
+        start_with_rubric(builder, settings, with_response=True, then="grade")
+        add_grading(builder, settings)
+        return builder
     start_with_rubric(builder, settings, with_response=True, then="judgment_draft")
     add_judgment_stage(builder, settings, then="finalize")
     finalize = judgment_finalizer(scale=settings.scale, judge_output=settings.judge_output)

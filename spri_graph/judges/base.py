@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from operator import itemgetter
 from types import MappingProxyType
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
@@ -60,9 +60,13 @@ from spri_graph.engine.options import (
     take_options,
 )
 from spri_graph.engine.prompts import (
+    CRITERIA_PROMPTS,
     JUDGE_PROMPTS,
+    checklist_format,
+    criteria_grading_format,
     fence,
     grading_format,
+    pairwise_criteria_format,
     resolve_prompts,
     rubric_format,
     score_levels,
@@ -79,6 +83,13 @@ from spri_graph.engine.steps import (
     structured_output,
 )
 from spri_graph.models import ModelSpec, is_local_model, resolve_model_cached
+from spri_graph.readers.criteria import (
+    Checklist,
+    CriterionResult,
+    coerce_checklist,
+    parse_checklist,
+    read_checklist_fields,
+)
 from spri_graph.readers.rubric import Rubric, coerce_rubric, parse_rubric, read_rubric_fields
 from spri_graph.readers.scores import Critique, Judgment, Scale, check_scale, parse_judgment
 
@@ -95,13 +106,17 @@ __all__ = [
     "JudgeSettings",
     "JudgeState",
     "RubricInput",
+    "CriteriaGrading",
     "RubricOutput",
+    "RubricStyle",
     "StructuredDrafts",
     "add_judge_loop",
     "answer_with_schema",
     "as_judgment",
     "as_rubric",
+    "check_criteria_grading",
     "check_judge_output",
+    "check_rubric_style",
     "check_reference_free",
     "finalize_judgment",
     "grading_schema",
@@ -109,14 +124,42 @@ __all__ = [
     "judge_prepare",
     "judge_prompt_inputs",
     "judgment_finalizer",
+    "read_checklist",
     "read_grading",
     "read_rubric",
+    "render_checklist",
     "render_judgment",
     "render_rubric",
     "resolve_judge_output",
     "structured_fields",
     "text_field",
 ]
+
+
+RubricStyle = Literal["levels", "criteria"]
+"""A judge's rubric: one description per score level, or a weighted checklist of criteria."""
+
+CriteriaGrading = Literal["joint", "each"]
+"""How a checklist is graded: every criterion in one call, or one call per criterion."""
+
+
+def check_rubric_style(rubric_style: Any) -> None:
+    """Raise a ``ValueError`` unless ``rubric_style`` is ``"levels"`` or ``"criteria"``.
+
+    Example:
+        >>> check_rubric_style("checklist")
+        Traceback (most recent call last):
+        ...
+        ValueError: rubric_style must be 'levels' or 'criteria', got 'checklist'
+    """
+    if rubric_style not in ("levels", "criteria"):
+        raise ValueError(f"rubric_style must be 'levels' or 'criteria', got {rubric_style!r}")
+
+
+def check_criteria_grading(criteria_grading: Any) -> None:
+    """Raise a ``ValueError`` unless ``criteria_grading`` is ``"joint"`` or ``"each"``."""
+    if criteria_grading not in ("joint", "each"):
+        raise ValueError(f"criteria_grading must be 'joint' or 'each', got {criteria_grading!r}")
 
 
 def check_judge_output(judge_output: Any) -> None:
@@ -337,6 +380,19 @@ def read_rubric(message: BaseMessage, *, scale: Scale = (1, 5), structured: bool
     return parse_rubric(message_text(message), scale=scale)
 
 
+def read_checklist(
+    message: BaseMessage, *, scale: Scale = (1, 5), structured: bool = False
+) -> Checklist:
+    """Read a checklist writer's reply: structured fields first, else its text.
+
+    ``scale`` is taken to match :func:`read_rubric` (a checklist's score is mapped onto it).
+    """
+    check_scale(scale)
+    if structured and (checklist := read_checklist_fields(structured_fields(message))):
+        return checklist
+    return parse_checklist(message_text(message))
+
+
 # --------------------------------------------------------------------------- grading step
 
 
@@ -401,6 +457,11 @@ def render_rubric(rubric: Rubric) -> str:
     return as_rubric(rubric).render()  # type: ignore[union-attr]
 
 
+def render_checklist(checklist: Checklist) -> str:
+    """A checklist in its text layout (also one read back from a cache as a dict)."""
+    return as_rubric(checklist).render()  # type: ignore[union-attr]
+
+
 def render_judgment(judgment: Judgment) -> str:
     """A grading in the ``<feedback>..</feedback><score>N</score>`` layout the critic reads."""
     judgment = as_judgment(judgment)
@@ -434,13 +495,17 @@ class FixedRubricInput(JudgeInput, total=False):
     ``rubric`` may be a :class:`Rubric`, a dict of its fields, or rubric text.
     """
 
-    rubric: Rubric
+    rubric: Rubric | Checklist
 
 
 class RubricOutput(TypedDict, total=False):
-    """Output of :func:`~spri_graph.create_rubric_graph`."""
+    """Output of :func:`~spri_graph.create_rubric_graph`.
 
-    rubric: Rubric
+    ``rubric`` is a :class:`~spri_graph.readers.rubric.Rubric`, or with
+    ``rubric_style="criteria"`` a :class:`~spri_graph.readers.criteria.Checklist`.
+    """
+
+    rubric: Rubric | Checklist
     rubric_critiques: list[Critique]
     usage: Annotated[dict[str, StageUsage], merge_usage]
 
@@ -450,12 +515,14 @@ class JudgeOutput(RubricOutput, total=False):
 
     ``score`` is ``None`` when the final grading carried no readable score on the judge's
     scale. ``usage`` maps each stage (``"rubric"``, ``"judgment"``) to its model calls and
-    tokens.
+    tokens. ``criteria_results`` holds each criterion's verdict and reason when the rubric
+    is a checklist (``rubric_style="criteria"``); it is absent otherwise.
     """
 
     score: float | None
     feedback: str
     judgment_critiques: list[Critique]
+    criteria_results: list[CriterionResult]
 
 
 class JudgeState(FixedRubricInput, JudgeOutput, total=False):
@@ -494,7 +561,7 @@ def judge_prepare(
     settings: JudgeSettings,
     *,
     with_response: bool,
-    rubric: Rubric | None = None,
+    rubric: Rubric | Checklist | None = None,
     rubric_from_input: bool = False,
 ) -> _JudgeNode:
     """The ``prepare`` node of the judge graphs: validate the input before any model call.
@@ -510,6 +577,7 @@ def judge_prepare(
         rubric_from_input: Take the rubric from the input (falling back to ``rubric``).
     """
     reference_free, scale = settings.reference_free, settings.scale
+    criteria = settings.criteria
 
     def prepare(state: Mapping[str, Any]) -> dict[str, Any]:
         update: dict[str, Any] = {"instruction": text_field(state, "instruction")}
@@ -529,9 +597,12 @@ def judge_prepare(
                     "rubric: missing; pass rubric= to create_fixed_rubric_judge or a 'rubric' "
                     "in the input"
                 )
-            update["rubric"] = (
-                rubric if given is None else coerce_rubric(given, "rubric", scale=scale)
-            )
+            if given is None:
+                update["rubric"] = rubric
+            elif criteria:
+                update["rubric"] = coerce_checklist(given, "rubric")
+            else:
+                update["rubric"] = coerce_rubric(given, "rubric", scale=scale)
         elif rubric is not None:
             update["rubric"] = rubric
         check_context()
@@ -556,6 +627,9 @@ def judge_prompt_inputs(
         "levels": score_levels((low, high)),
         "rubric_format": rubric_format((low, high), structured=structured),
         "grading_format": grading_format((low, high), structured=structured),
+        "checklist_format": checklist_format(structured=structured),
+        "criteria_grading_format": criteria_grading_format(structured=structured),
+        "pairwise_criteria_format": pairwise_criteria_format(structured=structured),
     }
 
     def inputs(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -577,12 +651,16 @@ def judge_prompt_inputs(
     return inputs
 
 
-def as_rubric(value: Any) -> Rubric | None:
-    """A :class:`Rubric` from state, also when read back as a dict of its fields.
+def as_rubric(value: Any) -> Rubric | Checklist | None:
+    """A :class:`Rubric` or :class:`Checklist` from state, also when read back as a dict.
 
     A checkpoint or cache whose serializer does not allow the class gives plain data back.
     """
-    return Rubric.model_validate(value) if isinstance(value, Mapping) else value
+    if isinstance(value, Mapping):
+        if "items" in value:
+            return Checklist.model_validate(value)
+        return Rubric.model_validate(value)
+    return value  # type: ignore[no-any-return]
 
 
 def as_judgment(value: Any) -> Judgment:
@@ -593,13 +671,16 @@ def as_judgment(value: Any) -> Judgment:
 def finalize_judgment(state: Any) -> dict[str, Any]:
     """The ``finalize`` node of the judge graphs: the output keys from the final grading."""
     judgment = as_judgment(state["judgment"])
-    return {
+    output = {
         "rubric": as_rubric(state.get("rubric")),
         "score": judgment.score,
         "feedback": judgment.feedback,
         "rubric_critiques": [Critique.of(c) for c in state.get("rubric_critiques") or []],
         "judgment_critiques": [Critique.of(c) for c in state.get("judgment_critiques") or []],
     }
+    if "criteria_results" in state:
+        output["criteria_results"] = list(state["criteria_results"])
+    return output
 
 
 def judgment_finalizer(*, scale: Scale = (1, 5), judge_output: OutputMode = "text") -> _JudgeNode:
@@ -656,11 +737,23 @@ class GradingOptions(CallOptions, total=False):
             ``False``, every input must carry a non-empty ``reference_answer``, shown to
             the rubric writer, the grader and the critics as a response that would get the
             top score; with ``True`` a ``reference_answer`` in the input is not used.
+        rubric_style: ``"levels"`` (the default): a rubric is a criteria question and one
+            description per score, and a grading picks a level. ``"criteria"``: a rubric is
+            a weighted checklist (:class:`~spri_graph.readers.criteria.Checklist`: each
+            criterion essential, important, optional or a pitfall, or a numeric weight;
+            binary or ordinal), each criterion gets a verdict and a one-line reason
+            (``criteria_results``), and the score is their weighted result mapped onto
+            ``scale`` (:func:`~spri_graph.readers.criteria.criteria_score`). Its prompts
+            are :data:`~spri_graph.engine.prompts.CRITERIA_PROMPTS`.
+        criteria_grading: With ``rubric_style="criteria"``: ``"joint"`` (the default)
+            grades every criterion in one call, ``"each"`` makes one call per criterion.
     """
 
     scale: tuple[int, int]
     judge_output: OutputMode | None
     reference_free: bool
+    rubric_style: RubricStyle
+    criteria_grading: CriteriaGrading
 
 
 class JudgeOptions(LoopOptions, GradingOptions, total=False):
@@ -670,7 +763,7 @@ class JudgeOptions(LoopOptions, GradingOptions, total=False):
     kinds take these: :class:`~spri_graph.engine.options.LoopOptions` (``critic_model``,
     ``threshold``, ``max_iterations``, ``critic_output``, ``parse_retries``, ``prompts``,
     ``retry_policy``, ``cache_policy``) and :class:`GradingOptions` (``scale``,
-    ``judge_output``, ``reference_free``).
+    ``judge_output``, ``reference_free``, ``rubric_style``, ``criteria_grading``).
     """
 
 
@@ -693,11 +786,15 @@ class GradingSettings:
     scale: Scale = (1, 5)
     judge_output: OutputMode | None = None
     reference_free: bool = True
+    rubric_style: RubricStyle = "levels"
+    criteria_grading: CriteriaGrading = "joint"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scale", check_scale(self.scale))
         check_judge_output(self.judge_output)
         check_reference_free(self.reference_free)
+        check_rubric_style(self.rubric_style)
+        check_criteria_grading(self.criteria_grading)
 
 
 JUDGE_OPTION_NAMES: tuple[str, ...] = (*option_names(LoopSettings), *option_names(GradingSettings))
@@ -760,7 +857,7 @@ class JudgeSettings:
         own = set(option_names(GradingSettings))
         grading = GradingSettings(**{k: v for k, v in taken.items() if k in own})
         loop = LoopSettings(**{k: v for k, v in taken.items() if k not in own})
-        prompts = resolve_prompts(default_prompts, loop.prompts)
+        prompts = resolve_prompts({**default_prompts, **CRITERIA_PROMPTS}, loop.prompts)
         models = loop.resolve(model)
         return cls(
             loop=loop,
@@ -784,6 +881,11 @@ class JudgeSettings:
     def cache_policy(self) -> CachePolicy[Any] | None:
         """The node cache policy (``None``: no caching)."""
         return self.loop.cache_policy
+
+    @property
+    def criteria(self) -> bool:
+        """Whether the rubric is a weighted checklist (``rubric_style="criteria"``)."""
+        return self.grading.rubric_style == "criteria"
 
     @property
     def structured(self) -> bool:
@@ -815,12 +917,13 @@ def add_judge_loop(
     read: Callable[..., Any],
     render: Callable[[Any], str],
     then: str,
+    prompt_prefix: str | None = None,
 ) -> str:
     """Add one judge loop: candidates read by ``read``, structured by ``schema`` if asked.
 
-    The loop's prompts are ``settings.prompts["<name>_draft"]``, ``"<name>_critique"`` and
-    ``"<name>_refine"``; its candidate goes to state key ``name`` and its critiques to
-    ``<name>_critiques``.
+    The loop's prompts are ``settings.prompts["<prefix>_draft"]``, ``"<prefix>_critique"``
+    and ``"<prefix>_refine"`` (the prefix is ``name`` unless ``prompt_prefix`` is given);
+    its candidate goes to state key ``name`` and its critiques to ``<name>_critiques``.
 
     Args:
         builder: The graph to add the loop's nodes to.
@@ -830,11 +933,13 @@ def add_judge_loop(
         read: Reads a candidate: ``read(message, scale=..., structured=...)``.
         render: Writes a candidate back as text for the critic and the refiner.
         then: The node the loop goes to when done.
+        prompt_prefix: The prompts' key prefix, if not ``name``.
 
     Returns:
         The name of the loop's first node (``<name>_draft``).
     """
     scale, structured = settings.scale, settings.structured
+    prefix = prompt_prefix or name
 
     def parse(message: BaseMessage) -> Any:
         return read(message, scale=scale, structured=structured)
@@ -846,9 +951,9 @@ def add_judge_loop(
         name=name,
         model=settings.answering(settings.models.base, schema),
         critic_model=settings.models.critic,
-        draft_prompt=settings.prompts[f"{name}_draft"],
-        critique_prompt=settings.prompts[f"{name}_critique"],
-        refine_prompt=settings.prompts[f"{name}_refine"],
+        draft_prompt=settings.prompts[f"{prefix}_draft"],
+        critique_prompt=settings.prompts[f"{prefix}_critique"],
+        refine_prompt=settings.prompts[f"{prefix}_refine"],
         candidate_key=name,
         critiques_key=f"{name}_critiques",
         prompt_inputs=settings.prompt_inputs(),

@@ -11,25 +11,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from typing_extensions import Unpack
 
 from spri_graph.engine.options import SPRIContext
 from spri_graph.engine.prompts import JUDGE_PROMPTS
-from spri_graph.engine.steps import step_node
 from spri_graph.judges.base import (
     GRADING_OPTION_NAMES,
     FixedRubricInput,
-    Grader,
     GradingOptions,
     JudgeInput,
     JudgeOutput,
     JudgeSettings,
     JudgeState,
-    finalize_judgment,
     judge_prepare,
 )
+from spri_graph.judges.criteria import add_grading
 from spri_graph.models import ModelSpec
+from spri_graph.readers.criteria import Checklist, coerce_checklist, generic_checklist
 from spri_graph.readers.rubric import Rubric, coerce_rubric, generic_rubric
 
 __all__ = ["create_fixed_rubric_judge", "create_vanilla_judge"]
@@ -43,7 +42,7 @@ def _settings(model: ModelSpec, options: Mapping[str, Any], caller: str) -> Judg
 
 
 def _build_single(
-    settings: JudgeSettings, *, rubric: Rubric | None, rubric_from_input: bool
+    settings: JudgeSettings, *, rubric: Rubric | Checklist | None, rubric_from_input: bool
 ) -> StateGraph[JudgeState, SPRIContext, JudgeInput, JudgeOutput]:
     """``prepare -> grade -> finalize``: one grading call, a one-step node."""
     builder = StateGraph(
@@ -56,18 +55,8 @@ def _build_single(
         settings, with_response=True, rubric=rubric, rubric_from_input=rubric_from_input
     )
     builder.add_node("prepare", prepare)
-    grader = Grader.of(settings, settings.models.base)
-    builder.add_node(
-        "grade",
-        step_node("grade", grader.step),
-        retry_policy=settings.loop.policy,
-        cache_policy=grader.cache_policy,
-    )
-    builder.add_node("finalize", finalize_judgment)
     builder.add_edge(START, "prepare")
-    builder.add_edge("prepare", "grade")
-    builder.add_edge("grade", "finalize")
-    builder.add_edge("finalize", END)
+    builder.add_edge("prepare", add_grading(builder, settings))
     return builder
 
 
@@ -110,14 +99,14 @@ def create_vanilla_judge(
         (4.0, True)
     """
     settings = _settings(model, options, "create_vanilla_judge")
-    rubric = generic_rubric(settings.scale)
+    rubric = generic_checklist() if settings.criteria else generic_rubric(settings.scale)
     return _build_single(settings, rubric=rubric, rubric_from_input=False)
 
 
 def create_fixed_rubric_judge(
     model: ModelSpec = None,
     *,
-    rubric: Rubric | Mapping[str, str] | str | None = None,
+    rubric: Rubric | Checklist | Mapping[str, Any] | str | None = None,
     **options: Unpack[GradingOptions],
 ) -> StateGraph[JudgeState, SPRIContext, JudgeInput, JudgeOutput]:
     r"""Create the fixed-rubric baseline: one absolute grading against a given rubric.
@@ -130,7 +119,9 @@ def create_fixed_rubric_judge(
     Args:
         model: The judge model (same forms as :func:`~spri_graph.create_judge`).
         rubric: A :class:`Rubric`, a dict of its fields, or rubric text in the
-            ``Criteria:`` / ``Score N:`` layout; ``None`` requires a rubric in every input.
+            ``Criteria:`` / ``Score N:`` layout; with ``rubric_style="criteria"`` a
+            :class:`~spri_graph.readers.criteria.Checklist`, a dict of its fields or
+            checklist text. ``None`` requires a rubric in every input.
         **options: The shared options of every judge
             (:class:`~spri_graph.judges.base.GradingOptions`: ``scale``, ``judge_output``,
             ``reference_free``, ``prompts``, ``retry_policy``, ``cache_policy``); the one
@@ -144,7 +135,8 @@ def create_fixed_rubric_judge(
     Raises:
         TypeError: If an option is unknown (the loop options included: this judge does not
             refine).
-        ValueError: If ``rubric`` is malformed or not on ``scale``; at run time, if neither
+        ValueError: If ``rubric`` is malformed or not on ``scale`` (a checklist whose
+            weights, pitfalls aside, sum to zero); at run time, if neither
             the factory nor the input gives a rubric.
 
     Example:
@@ -156,5 +148,9 @@ def create_fixed_rubric_judge(
         5.0
     """
     settings = _settings(model, options, "create_fixed_rubric_judge")
-    fixed = None if rubric is None else coerce_rubric(rubric, "rubric", scale=settings.scale)
+    fixed: Rubric | Checklist | None = None
+    if rubric is not None and settings.criteria:
+        fixed = coerce_checklist(rubric, "rubric")
+    elif rubric is not None:
+        fixed = coerce_rubric(rubric, "rubric", scale=settings.scale)
     return _build_single(settings, rubric=fixed, rubric_from_input=True)

@@ -50,9 +50,21 @@ from spri_graph.engine.steps import (
     structured_output,
     sum_usage,
 )
-from spri_graph.judges.base import JudgeOptions, JudgeSettings, text_field
+from spri_graph.judges.base import (
+    JudgeOptions,
+    JudgeSettings,
+    answer_with_schema,
+    text_field,
+)
+from spri_graph.judges.criteria import checklist_of, own_fields
 from spri_graph.judges.rubric import RUBRIC_PROMPTS, start_with_rubric
 from spri_graph.models import ModelSpec, resolve_model_cached
+from spri_graph.readers.criteria import (
+    Checklist,
+    PairwiseChoice,
+    pairwise_criteria_schema,
+    read_pairwise_criteria,
+)
 from spri_graph.readers.rubric import Rubric
 from spri_graph.readers.scores import Critique
 from spri_graph.readers.verdicts import Better, PairwiseVerdict, Verdict, parse_verdict
@@ -60,6 +72,7 @@ from spri_graph.readers.verdicts import Better, PairwiseVerdict, Verdict, parse_
 __all__ = [
     "OnDisagreement",
     "OrderVerdict",
+    "PairwiseCriterionResult",
     "PairwiseInput",
     "PairwiseOutput",
     "PairwiseState",
@@ -96,6 +109,31 @@ class OrderVerdict(TypedDict):
     feedback: str
 
 
+class PairwiseCriterionResult(TypedDict):
+    """One criterion of a comparison by checklist (``rubric_style="criteria"``).
+
+    Attributes:
+        round: 1, or 2 for the re-asked round.
+        criterion: Its number, from 1.
+        text: Its text.
+        weight: Its weight.
+        pitfall: Whether it is a pitfall (the better response avoids it).
+        AB: The better response with A shown first, in the input's terms, or ``None``
+            when unread.
+        BA: The same with B shown first.
+        winner: ``AB`` when both orders agree, else ``"tie"`` (``None`` when unread).
+    """
+
+    round: int
+    criterion: int
+    text: str
+    weight: float
+    pitfall: bool
+    AB: PairwiseChoice | None
+    BA: PairwiseChoice | None
+    winner: PairwiseChoice | None
+
+
 def _add_verdicts(
     left: list[OrderVerdict] | None, right: list[OrderVerdict] | None
 ) -> list[OrderVerdict]:
@@ -127,12 +165,15 @@ class PairwiseOutput(TypedDict, total=False):
         rubric: The rubric the responses were graded by.
         rubric_critiques: The rubric critic's critiques.
         usage: Model calls and tokens per stage (``"rubric"``, ``"pairwise"``).
+        criteria_results: With ``rubric_style="criteria"`` only: each criterion's better
+            response in both orders of the deciding round.
     """
 
     winner: Winner | None
     consistent: bool
     verdicts: Annotated[list[OrderVerdict], _add_verdicts]
-    rubric: Rubric
+    criteria_results: list[PairwiseCriterionResult]
+    rubric: Rubric | Checklist
     rubric_critiques: list[Critique]
     usage: Annotated[dict[str, StageUsage], merge_usage]
 
@@ -146,6 +187,7 @@ class PairwiseState(PairwiseInput, PairwiseOutput, total=False):
 
     pairwise_usage: Annotated[list[StageUsage], operator.add]
     context_models: dict[str, str | None]
+    order_choices: Annotated[list[dict[str, Any]], operator.add]
 
 
 # --------------------------------------------------------------------------- nodes
@@ -218,6 +260,103 @@ def _grade_step(
         return {"verdicts": [graded], "pairwise_usage": [usage]}
 
     return grade
+
+
+def _swap(choice: PairwiseChoice) -> PairwiseChoice:
+    return "B" if choice == "A" else "A" if choice == "B" else "tie"
+
+
+def _criteria_grade_step(
+    settings: JudgeSettings,
+    prompt: ChatPromptTemplate,
+    inputs: Callable[[Mapping[str, Any]], dict[str, Any]],
+) -> Callable[[Mapping[str, Any]], Step]:
+    """One order's comparison by checklist: the better response per criterion, one call.
+
+    The order's ``winner`` is the response with the larger weight of criteria won (``None``
+    on equal weight or no readable choice); choices are kept in the input's terms.
+    """
+    structured = settings.structured
+
+    def grade(state: Mapping[str, Any]) -> Step:
+        order, round_ = state["order"], state["round"]
+        checklist = checklist_of(state)
+        name = context_value("model")
+        runnable = resolve_model_cached(name, field="model") if name else settings.models.base
+        if structured:
+            runnable = answer_with_schema(runnable, pairwise_criteria_schema())
+        values = inputs(state)
+        quotes = (values["response_a"], values["response_b"])
+        message = yield ModelCall.for_stage(
+            runnable,
+            prompt.format_messages(**values),
+            stage="pairwise",
+            step=f"grade_{order}",
+            iteration=round_,
+        )
+        fields = own_fields(message, quotes) if structured else None
+        found = read_pairwise_criteria(
+            checklist, text=message_text(message), fields=fields, quoted=quotes
+        )
+        choices = {n: (c if order == "AB" else _swap(c)) for n, (c, _) in found.items()}
+        weight = {"A": 0.0, "B": 0.0, "tie": 0.0}
+        for number, choice in choices.items():
+            weight[choice] += checklist.items[number - 1].weight_value
+        winner: Better | None = None
+        if weight["A"] != weight["B"]:
+            winner = "A" if weight["A"] > weight["B"] else "B"
+        feedback = "\n".join(
+            f"Criterion {n}: {choices[n]} - {reason}" for n, (_, reason) in found.items()
+        )
+        graded = OrderVerdict(round=round_, order=order, winner=winner, feedback=feedback)
+        usage = add_usage(empty_usage(), message, critic=False)
+        return {
+            "verdicts": [graded],
+            "pairwise_usage": [usage],
+            "order_choices": [{"round": round_, "order": order, "choices": choices}],
+        }
+
+    return grade
+
+
+def _criteria_decide(state: PairwiseState) -> dict[str, Any]:
+    """The winner by checklist: per criterion, both orders must agree, else a tie.
+
+    The response with the larger weight of agreed criteria wins; equal weight is a tie.
+    """
+    update: dict[str, Any] = {"usage": {"pairwise": sum_usage(state.get("pairwise_usage") or [])}}
+    taken = state.get("order_choices") or []
+    if not taken:  # identical responses: nothing to grade
+        return {**update, "winner": "tie", "consistent": True, "verdicts": []}
+    checklist = checklist_of(state)
+    round_ = max(entry["round"] for entry in taken)
+    last = {e["order"]: e["choices"] for e in taken if e["round"] == round_}
+    results: list[PairwiseCriterionResult] = []
+    weight = {"A": 0.0, "B": 0.0, "tie": 0.0}
+    for number, criterion in enumerate(checklist.items, 1):
+        ab, ba = last["AB"].get(number), last["BA"].get(number)
+        winner: PairwiseChoice | None = None
+        if ab is not None and ba is not None:
+            winner = ab if ab == ba else "tie"
+            weight[winner] += criterion.weight_value
+        results.append(
+            PairwiseCriterionResult(
+                round=round_,
+                criterion=number,
+                text=criterion.text,
+                weight=criterion.weight_value,
+                pitfall=criterion.pitfall,
+                AB=ab,
+                BA=ba,
+                winner=winner,
+            )
+        )
+    read = any(r["winner"] is not None for r in results)
+    overall: Winner | None = None
+    if read:
+        overall = "tie" if weight["A"] == weight["B"] else "A" if weight["A"] > weight["B"] else "B"
+    consistent = all(r["AB"] == r["BA"] and r["AB"] is not None for r in results)
+    return {**update, "winner": overall, "consistent": consistent, "criteria_results": results}
 
 
 def _responses(state: Mapping[str, Any]) -> dict[str, str]:
@@ -304,7 +443,12 @@ def create_pairwise_judge(
             :class:`PairwiseVerdict` with ``with_structured_output`` (and has the rubric
             written as structured fields); ``scale`` is the rubric's. ``prompts`` keys:
             ``rubric_draft``, ``rubric_critique``, ``rubric_refine`` and
-            ``pairwise_grade`` (see :data:`PAIRWISE_PROMPTS`).
+            ``pairwise_grade`` (see :data:`PAIRWISE_PROMPTS`). With
+            ``rubric_style="criteria"`` the rubric is a weighted checklist and each order
+            names the better response per criterion (prompt ``criteria_pairwise``, one call
+            per order): a criterion goes to the response both orders name (else it is a
+            tie), the response with the larger weight of criteria won wins, and
+            ``criteria_results`` holds every criterion's choices.
 
     Returns:
         An uncompiled :class:`~langgraph.graph.StateGraph` with input
@@ -338,9 +482,13 @@ def create_pairwise_judge(
     settings = JudgeSettings.from_options(
         model, options, caller="create_pairwise_judge", default_prompts=_PROMPTS
     )
-    grade_prompt = settings.prompts["pairwise_grade"]
     inputs = _prompt_inputs(settings)
-    grade = _grade_step(settings, grade_prompt, inputs)
+    if settings.criteria:
+        grade_prompt = settings.prompts["criteria_pairwise"]
+        grade = _criteria_grade_step(settings, grade_prompt, inputs)
+    else:
+        grade_prompt = settings.prompts["pairwise_grade"]
+        grade = _grade_step(settings, grade_prompt, inputs)
     builder = StateGraph(
         PairwiseState,
         context_schema=SPRIContext,
@@ -364,7 +512,7 @@ def create_pairwise_judge(
             extra=[settings.judge_output, settings.loop.parse_retries],
         ),
     )
-    builder.add_node("decide", _decide)
+    builder.add_node("decide", _criteria_decide if settings.criteria else _decide)
     builder.add_edge("grade", "decide")
     builder.add_conditional_edges("decide", _reasker(on_disagreement), ["grade", END])
     return builder

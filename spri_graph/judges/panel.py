@@ -33,15 +33,17 @@ from typing import Annotated, Any, Literal
 from langchain_core.runnables import Runnable
 from langgraph.graph import END, StateGraph
 from langgraph.types import CachePolicy, Send
-from typing_extensions import TypedDict, Unpack
+from typing_extensions import NotRequired, TypedDict, Unpack
 
 from spri_graph.engine.options import SPRIContext
 from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.engine.steps import StageUsage, Step, context_value, step_node, sum_usage
 from spri_graph.evaluation.metrics import Agreement, agreement
-from spri_graph.judges.base import Grader, JudgeInput, JudgeOptions, JudgeSettings, RubricOutput
+from spri_graph.judges.base import JudgeInput, JudgeOptions, JudgeSettings, RubricOutput
+from spri_graph.judges.criteria import grader_for
 from spri_graph.judges.rubric import RUBRIC_PROMPTS, start_with_rubric
 from spri_graph.models import ModelSpec, resolve_model
+from spri_graph.readers.criteria import CriterionResult
 from spri_graph.readers.scores import Judgment
 
 __all__ = [
@@ -71,6 +73,8 @@ class PanelJudgment(TypedDict):
         score: Its score, or ``None`` when it abstained.
         feedback: Its feedback.
         usage: Its model calls and tokens.
+        criteria_results: With ``rubric_style="criteria"`` only: its verdict and reason
+            per criterion.
     """
 
     judge: str
@@ -78,6 +82,7 @@ class PanelJudgment(TypedDict):
     score: float | None
     feedback: str
     usage: StageUsage
+    criteria_results: NotRequired[list[CriterionResult]]
 
 
 def _add_judgments(
@@ -209,7 +214,7 @@ class _Member:
 
 def _member(index: int, spec: ModelSpec, settings: JudgeSettings) -> _Member:
     model = resolve_model(spec, field=f"judges[{index}]")
-    grader = Grader.of(settings, model, node=f"judge_{index}", step=f"grade_{index}")
+    grader = grader_for(settings, model, node=f"judge_{index}", step=f"grade_{index}")
     policy = grader.cache_policy
     return _Member(
         _judge_name(spec, model), grader.step, None if policy is None else policy.key_func
@@ -230,6 +235,8 @@ def _member_step(members: Sequence[_Member]) -> Callable[[Mapping[str, Any]], St
             feedback=judgment.feedback,
             usage=update["usage"]["judgment"],
         )
+        if "criteria_results" in update:
+            graded["criteria_results"] = update["criteria_results"]
         return {"judgments": [graded]}
 
     return judge

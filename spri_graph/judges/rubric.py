@@ -33,10 +33,13 @@ from spri_graph.judges.base import (
     RubricOutput,
     add_judge_loop,
     judge_prepare,
+    read_checklist,
     read_rubric,
+    render_checklist,
     render_rubric,
 )
 from spri_graph.models import ModelSpec
+from spri_graph.readers.criteria import checklist_schema
 from spri_graph.readers.rubric import rubric_schema
 
 __all__ = ["RUBRIC_PROMPTS", "add_rubric_stage", "create_rubric_graph", "start_with_rubric"]
@@ -56,11 +59,24 @@ def add_rubric_stage(
     ``instruction``, ``reference_answer``, ``rubric``, ``rubric_critiques``,
     ``context_models`` and ``usage``. The caller adds the edge into the returned node; the
     loop ends with an edge to ``then``. With ``settings.cache_policy`` set, its nodes are
-    cached.
+    cached. With ``rubric_style="criteria"`` the rubric is a weighted checklist, written,
+    critiqued and refined with the ``criteria_draft``, ``criteria_critique`` and
+    ``criteria_refine`` prompts (the nodes keep their names).
 
     Returns:
         The name of the stage's first node (``rubric_draft``).
     """
+    if settings.criteria:
+        return add_judge_loop(
+            builder,
+            settings,
+            "rubric",
+            schema=checklist_schema,
+            read=read_checklist,
+            render=render_checklist,
+            then=then,
+            prompt_prefix="criteria",
+        )
     return add_judge_loop(
         builder,
         settings,
