@@ -23,7 +23,7 @@ from langgraph.types import RetryPolicy
 
 from spri_graph.alignment.spri import SPRI_OPTIONS, create_batch_graph
 from spri_graph.engine.options import default_retry_policy
-from spri_graph.models import ModelSpec
+from spri_graph.models import ModelSpec, resolve_model
 from spri_graph.synthesis.output import (
     FileSink,
     check_writable,
@@ -40,7 +40,13 @@ from spri_graph.synthesis.records import (
     scan_input,
 )
 from spri_graph.synthesis.report import SynthesisInterrupted, SynthesisReport
-from spri_graph.synthesis.runner import Record, RecordRunner, RecordSink, error_record
+from spri_graph.synthesis.runner import (
+    Record,
+    RecordRunner,
+    RecordSink,
+    error_record,
+    serving_concurrency,
+)
 from spri_graph.synthesis.workers import batch_gc, preload, run_forked, run_loop
 
 __all__ = ["asynthesize", "spri_runner", "synthesize"]
@@ -210,6 +216,10 @@ def _prepare(
 
     policy = spri_options.get("retry_policy") or default_retry_policy()
     spri_options = {**spri_options, "retry_policy": policy}
+    model = resolve_model(model, field="model")
+    if critic_model is not None:
+        critic_model = resolve_model(critic_model, field="critic_model")
+    concurrency = serving_concurrency(concurrency, model, critic_model)
     graph = create_batch_graph(model, critic_model=critic_model, **spri_options).compile()
     fields = RecordFields(query=query_field, id=id_field)
     source = open_source(records)
@@ -281,7 +291,8 @@ def synthesize(
         id_field: Field holding the record's unique id (a string or an integer); ``None``
             uses the record's line number (its position, for an iterable) as its id.
         concurrency: Most records in flight at once, over all workers; match it to what
-            the model endpoint allows.
+            the model endpoint allows. An in-process model (the embedded llama.cpp
+            model) serves one call at a time, so it runs one record at a time.
         workers: Processes that run records (Linux). One event loop spends a few ms of CPU
             per record on graph bookkeeping, so a fast endpoint (hundreds of calls per
             second) keeps one core busy; more workers use more cores. Workers are forked,
