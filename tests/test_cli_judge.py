@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -200,6 +201,78 @@ def test_judge_prints_rubric_grading_and_score(
     assert "  Score 5: Right sum, shown." in out
     assert "Grading (critic scores: [5])\n  Checked the sum." in out
     assert out.rstrip().endswith("Score: 4")
+
+
+def test_judge_shows_each_stage_as_it_happens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ScriptedChatModel(
+        [
+            RUBRIC,
+            "Feedback: Vague levels. [RESULT] 2",
+            RUBRIC.replace("Right sum, shown.", "5, with the working."),
+            "Feedback: Checkable. [RESULT] 5",
+            "<feedback>Adds up.</feedback><score>4</score>",
+            "Feedback: Too lenient. [RESULT] 3",
+            "<feedback>Adds up, working shown.</feedback><score>5</score>",
+            "Feedback: Applies it. [RESULT] 5",
+        ]
+    )
+    monkeypatch.setattr(spri_graph.models, "resolve_model", lambda *a, **k: model)
+    assert main(["judge", "--instruction", "What is 2+3?", "--response", "5, as 2+3=5"]) == 0
+    out = capsys.readouterr().out
+    live, result = out.split("\n== Result ==\n")
+    sections = [block.splitlines() for block in live.split("\n\n")]
+    assert sections[0] == ["Model: ScriptedChatModel"]
+    assert [lines[0] for lines in sections[1:-1]] == [
+        "== Rubric: draft ==",
+        "== Rubric: refinement ==",
+        "== Grading: draft ==",
+        "== Grading: refinement ==",
+    ]
+    rubric_draft, rubric_refined, grading_draft, grading_refined = sections[1:-1]
+    assert rubric_draft[1] == "  Criteria: Is the sum right?"
+    assert rubric_draft[-2:] == ["-- critique 1: score 2/5, below 4; refining", "   Vague levels."]
+    assert "  Score 5: 5, with the working." in rubric_refined
+    assert rubric_refined[-2:] == ["-- critique 2: score 5/5, accepted", "   Checkable."]
+    assert grading_draft[1:] == [
+        "  Adds up.",
+        "  Score: 4",
+        "-- critique 1: score 3/5, below 4; refining",
+        "   Too lenient.",
+    ]
+    assert grading_refined[1:3] == ["  Adds up, working shown.", "  Score: 5"]
+    assert grading_refined[-2:] == ["-- critique 2: score 5/5, accepted", "   Applies it."]
+    # The calls and the time, then the result, with the score last.
+    assert re.fullmatch(
+        r"rubric: 2 model \+ 2 critic calls, \d+ tokens; "
+        r"judgment: 2 model \+ 2 critic calls, \d+ tokens; \d+\.\d s\n",
+        sections[-1][0] + "\n",
+    )
+    assert result.startswith("Rubric (critic scores: [2, 5])\n  Criteria: Is the sum right?\n")
+    assert "Grading (critic scores: [3, 5])\n  Adds up, working shown.\n" in result
+    assert result.rstrip().endswith("Score: 5")
+
+
+def test_judge_max_tokens_caps_every_model(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake, settings = Judge(), []
+
+    def resolve(name: object, **kwargs: object) -> ScriptedChatModel:
+        settings.append((kwargs["field"], kwargs.get("max_tokens")))
+        return fake.model
+
+    monkeypatch.setattr(spri_graph.models, "resolve_model", resolve)
+    argv = ["judge", "--instruction", "2+3?", "--response", "answer=5", "--json"]
+    assert main([*argv, "--critic-model", "critic", "--max-tokens", "64"]) == 0
+    assert settings == [("--model", 64), ("--critic-model", 64)]
+    settings.clear()
+    assert main(argv) == 0
+    assert settings == [("--model", None)]  # the model's own default
+    capsys.readouterr()
+    assert main([*argv, "--max-tokens", "0"]) == 2
+    assert "argument --max-tokens: expected a whole number >= 1, got 0" in one_line_error(capsys)
 
 
 def test_judge_json(judge: Judge, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,11 +10,13 @@ from spri_graph.cli.grading import (
     FileMode,
     check_file,
     check_mode,
+    check_texts,
     grade_file,
     judge_once,
     judge_options,
 )
 from spri_graph.cli.pairwise import add_pairwise_arguments, refuse_pairwise_options, run_pairwise
+from spri_graph.cli.stages import model_label
 
 __all__ = ["add_parser"]
 
@@ -169,12 +171,8 @@ def _check_judge_record(
     from spri_graph.readers.rubric import coerce_rubric
 
     fields = [*_JUDGE_FIELDS, *(["reference_answer"] if use_reference else [])]
-    for name in fields:
-        value = record.get(name)
-        if value is None:
-            return f"missing {name!r}"
-        if not isinstance(value, str) or not value.strip():
-            return f"{name!r} must be a non-empty string"
+    if problem := check_texts(record, fields):
+        return problem
     if "rubric" in record or need_rubric:
         if record.get("rubric") is None:
             return "missing 'rubric' (or pass --rubric)" if need_rubric else None
@@ -222,23 +220,29 @@ def _run_judge(args: argparse.Namespace) -> int:
     _check_judge_args(args)
     if args.file is not None:
         return _run_judge_file(args)
-    graph, _ = _build_judge(args, reference_free=args.reference is None)
+    graph, models = _build_judge(args, reference_free=args.reference is None)
     inputs = {"instruction": args.instruction, "response": args.response}
-    judged = judge_once(args, graph, inputs, _judge_result)
-    if judged is None:
-        return 0
-    _, result = judged
-    judgment_scores = [c["score"] for c in result["judgment_critiques"]]
-    print("\nGrading" + (f" (critic scores: {judgment_scores})" if judgment_scores else ""))
-    print("  " + (result["feedback"] or "(no feedback)").replace("\n", "\n  "))
-    score = result["score"]
-    low, high = args.scale
-    print(
-        f"\nScore: {score:g}"
-        if score is not None
-        else f"\nScore: none (no readable {low}-{high} score)"
-    )
+    header = [f"Model: {model_label(*models)}"]
+    judge_once(args, graph, inputs, _judge_result, _show_grading(args), header=header)
     return 0
+
+
+def _show_grading(args: argparse.Namespace) -> Any:
+    """Print a judge's grading, its critic's scores and the score (one judging)."""
+    low, high = args.scale
+
+    def show(result: dict[str, Any]) -> None:
+        judgment_scores = [c["score"] for c in result["judgment_critiques"]]
+        print("\nGrading" + (f" (critic scores: {judgment_scores})" if judgment_scores else ""))
+        print("  " + (result["feedback"] or "(no feedback)").replace("\n", "\n  "))
+        score = result["score"]
+        print(
+            f"\nScore: {score:g}"
+            if score is not None
+            else f"\nScore: none (no readable {low}-{high} score)"
+        )
+
+    return show
 
 
 def _run_judge_file(args: argparse.Namespace) -> int:
