@@ -251,7 +251,7 @@ class FileMode:
 
 
 def grade_file(
-    args: argparse.Namespace, graph: Any, models: tuple[Any, Any], count: int, mode: FileMode
+    args: argparse.Namespace, graph: Any, models: Sequence[Any], count: int, mode: FileMode
 ) -> int:
     """Grade every record of ``args.file`` into ``args.output`` (checked) with ``graph``.
 

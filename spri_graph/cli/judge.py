@@ -16,6 +16,7 @@ from spri_graph.cli.grading import (
     judge_options,
 )
 from spri_graph.cli.pairwise import add_pairwise_arguments, refuse_pairwise_options, run_pairwise
+from spri_graph.cli.panel import add_panel_arguments, refuse_panel_options, run_panel
 from spri_graph.cli.stages import model_label
 
 __all__ = ["add_parser"]
@@ -153,6 +154,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--no-progress", action="store_true", help="FILE: no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no FILE)")
     add_pairwise_arguments(parser)
+    add_panel_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=_run_judge)
 
@@ -214,6 +216,9 @@ def _judge_result(out: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_judge(args: argparse.Namespace) -> int:
+    if args.panel is not None:
+        return run_panel(args)
+    refuse_panel_options(args)
     if args.pairwise:
         return run_pairwise(args)
     refuse_pairwise_options(args)
