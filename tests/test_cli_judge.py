@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -850,3 +851,43 @@ def test_panel_argument_errors_are_one_line(
     assert main(["judge", *args, *full]) == 2
     assert message in one_line_error(capsys)
     assert judge.model.calls == []
+
+
+# --------------------------------------------------------------------------- local model
+
+
+def spri_judge(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SPRI_MODEL", "OPENAI_BASE_URL")}
+    command = [sys.executable, "-m", "spri_graph.cli", "judge", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.integration
+def test_judge_max_tokens_caps_every_reply_of_the_local_model() -> None:
+    # Text critiques and grading, so every call is a text reply that --max-tokens caps.
+    done = spri_judge(
+        *("--instruction", "Give one tip for sleeping better.", "--response", "Go to bed early."),
+        *("--max-iterations", "1", "--max-tokens", "24", "--json"),
+        *("--critic-output", "text", "--judge-output", "text"),
+    )
+    assert done.returncode == 0, done.stderr
+    usage = json.loads(done.stdout)["usage"]
+    assert set(usage) == {"rubric", "judgment"}
+    for stage in usage.values():
+        calls = stage["model_calls"] + stage["critic_calls"]
+        assert calls >= 2 and 0 < stage["output_tokens"] <= 24 * calls
+
+
+@pytest.mark.integration
+def test_judge_shows_each_stage_on_the_local_model() -> None:
+    done = spri_judge(
+        *("--instruction", "What is the capital of France?", "--response", "Paris."),
+        *("--max-iterations", "1", "--max-tokens", "96"),
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("Model: SmolLM2-135M-Instruct.Q4_1.gguf\n\n== Rubric: draft ==\n")
+    assert out.index("== Rubric: draft ==") < out.index("== Grading: draft ==")
+    assert len(re.findall(r"^-- critique 1: score [1-5]/5, ", out, re.MULTILINE)) == 2
+    assert re.search(r"^rubric: 1 model \+ 1 critic calls, \d+ tokens; judgment: ", out, re.M)
+    assert re.search(r"\nScore: [1-5]\n$", out), out

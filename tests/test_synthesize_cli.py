@@ -426,26 +426,19 @@ def test_unwritable_outputs_exit_2_before_any_model_call(
     assert server.requests == 0
 
 
+def local_args(src: Path, out: Path, *extra: str) -> list[str]:
+    """``spri synthesize`` on the embedded model, one critique per stage."""
+    command = [*spri_command(), "synthesize", str(src), "-o", str(out), "--model", "local"]
+    return [*command, "--max-iterations", "1", *extra]
+
+
 @pytest.mark.integration
 def test_ctrl_c_on_the_local_model_keeps_every_finished_record(tmp_path: Path) -> None:
     """The embedded model serves one call at a time, so records run one at a time: Ctrl-C
     after the first line loses at most the record in flight, and a rerun does the rest."""
     src, out = write_input(tmp_path / "in.jsonl", 4), tmp_path / "out.jsonl"
-    args = [
-        *spri_command(),
-        "synthesize",
-        str(src),
-        "-o",
-        str(out),
-        "--model",
-        "local",
-        "--max-iterations",
-        "1",
-        "--max-tokens",
-        "48",
-        "--critic-output",
-        "text",  # text critiques too, which --max-tokens caps
-    ]  # and the default --concurrency of 16
+    # Text critiques too, which --max-tokens caps; the default --concurrency of 16.
+    args = local_args(src, out, "--max-tokens", "48", "--critic-output", "text")
     proc, stdout, stderr = start_and_stop_partway(args, out, signal.SIGINT, after=1)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
@@ -471,20 +464,7 @@ def test_ctrl_c_on_the_local_model_keeps_every_finished_record(tmp_path: Path) -
 def test_synthesize_on_the_local_model(tmp_path: Path) -> None:
     """The embedded model (llama.cpp, SmolLM2-135M): two records, one critique per stage."""
     src, out = write_input(tmp_path / "in.jsonl", 2), tmp_path / "out.jsonl"
-    args = [
-        *spri_command(),
-        "synthesize",
-        str(src),
-        "-o",
-        str(out),
-        "--model",
-        "local",
-        "--max-iterations",
-        "1",
-        "--concurrency",
-        "2",
-    ]
-    done = run_cli(args)
+    done = run_cli(local_args(src, out, "--concurrency", "2"))
     assert done.returncode == 0, done.stderr
     assert "synthesis done: 2 written, 0 failed" in done.stdout
     assert "model calls: 8 (4 base, 4 critic)" in done.stdout

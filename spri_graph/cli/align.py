@@ -133,9 +133,7 @@ def _run_align(args: argparse.Namespace) -> int:
     label = model_label(model, critic)
     view = None
     if not args.json:
-        view = StageView(
-            sys.stdout, _STAGES, threshold=args.threshold, max_iterations=args.max_iterations
-        )
+        view = StageView.of(args, _STAGES, sys.stdout)
         view.write(f"Question: {question}")
         if goal:
             view.write(f"Goal: {goal}")

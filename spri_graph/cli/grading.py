@@ -178,9 +178,7 @@ def judge_once(
         fields = result(done)
         print(json.dumps({**fields, "usage": done.get("usage", {})}, ensure_ascii=False, indent=2))
         return
-    view = StageView(
-        sys.stdout, JUDGE_STAGES, threshold=args.threshold, max_iterations=args.max_iterations
-    )
+    view = StageView.of(args, JUDGE_STAGES, sys.stdout)
     for line in header:
         view.write(line)
     out: dict[str, Any] = {}

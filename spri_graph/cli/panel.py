@@ -101,15 +101,18 @@ def _build(args: argparse.Namespace, *, reference_free: bool) -> tuple[Any, list
     judges, rest = models[: len(specs)], iter(models[len(specs) :])
     rubric_model = next(rest) if args.model is not None else None
     critic = next(rest) if args.critic_model is not None else None
+    loop = {
+        name: value
+        for name in ("threshold", "max_iterations", "critic_output")
+        if (value := getattr(args, name)) is not None
+    }
     graph = create_judge_panel(
         judges,
         aggregate=args.aggregate or "mean",
         min_judges=args.min_judges,
         rubric_model=rubric_model,
         critic_model=critic,
-        threshold=args.threshold,
-        max_iterations=args.max_iterations,
-        critic_output=args.critic_output,
+        **loop,
         **options,
     )
     return graph.compile(cache=cache), models

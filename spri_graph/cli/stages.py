@@ -65,6 +65,21 @@ class StageView:
         self.threshold = threshold
         self.max_iterations = max_iterations
 
+    @classmethod
+    def of(cls, args: Any, stages: Mapping[str, Stage], stream: TextIO) -> StageView:
+        """A view of a run with the loop flags in ``args`` (those not given: the defaults)."""
+        from spri_graph.engine.options import LoopSettings
+
+        defaults = LoopSettings()
+        threshold = getattr(args, "threshold", None)
+        max_iterations = getattr(args, "max_iterations", None)
+        return cls(
+            stream,
+            stages,
+            threshold=defaults.threshold if threshold is None else threshold,
+            max_iterations=defaults.max_iterations if max_iterations is None else max_iterations,
+        )
+
     def write(self, text: str = "") -> None:
         """Write one line."""
         self.stream.write(text + "\n")
