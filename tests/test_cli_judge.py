@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +206,78 @@ def test_judge_prints_rubric_grading_and_score(
     assert "  Score 5: Right sum, shown." in out
     assert "Grading (critic scores: [5])\n  Checked the sum." in out
     assert out.rstrip().endswith("Score: 4")
+
+
+def test_judge_shows_each_stage_as_it_happens(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = ScriptedChatModel(
+        [
+            RUBRIC,
+            "Feedback: Vague levels. [RESULT] 2",
+            RUBRIC.replace("Right sum, shown.", "5, with the working."),
+            "Feedback: Checkable. [RESULT] 5",
+            "<feedback>Adds up.</feedback><score>4</score>",
+            "Feedback: Too lenient. [RESULT] 3",
+            "<feedback>Adds up, working shown.</feedback><score>5</score>",
+            "Feedback: Applies it. [RESULT] 5",
+        ]
+    )
+    monkeypatch.setattr(spri_graph.models, "resolve_model", lambda *a, **k: model)
+    assert main(["judge", "--instruction", "What is 2+3?", "--response", "5, as 2+3=5"]) == 0
+    out = capsys.readouterr().out
+    live, result = out.split("\n== Result ==\n")
+    sections = [block.splitlines() for block in live.split("\n\n")]
+    assert sections[0] == ["Model: ScriptedChatModel"]
+    assert [lines[0] for lines in sections[1:-1]] == [
+        "== Rubric: draft ==",
+        "== Rubric: refinement ==",
+        "== Grading: draft ==",
+        "== Grading: refinement ==",
+    ]
+    rubric_draft, rubric_refined, grading_draft, grading_refined = sections[1:-1]
+    assert rubric_draft[1] == "  Criteria: Is the sum right?"
+    assert rubric_draft[-2:] == ["-- critique 1: score 2/5, below 4; refining", "   Vague levels."]
+    assert "  Score 5: 5, with the working." in rubric_refined
+    assert rubric_refined[-2:] == ["-- critique 2: score 5/5, accepted", "   Checkable."]
+    assert grading_draft[1:] == [
+        "  Adds up.",
+        "  Score: 4",
+        "-- critique 1: score 3/5, below 4; refining",
+        "   Too lenient.",
+    ]
+    assert grading_refined[1:3] == ["  Adds up, working shown.", "  Score: 5"]
+    assert grading_refined[-2:] == ["-- critique 2: score 5/5, accepted", "   Applies it."]
+    # The calls and the time, then the result, with the score last.
+    assert re.fullmatch(
+        r"rubric: 2 model \+ 2 critic calls, \d+ tokens; "
+        r"judgment: 2 model \+ 2 critic calls, \d+ tokens; \d+\.\d s\n",
+        sections[-1][0] + "\n",
+    )
+    assert result.startswith("Rubric (critic scores: [2, 5])\n  Criteria: Is the sum right?\n")
+    assert "Grading (critic scores: [3, 5])\n  Adds up, working shown.\n" in result
+    assert result.rstrip().endswith("Score: 5")
+
+
+def test_judge_max_tokens_caps_every_model(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake, settings = Judge(), []
+
+    def resolve(name: object, **kwargs: object) -> ScriptedChatModel:
+        settings.append((kwargs["field"], kwargs.get("max_tokens")))
+        return fake.model
+
+    monkeypatch.setattr(spri_graph.models, "resolve_model", resolve)
+    argv = ["judge", "--instruction", "2+3?", "--response", "answer=5", "--json"]
+    assert main([*argv, "--critic-model", "critic", "--max-tokens", "64"]) == 0
+    assert settings == [("--model", 64), ("--critic-model", 64)]
+    settings.clear()
+    assert main(argv) == 0
+    assert settings == [("--model", None)]  # the model's own default
+    capsys.readouterr()
+    assert main([*argv, "--max-tokens", "0"]) == 2
+    assert "argument --max-tokens: expected a whole number >= 1, got 0" in one_line_error(capsys)
 
 
 def test_judge_json(judge: Judge, capsys: pytest.CaptureFixture[str]) -> None:
@@ -574,4 +649,248 @@ def test_judge_help_lists_scale_output_cache_and_prices(
     text = " ".join(capsys.readouterr().out.split())
     for flag in ("--scale LOW-HIGH", "--judge-output", "--cache PATH", "--price-in USD"):
         assert flag in text
+    for flag in ("--panel M,M,...", "--aggregate {mean,median,majority}", "--min-judges N"):
+        assert flag in text
+    assert "--max-tokens N" in text
     assert "--price-out USD" in text
+
+
+# --------------------------------------------------------------------------- spri judge --panel
+
+
+class PanelServer(ThreadingHTTPServer):
+    """An OpenAI-compatible endpoint serving one judge per model name.
+
+    Every model writes and critiques rubrics alike; when grading, ``judge-a`` gives 4,
+    ``judge-b`` 5, and ``judge-c`` no readable score (any other model gives 3).
+    """
+
+    daemon_threads = True
+    grades = {"judge-a": "4", "judge-b": "5", "judge-c": None}
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _PanelHandler)
+        self.calls: list[tuple[str, str]] = []  # (model, "rubric" | "critique" | "grading")
+        self.token_caps: set[Any] = set()
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def reply(self, model: str, text: str) -> tuple[str, str]:
+        if text.rstrip().endswith("### Rubric:"):
+            return "rubric", RUBRIC
+        if text.rstrip().endswith("### Feedback:"):
+            return "critique", "Feedback: Checkable. [RESULT] 5"
+        score = self.grades.get(model, "3")
+        if score is None:
+            return "grading", "I cannot grade this."
+        return "grading", f"<feedback>{model} checked the sum.</feedback><score>{score}</score>"
+
+
+class _PanelHandler(BaseHTTPRequestHandler):
+    server: PanelServer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = "\n".join(str(m["content"]) for m in body["messages"])
+        kind, reply = self.server.reply(body["model"], text)
+        with self.server.lock:
+            self.server.calls.append((body["model"], kind))
+            self.server.token_caps.add(body.get("max_tokens", body.get("max_completion_tokens")))
+        words = len(text.split())
+        data = json.dumps(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": reply},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": words,
+                    "completion_tokens": 5,
+                    "total_tokens": words + 5,
+                },
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def panel_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[PanelServer]:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    srv = PanelServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def panel_args(server: PanelServer, *extra: str) -> list[str]:
+    return ["judge", "--panel", "judge-a,judge-b,judge-c", "--base-url", server.url, *extra]
+
+
+def test_panel_shows_each_judge_and_the_aggregate(
+    panel_server: PanelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = panel_args(panel_server, "--instruction", "What is 2+3?", "--response", "5")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Judges: judge-a, judge-b, judge-c\nRubric: judge-a\n")
+    live, result = out.split("\n== Result ==\n")
+    assert "== Rubric: draft ==\n  Criteria: Is the sum right?" in live
+    assert "-- critique 1: score 5/5, accepted" in live
+    assert "-- judge 1 (judge-a): 4\n   judge-a checked the sum." in live
+    assert "-- judge 2 (judge-b): 5\n" in live
+    assert "-- judge 3 (judge-c): none (abstained)\n   I cannot grade this." in live
+    assert result.startswith("Rubric (critic scores: [5])\n  Criteria: Is the sum right?")
+    assert result.endswith(
+        "Judges (2 of 3 with a readable 1-5 score)\n"
+        "  judge-a: 4\n  judge-b: 5\n  judge-c: none (abstained)\n\n"
+        "Score: 4.5 (mean of 2)\n"
+    )
+    # One rubric, written and critiqued by the first judge; then one grading per judge.
+    assert sorted(panel_server.calls) == [
+        ("judge-a", "critique"),
+        ("judge-a", "grading"),
+        ("judge-a", "rubric"),
+        ("judge-b", "grading"),
+        ("judge-c", "grading"),
+    ]
+
+
+def test_panel_json_with_its_own_rubric_writer_and_token_cap(
+    panel_server: PanelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = panel_args(
+        panel_server,
+        *("--instruction", "What is 2+3?", "--response", "5", "--json"),
+        *("--model", "writer", "--aggregate", "median", "--max-tokens", "40"),
+    )
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["score"], result["scores"], result["abstained"]) == (4.5, [4.0, 5.0, None], 1)
+    assert [(j["judge"], j["score"]) for j in result["judgments"]] == [
+        ("judge-a", 4.0),
+        ("judge-b", 5.0),
+        ("judge-c", None),
+    ]
+    assert result["judgments"][1]["feedback"] == "judge-b checked the sum."
+    assert result["judgments"][0]["usage"]["model_calls"] == 1
+    assert result["rubric"]["criteria"] == "Is the sum right?"
+    assert result["usage"]["judgment"]["model_calls"] == 3
+    assert ("writer", "rubric") in panel_server.calls
+    assert not any(kind == "rubric" for model, kind in panel_server.calls if model != "writer")
+    assert panel_server.token_caps == {40}
+
+
+def test_panel_without_enough_readable_scores_says_so(
+    panel_server: PanelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["judge", "--panel", "judge-a,judge-c", "--base-url", panel_server.url]
+    assert main([*argv, "--instruction", "2+3?", "--response", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("Score: none (the panel needs 2 readable scores, got 1)")
+    assert main([*argv, "--instruction", "2+3?", "--response", "5", "--min-judges", "1"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("Score: 4 (mean of 1)")
+
+
+def test_panel_file_mode_writes_each_judges_score(
+    panel_server: PanelServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"instruction": f"What is {i}+1?", "response": str(i + 1)} for i in range(3)],
+    )
+    out = tmp_path / "out.jsonl"
+    assert main(panel_args(panel_server, str(src), "-o", str(out), "--no-progress")) == 0
+    rows = read_jsonl(out)
+    assert [row["instruction"] for row in rows] == [f"What is {i}+1?" for i in range(3)]
+    for row in rows:
+        assert row["judge_score"] == 4.5 and row["judge_scores"] == [4.0, 5.0, None]
+        assert row["judge_abstained"] == 1 and row["judge_error"] is None
+        assert [j["judge"] for j in row["judge_judgments"]] == ["judge-a", "judge-b", "judge-c"]
+        assert row["judge_rubric"]["criteria"] == "Is the sum right?"
+    assert "graded 3 records" in capsys.readouterr().err
+    assert len(panel_server.calls) == 3 * 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--panel", "a,,b"], "argument --panel: expected model strings separated by commas"),
+        (["--panel", "a,b", "--pairwise"], "--panel grades one response; drop --pairwise"),
+        (["--panel", "a,b", "--judge", "vanilla"], "--panel writes its own rubric"),
+        (["--panel", "a,b", "--min-judges", "3"], "--min-judges: at most the number of judges"),
+        (["--aggregate", "median"], "--aggregate needs --panel"),
+        (["--min-judges", "2"], "--min-judges needs --panel"),
+        (["--panel", "a,b", "--instruction", "Q"], "--response is required"),
+    ],
+)
+def test_panel_argument_errors_are_one_line(
+    judge: Judge, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    full = ["--instruction", "Q", "--response", "A"] if "--instruction" not in args else []
+    assert main(["judge", *args, *full]) == 2
+    assert message in one_line_error(capsys)
+    assert judge.model.calls == []
+
+
+# --------------------------------------------------------------------------- local model
+
+
+def spri_judge(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SPRI_MODEL", "OPENAI_BASE_URL")}
+    command = [sys.executable, "-m", "spri_graph.cli", "judge", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.integration
+def test_judge_max_tokens_caps_every_reply_of_the_local_model() -> None:
+    # Text critiques and grading, so every call is a text reply that --max-tokens caps.
+    done = spri_judge(
+        *("--instruction", "Give one tip for sleeping better.", "--response", "Go to bed early."),
+        *("--max-iterations", "1", "--max-tokens", "24", "--json"),
+        *("--critic-output", "text", "--judge-output", "text"),
+    )
+    assert done.returncode == 0, done.stderr
+    usage = json.loads(done.stdout)["usage"]
+    assert set(usage) == {"rubric", "judgment"}
+    for stage in usage.values():
+        calls = stage["model_calls"] + stage["critic_calls"]
+        assert calls >= 2 and 0 < stage["output_tokens"] <= 24 * calls
+
+
+@pytest.mark.integration
+def test_judge_shows_each_stage_on_the_local_model() -> None:
+    done = spri_judge(
+        *("--instruction", "What is the capital of France?", "--response", "Paris."),
+        *("--max-iterations", "1", "--max-tokens", "96"),
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("Model: SmolLM2-135M-Instruct.Q4_1.gguf\n\n== Rubric: draft ==\n")
+    assert out.index("== Rubric: draft ==") < out.index("== Grading: draft ==")
+    assert len(re.findall(r"^-- critique 1: score [1-5]/5, ", out, re.MULTILINE)) == 2
+    assert re.search(r"^rubric: 1 model \+ 1 critic calls, \d+ tokens; judgment: ", out, re.M)
+    assert re.search(r"\nScore: [1-5]\n$", out), out

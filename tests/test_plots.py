@@ -67,6 +67,23 @@ def test_the_jitter_is_seeded() -> None:
     assert points(1) == points(1) != points(2)
 
 
+def test_integer_scales_get_a_tick_per_whole_score_and_visible_points() -> None:
+    figure = plot_agreement(RECORDS, human="human", pred="judge", parse=True)
+    axes = figure.axes[0]
+    assert list(axes.get_xticks()) == [1, 2, 3, 4, 5]
+    assert list(axes.get_yticks()) == [1, 2, 3, 4, 5]
+    assert axes.get_ylim() == (0.5, 5.5)
+    points = axes.collections[0]
+    assert points.get_sizes()[0] >= 30 and points.get_alpha() >= 0.6
+
+
+def test_fractional_scores_keep_matplotlibs_ticks() -> None:
+    rows = [{"human": h, "judge": j} for h, j in [(1, 1.5), (3, 2.25), (5, 4.75)]]
+    axes = plot_agreement(rows, human="human", pred="judge").axes[0]
+    assert list(axes.get_xticks()) == [1, 2, 3, 4, 5]
+    assert any(not float(tick).is_integer() for tick in axes.get_yticks())
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -125,7 +142,9 @@ def test_spri_agreement_plot_from_the_command_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert done.stderr.strip() == f"plot: {out}"
-    assert done.stdout.splitlines()[-1].startswith("dropped 1 of 8 pairs")  # the table as ever
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("dropped 1 of 8 pairs") for line in lines)  # the table as ever
+    assert lines[-1].startswith("resolution of ")  # then each column's resolution
 
 
 def test_spri_agreement_plot_heatmap_with_json(

@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.types import RetryPolicy
 
 from spri_graph.alignment.spri import create_batch_graph, create_spri_graph
 from spri_graph.engine.options import is_transient_error
 from spri_graph.engine.steps import empty_usage
+from spri_graph.models import LocalChatModel
+from spri_graph.models.llama import LlamaCounts
 from spri_graph.synthesis import (
     InputError,
     Record,
@@ -234,6 +236,41 @@ def test_concurrency_bounds_records_in_flight(tmp_path: Path) -> None:
     model = InFlight()
     synthesize(records(30), model=model, output=tmp_path / "o.jsonl", concurrency=5)
     assert model.peak == 5
+
+
+class OneAtATimeLlama:
+    """Stands in for the embedded model's llama.cpp: answers SPRI's prompts by content and
+    records the question of every call, in the order the model served them."""
+
+    def __init__(self) -> None:
+        self.counts = LlamaCounts()
+        self.questions: list[str] = []
+
+    def create_chat_completion(self, *, stream: bool, **request: Any) -> Iterator[dict]:
+        messages = [HumanMessage(content=m["content"]) for m in request["messages"]]
+        text = reply(messages)
+        self.questions.append(query_of(messages))
+        self.counts = LlamaCounts()
+        self.counts.prompt_tokens, self.counts.samples, self.counts.ended = 5, 2, True
+        yield {"choices": [{"delta": {"content": text}, "finish_reason": None}]}
+        yield {"choices": [{"delta": {"content": ""}, "finish_reason": "stop"}]}
+
+
+def test_an_in_process_model_runs_one_record_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    llama = OneAtATimeLlama()
+    monkeypatch.setattr(LocalChatModel, "client", lambda self: (llama, threading.Lock()))
+    model = LocalChatModel(model_path=str(gguf))
+    out = tmp_path / "o.jsonl"
+    report = synthesize(records(5), model=model, output=out, concurrency=16, critic_output="text")
+    assert report.completed == 5
+    # Each record's four calls come before the next record's first: a record started beside
+    # the one the model serves would only wait, half done, and be lost on an interrupt.
+    assert llama.questions == [f"question {i}" for i in range(1, 6) for _ in range(4)]
+    assert ids_in(out) == [f"r{i}" for i in range(1, 6)]
 
 
 def test_asynthesize(tmp_path: Path) -> None:

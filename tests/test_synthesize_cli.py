@@ -34,6 +34,7 @@ class ChatServer(ThreadingHTTPServer):
         self.delay = 0.0
         self.reject: set[str] = set()
         self.requests = 0
+        self.token_caps: set[Any] = set()
         self.lock = threading.Lock()
 
     @property
@@ -51,6 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         with self.server.lock:
             self.server.requests += 1
+            self.server.token_caps.add(body.get("max_completion_tokens", body.get("max_tokens")))
         query = QUESTION.search(all_text(body["messages"])).group(0)  # type: ignore[union-attr]
         time.sleep(self.server.delay)
         if query in self.server.reject:
@@ -281,6 +283,13 @@ def test_full_run_prints_a_summary(server: ChatServer, tmp_path: Path) -> None:
     assert server.requests == 40
 
 
+def test_max_tokens_caps_every_request(server: ChatServer, tmp_path: Path) -> None:
+    src, out = write_input(tmp_path / "in.jsonl", 3), tmp_path / "out.jsonl"
+    done = run_cli(synthesize_args(server, src, out, "--max-tokens", "48"))
+    assert done.returncode == 0, done.stderr
+    assert server.requests == 12 and server.token_caps == {48}
+
+
 def test_failing_records_go_to_the_errors_file_and_exit_1(
     server: ChatServer, tmp_path: Path
 ) -> None:
@@ -418,24 +427,45 @@ def test_unwritable_outputs_exit_2_before_any_model_call(
     assert server.requests == 0
 
 
+def local_args(src: Path, out: Path, *extra: str) -> list[str]:
+    """``spri synthesize`` on the embedded model, one critique per stage."""
+    command = [*spri_command(), "synthesize", str(src), "-o", str(out), "--model", "local"]
+    return [*command, "--max-iterations", "1", *extra]
+
+
+@pytest.mark.integration
+def test_ctrl_c_on_the_local_model_keeps_every_finished_record(tmp_path: Path) -> None:
+    """The embedded model serves one call at a time, so records run one at a time: Ctrl-C
+    after the first line loses at most the record in flight, and a rerun does the rest."""
+    src, out = write_input(tmp_path / "in.jsonl", 4), tmp_path / "out.jsonl"
+    # Text critiques too, which --max-tokens caps; the default --concurrency of 16.
+    args = local_args(src, out, "--max-tokens", "48", "--critic-output", "text")
+    proc, stdout, stderr = start_and_stop_partway(args, out, signal.SIGINT, after=1)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    summary = re.search(r"interrupted: (\d+) written, 0 failed, 0 already done, (\d+)", stdout)
+    assert summary, stdout
+    written, not_run = int(summary.group(1)), int(summary.group(2))
+    ids = output_ids(out)
+    assert len(ids) == written >= 1 and written + not_run == 4
+    assert ids == [f"r{i}" for i in range(written)]  # one at a time, in input order
+    # Every request was answered with at most --max-tokens tokens.
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    for row in rows:
+        stage = row["usage"]["response"]
+        assert 0 < stage["output_tokens"] <= 48 * (stage["model_calls"] + stage["critic_calls"])
+
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr
+    assert f"{4 - written} written, 0 failed, {written} already done" in again.stdout
+    assert sorted(output_ids(out)) == ["r0", "r1", "r2", "r3"]
+
+
 @pytest.mark.integration
 def test_synthesize_on_the_local_model(tmp_path: Path) -> None:
     """The embedded model (llama.cpp, SmolLM2-135M): two records, one critique per stage."""
     src, out = write_input(tmp_path / "in.jsonl", 2), tmp_path / "out.jsonl"
-    args = [
-        *spri_command(),
-        "synthesize",
-        str(src),
-        "-o",
-        str(out),
-        "--model",
-        "local",
-        "--max-iterations",
-        "1",
-        "--concurrency",
-        "2",
-    ]
-    done = run_cli(args)
+    done = run_cli(local_args(src, out, "--concurrency", "2"))
     assert done.returncode == 0, done.stderr
     assert "synthesis done: 2 written, 0 failed" in done.stdout
     assert "model calls: 8 (4 base, 4 critic)" in done.stdout

@@ -5,8 +5,10 @@ exposing ``add_parser(subparsers)``, which adds its parser and sets its ``func``
 (``args -> exit code``); :data:`COMMANDS` lists them, in ``spri --help`` order. What they
 share lives in :mod:`spri_graph.cli.common`, and the progress bar in
 :mod:`spri_graph.cli.progress`.
-``spri judge --pairwise`` lives in :mod:`spri_graph.cli.pairwise`, and what both judging
-modes share (FILE mode, one judging) in :mod:`spri_graph.cli.grading`.
+``spri judge --pairwise`` lives in :mod:`spri_graph.cli.pairwise`, ``spri judge --panel`` in
+:mod:`spri_graph.cli.panel`, and what the judging modes share (FILE mode, one judging) in
+:mod:`spri_graph.cli.grading`; the live layout of ``spri align`` and of one ``spri judge``
+(each refine-loop stage as it happens) in :mod:`spri_graph.cli.stages`.
 
 Errors are one readable line on stderr and a non-zero exit code, never a traceback:
 2 for bad arguments or input, 1 for failures while running (e.g. an unreachable server).

@@ -11,9 +11,9 @@ from spri_graph.cli.common import (
     add_model_arguments,
     loop_options,
     one_line,
-    positive_int,
     resolve_cli_models,
 )
+from spri_graph.cli.stages import Stage, StageView, model_label
 
 __all__ = ["add_parser"]
 
@@ -52,12 +52,6 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="print one JSON document: question, goal, model, principles, response, "
         "principle_critiques, response_critiques (feedback and score), usage and seconds",
-    )
-    parser.add_argument(
-        "--max-tokens",
-        type=positive_int,
-        metavar="N",
-        help="most tokens per model reply (default: the model's own; 256 for local models)",
     )
     add_model_arguments(parser)
     parser.set_defaults(func=_run_align)
@@ -102,76 +96,10 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
-class _AlignView:
-    """The live terminal layout of ``spri align``: one section per stage as it happens."""
-
-    STAGES = {"principles": "Principles", "response": "Response"}
-
-    def __init__(self, stream: Any, *, threshold: int, max_iterations: int) -> None:
-        self.stream = stream
-        self.threshold = threshold
-        self.max_iterations = max_iterations
-
-    def write(self, text: str = "") -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def block(self, text: str | None, indent: str = "  ") -> None:
-        lines = (text or "").strip().splitlines() or ["(empty)"]
-        self.write("\n".join(indent + line if line.strip() else "" for line in lines))
-
-    def header(self, question: str, goal: str | None, model: str) -> None:
-        self.write(f"Question: {question}")
-        if goal:
-            self.write(f"Goal: {goal}")
-        self.write(f"Model: {model}")
-
-    def update(self, node: str, update: dict[str, Any]) -> None:
-        stage, _, step = node.rpartition("_")
-        title = self.STAGES.get(stage)
-        if title is None:
-            return
-        candidate = update.get(stage)
-        critiques = update.get(
-            "principle_critiques" if stage == "principles" else "response_critiques"
-        )
-        if step == "draft":
-            self.write(f"\n== {title}: draft ==")
-            self.block(candidate)
-        elif step == "refine":
-            self.write(f"\n== {title}: refinement ==")
-            self.block(candidate)
-        elif step == "critique" and critiques:
-            critique = critiques[-1]
-            self.write(f"-- critique {len(critiques)}: {self.verdict(critique, len(critiques))}")
-            self.block(critique.feedback, indent="   ")
-
-    def verdict(self, critique: Any, count: int) -> str:
-        if critique.score is None:
-            return "no readable score; keeping this version"
-        score = f"score {critique.score}/5"
-        if critique.score >= self.threshold:
-            return f"{score}, accepted"
-        if count >= self.max_iterations:
-            return f"{score}, below {self.threshold}; no critiques left, keeping this version"
-        return f"{score}, below {self.threshold}; refining"
-
-    def final(self, state: dict[str, Any], seconds: float) -> None:
-        self.write("\n== Final response ==")
-        self.block(state.get("response", ""))
-        self.write()
-        parts = []
-        for stage, usage in (state.get("usage") or {}).items():
-            parts.append(
-                f"{stage}: {usage['model_calls']} model + {usage['critic_calls']} critic calls, "
-                f"{usage['total_tokens']} tokens"
-            )
-        self.write("; ".join([*parts, f"{seconds:.1f} s"]))
-
-
-def _model_label(model: Any) -> str:
-    name = getattr(model, "model_name", None) or getattr(model, "model", None)
-    return str(name) if isinstance(name, str) and name else type(model).__name__
+_STAGES = {
+    "principles": Stage("Principles", "principle_critiques"),
+    "response": Stage("Response", "response_critiques"),
+}
 
 
 def _run_align(args: argparse.Namespace) -> int:
@@ -179,7 +107,6 @@ def _run_align(args: argparse.Namespace) -> int:
     import time
 
     from spri_graph.alignment.spri import create_spri_graph
-    from spri_graph.engine.options import LoopSettings
 
     question = args.question.strip()
     if not question:
@@ -191,8 +118,7 @@ def _run_align(args: argparse.Namespace) -> int:
             raise CLIError("--goal must not be empty")
     if args.base_url:
         _check_base_url(args.base_url)
-    settings = {} if args.max_tokens is None else {"max_tokens": args.max_tokens}
-    model, critic = resolve_cli_models(args, **settings)
+    model, critic = resolve_cli_models(args)
     for url in _server_urls(args, model, critic):
         _check_reachable(url)
     options = loop_options(args, critic)
@@ -200,12 +126,14 @@ def _run_align(args: argparse.Namespace) -> int:
         graph = create_spri_graph(model, **options).compile()
     except ValueError as exc:
         raise CLIError(str(exc), code=2) from None
-    label = _model_label(model) + (f" (critic: {_model_label(critic)})" if critic else "")
+    label = model_label(model, critic)
     view = None
     if not args.json:
-        loop = LoopSettings(**options)
-        view = _AlignView(sys.stdout, threshold=loop.threshold, max_iterations=loop.max_iterations)
-        view.header(question, goal, label)
+        view = StageView.of(args, _STAGES, sys.stdout)
+        view.write(f"Question: {question}")
+        if goal:
+            view.write(f"Goal: {goal}")
+        view.write(f"Model: {label}")
     inputs: dict[str, Any] = {"query": question}
     if goal:
         inputs["goal"] = goal
@@ -232,13 +160,16 @@ def _run_align(args: argparse.Namespace) -> int:
         raise CLIError(f"{type(exc).__name__}: {one_line(exc)}", code=1) from None
     seconds = time.perf_counter() - started
     if view is not None:
-        view.final(state, seconds)
+        view.write("\n== Final response ==")
+        view.block(state.get("response", ""))
+        view.write()
+        view.usage(state.get("usage"), seconds)
         return 0
     document = {
         "question": question,
         "goal": goal,
-        "model": _model_label(model),
-        "critic_model": _model_label(critic if critic is not None else model),
+        "model": model_label(model),
+        "critic_model": model_label(critic if critic is not None else model),
         "principles": state.get("principles", ""),
         "response": state.get("response", ""),
         "principle_critiques": [

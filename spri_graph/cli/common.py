@@ -23,6 +23,7 @@ __all__ = [
     "price",
     "read_records",
     "resolve_cli_models",
+    "resolve_cli_specs",
     "score",
 ]
 
@@ -112,7 +113,7 @@ def one_line(text: object, limit: int = 300) -> str:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model``, ``--critic-model``, ``--base-url``, ``--chat-format`` and loop settings."""
+    """Add the model flags (``--model``, ``--max-tokens``, ...) and the loop settings."""
     group = parser.add_argument_group("models")
     group.add_argument(
         "--model",
@@ -123,6 +124,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--critic-model", metavar="M", help="critic model, same forms as --model (default: --model)"
+    )
+    group.add_argument(
+        "--max-tokens",
+        type=positive_int,
+        metavar="N",
+        help="most tokens per model reply, for every model of the run (default: the "
+        "model's own; 256 for local models)",
     )
     group.add_argument(
         "--base-url",
@@ -244,15 +252,25 @@ def _model_error(exc: ValueError, field: str, name: str | None) -> CLIError:
 def resolve_cli_models(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, Any]:
     """Resolve ``--model``/``--critic-model`` into chat models, as one-line errors.
 
-    ``kwargs`` (e.g. ``max_tokens``) go to both models' constructors; ``--chat-format``
+    ``--max-tokens`` and ``kwargs`` go to both models' constructors; ``--chat-format``
     goes to the local GGUF ones.
     """
-    from spri_graph.models import resolve_model
-
-    chat_format = getattr(args, "chat_format", None)
     specs = [("--model", args.model)]
     if args.critic_model is not None:
         specs.append(("--critic-model", args.critic_model))
+    resolved = resolve_cli_specs(args, specs, **kwargs)
+    return resolved[0], (resolved[1] if len(resolved) > 1 else None)
+
+
+def resolve_cli_specs(
+    args: argparse.Namespace, specs: list[tuple[str, str | None]], **kwargs: Any
+) -> list[Any]:
+    """Resolve ``(flag, model string)`` pairs as :func:`resolve_cli_models` does, in order."""
+    from spri_graph.models import resolve_model
+
+    chat_format = getattr(args, "chat_format", None)
+    if getattr(args, "max_tokens", None) is not None:
+        kwargs = {"max_tokens": args.max_tokens, **kwargs}
     if chat_format is not None and not any(_is_local_spec(name) for _, name in specs):
         raise CLIError("--chat-format: only applies to local GGUF models", code=2)
     resolved = []
@@ -264,7 +282,7 @@ def resolve_cli_models(args: argparse.Namespace, **kwargs: Any) -> tuple[Any, An
             resolved.append(resolve_model(name, field=field, base_url=args.base_url, **options))
         except ValueError as exc:
             raise _model_error(exc, field, name) from None
-    return resolved[0], (resolved[1] if len(resolved) > 1 else None)
+    return resolved
 
 
 # --------------------------------------------------------------------------- files

@@ -22,18 +22,22 @@ from spri_graph.cli.common import (
     resolve_cli_models,
 )
 from spri_graph.cli.progress import Progress
+from spri_graph.cli.stages import Stage, StageView
 from spri_graph.engine.steps import StageUsage, UsageCallback
 from spri_graph.synthesis import Record, RecordRunner
 from spri_graph.synthesis.output import encode_line
 
 __all__ = [
+    "JUDGE_STAGES",
     "PREFIX",
     "FileMode",
     "check_file",
     "check_mode",
+    "check_texts",
     "grade_file",
     "judge_once",
     "judge_options",
+    "judge_settings",
 ]
 
 PREFIX = "judge_"
@@ -88,6 +92,13 @@ def judge_options(
         ``scale``, ``judge_output``, ``cache_policy``, ``rubric_style`` and
         ``criteria_grading``.
     """
+    cache, options = judge_settings(args, reference_free=reference_free)
+    model, critic = resolve_cli_models(args)
+    return cache, model, critic, options
+
+
+def judge_settings(args: argparse.Namespace, *, reference_free: bool) -> tuple[Any, dict[str, Any]]:
+    """:func:`judge_options` but the models: ``(cache, options)``, for judges of their own."""
     from langgraph.types import CachePolicy
 
     from spri_graph.engine.caching import judge_cache
@@ -96,7 +107,6 @@ def judge_options(
     if args.cache is not None:
         check_output(args.cache, option="--cache")
         cache = judge_cache(args.cache)
-    model, critic = resolve_cli_models(args)
     options: dict[str, Any] = {
         "reference_free": reference_free,
         "scale": args.scale,
@@ -105,7 +115,32 @@ def judge_options(
         "rubric_style": getattr(args, "rubric_style", "levels"),
         "criteria_grading": getattr(args, "criteria_grading", "joint"),
     }
-    return cache, model, critic, options
+    return cache, options
+
+
+def check_texts(record: dict[str, Any], names: Sequence[str]) -> str | None:
+    """What is wrong with a FILE record whose ``names`` must be non-empty strings, if anything."""
+    for name in names:
+        value = record.get(name)
+        if value is None:
+            return f"missing {name!r}"
+        if not isinstance(value, str) or not value.strip():
+            return f"{name!r} must be a non-empty string"
+    return None
+
+
+JUDGE_STAGES = {
+    "rubric": Stage("Rubric", "rubric_critiques", lambda rubric: rubric.render()),
+    "judgment": Stage(
+        "Grading",
+        "judgment_critiques",
+        lambda judgment: (
+            f"{judgment.feedback or '(no feedback)'}\nScore: "
+            + ("none" if judgment.score is None else f"{judgment.score:g}")
+        ),
+    ),
+}
+"""The refine-loop stages of the judges, as ``spri judge`` shows them while it runs."""
 
 
 def judge_once(
@@ -113,26 +148,62 @@ def judge_once(
     graph: Any,
     inputs: dict[str, Any],
     result: Callable[[dict[str, Any]], dict[str, Any]],
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """Judge one input (with ``--reference`` when given) and print the rubric it got.
+    show: Callable[[dict[str, Any]], None],
+    *,
+    header: Sequence[str] = (),
+    on_update: Callable[[StageView, str, dict[str, Any]], None] | None = None,
+) -> None:
+    """Judge one input (with ``--reference`` when given) and print the result.
 
-    Returns:
-        ``(output, result(output))`` for the caller to print the rest; ``None`` when
-        ``--json`` printed the whole result (with the usage) instead.
+    With ``--json``, the result (with the usage) is one JSON document. Otherwise each
+    stage is shown on stdout as it happens, as ``spri align`` does: the rubric's draft, its
+    critiques with their scores and its refinements, then the grading and its critiques
+    (:data:`JUDGE_STAGES`); then the calls, tokens and time, the rubric the judge kept
+    and what ``show`` prints of the result (so the last line is the verdict).
+
+    Args:
+        args: The parsed ``spri judge`` flags.
+        graph: The compiled judge.
+        inputs: The judge's input.
+        result: The graph's output as JSON-ready fields.
+        show: Prints the result after the rubric (e.g. the grading and the score).
+        header: Lines to start with (e.g. ``"Model: ..."``).
+        on_update: Called with the view, a node's name and its update, for every node
+            (to show the nodes that are not a refine-loop stage).
     """
     import json
+    import time
 
     if args.reference is not None:
         inputs = {**inputs, "reference_answer": args.reference}
-    out = graph.invoke(inputs)
-    fields = result(out)
     if args.json:
-        print(json.dumps({**fields, "usage": out.get("usage", {})}, ensure_ascii=False, indent=2))
-        return None
+        done = graph.invoke(inputs)
+        fields = result(done)
+        print(json.dumps({**fields, "usage": done.get("usage", {})}, ensure_ascii=False, indent=2))
+        return
+    view = StageView.of(args, JUDGE_STAGES, sys.stdout)
+    for line in header:
+        view.write(line)
+    out: dict[str, Any] = {}
+    started = time.perf_counter()
+    chunk: Any
+    for mode, chunk in graph.stream(inputs, stream_mode=["updates", "values"]):
+        if mode == "values":
+            out = chunk
+            continue
+        for node, update in chunk.items():
+            view.update(node, update or {})
+            if on_update is not None:
+                on_update(view, node, update or {})
+    seconds = time.perf_counter() - started
+    fields = result(out)
     scores = [c["score"] for c in fields["rubric_critiques"]]
-    print("Rubric" + (f" (critic scores: {scores})" if scores else ""))
-    print("\n".join("  " + line for line in out["rubric"].render().splitlines()))
-    return out, fields
+    view.write()
+    view.usage(out.get("usage"), seconds)
+    view.write("\n== Result ==")
+    view.write("Rubric" + (f" (critic scores: {scores})" if scores else ""))
+    view.block(out["rubric"].render())
+    show(fields)
 
 
 def check_file(args: argparse.Namespace, check: Callable[[dict[str, Any]], str | None]) -> int:
@@ -181,7 +252,7 @@ class FileMode:
 
 
 def grade_file(
-    args: argparse.Namespace, graph: Any, models: tuple[Any, Any], count: int, mode: FileMode
+    args: argparse.Namespace, graph: Any, models: Sequence[Any], count: int, mode: FileMode
 ) -> int:
     """Grade every record of ``args.file`` into ``args.output`` (checked) with ``graph``.
 
@@ -190,9 +261,9 @@ def grade_file(
     """
     import asyncio
 
-    from spri_graph.models import is_local_model
+    from spri_graph.synthesis.runner import serving_concurrency
 
-    concurrency = 1 if any(is_local_model(m) for m in models) else args.concurrency
+    concurrency = serving_concurrency(args.concurrency, *models)
     try:
         out_file = open(args.output, "wb")  # noqa: SIM115 - closed below
     except OSError as exc:

@@ -10,11 +10,14 @@ from spri_graph.cli.grading import (
     FileMode,
     check_file,
     check_mode,
+    check_texts,
     grade_file,
     judge_once,
     judge_options,
 )
 from spri_graph.cli.pairwise import add_pairwise_arguments, refuse_pairwise_options, run_pairwise
+from spri_graph.cli.panel import add_panel_arguments, refuse_panel_options, run_panel
+from spri_graph.cli.stages import model_label
 
 __all__ = ["add_parser"]
 
@@ -155,6 +158,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--no-progress", action="store_true", help="FILE: no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (no FILE)")
     add_pairwise_arguments(parser)
+    add_panel_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=_run_judge)
 
@@ -179,12 +183,8 @@ def _check_judge_record(
     from spri_graph.readers.rubric import coerce_rubric
 
     fields = [*_JUDGE_FIELDS, *(["reference_answer"] if use_reference else [])]
-    for name in fields:
-        value = record.get(name)
-        if value is None:
-            return f"missing {name!r}"
-        if not isinstance(value, str) or not value.strip():
-            return f"{name!r} must be a non-empty string"
+    if problem := check_texts(record, fields):
+        return problem
     if "rubric" in record or need_rubric:
         if record.get("rubric") is None:
             return "missing 'rubric' (or pass --rubric)" if need_rubric else None
@@ -230,29 +230,38 @@ def _judge_result(out: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_judge(args: argparse.Namespace) -> int:
+    if args.panel is not None:
+        return run_panel(args)
+    refuse_panel_options(args)
     if args.pairwise:
         return run_pairwise(args)
     refuse_pairwise_options(args)
     _check_judge_args(args)
     if args.file is not None:
         return _run_judge_file(args)
-    graph, _ = _build_judge(args, reference_free=args.reference is None)
+    graph, models = _build_judge(args, reference_free=args.reference is None)
     inputs = {"instruction": args.instruction, "response": args.response}
-    judged = judge_once(args, graph, inputs, _judge_result)
-    if judged is None:
-        return 0
-    _, result = judged
-    judgment_scores = [c["score"] for c in result["judgment_critiques"]]
-    print("\nGrading" + (f" (critic scores: {judgment_scores})" if judgment_scores else ""))
-    print("  " + (result["feedback"] or "(no feedback)").replace("\n", "\n  "))
-    score = result["score"]
-    low, high = args.scale
-    print(
-        f"\nScore: {score:g}"
-        if score is not None
-        else f"\nScore: none (no readable {low}-{high} score)"
-    )
+    header = [f"Model: {model_label(*models)}"]
+    judge_once(args, graph, inputs, _judge_result, _show_grading(args), header=header)
     return 0
+
+
+def _show_grading(args: argparse.Namespace) -> Any:
+    """Print a judge's grading, its critic's scores and the score (one judging)."""
+    low, high = args.scale
+
+    def show(result: dict[str, Any]) -> None:
+        judgment_scores = [c["score"] for c in result["judgment_critiques"]]
+        print("\nGrading" + (f" (critic scores: {judgment_scores})" if judgment_scores else ""))
+        print("  " + (result["feedback"] or "(no feedback)").replace("\n", "\n  "))
+        score = result["score"]
+        print(
+            f"\nScore: {score:g}"
+            if score is not None
+            else f"\nScore: none (no readable {low}-{high} score)"
+        )
+
+    return show
 
 
 def _run_judge_file(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 from spri_graph.cli import grading
 from spri_graph.cli.common import CLIError, loop_options
+from spri_graph.cli.stages import model_label
 
 __all__ = ["add_pairwise_arguments", "refuse_pairwise_options", "run_pairwise"]
 
@@ -55,13 +56,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _check_record(record: dict[str, Any], *, use_reference: bool) -> str | None:
-    for name in (*_FIELDS, *(["reference_answer"] if use_reference else [])):
-        value = record.get(name)
-        if value is None:
-            return f"missing {name!r}"
-        if not isinstance(value, str) or not value.strip():
-            return f"{name!r} must be a non-empty string"
-    return None
+    return grading.check_texts(record, [*_FIELDS, *(["reference_answer"] if use_reference else [])])
 
 
 def _build(args: argparse.Namespace, *, reference_free: bool) -> tuple[Any, tuple[Any, Any]]:
@@ -107,13 +102,20 @@ def run_pairwise(args: argparse.Namespace) -> int:
         )
         graph, models = _build(args, reference_free=not use_reference)
         return grading.grade_file(args, graph, models, count, _VERDICTS)
-    graph, _ = _build(args, reference_free=args.reference is None)
-    judged = grading.judge_once(
-        args, graph, {name: getattr(args, name) for name in _FIELDS}, _result
+    graph, models = _build(args, reference_free=args.reference is None)
+    grading.judge_once(
+        args,
+        graph,
+        {name: getattr(args, name) for name in _FIELDS},
+        _result,
+        _show_verdicts,
+        header=[f"Model: {model_label(*models)}"],
     )
-    if judged is None:
-        return 0
-    _, result = judged
+    return 0
+
+
+def _show_verdicts(result: dict[str, Any]) -> None:
+    """Print a comparison's verdict in each order and the winner."""
     for verdict in result["verdicts"]:
         shown = "A" if verdict["order"] == "AB" else "B"
         again = " (asked again)" if verdict["round"] > 1 else ""
@@ -125,4 +127,3 @@ def run_pairwise(args: argparse.Namespace) -> int:
         print(f"\nWinner: tie ({why})")
     else:
         print(f"\nWinner: {winner}" if winner else "\nWinner: none (no readable verdict)")
-    return 0

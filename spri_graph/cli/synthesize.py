@@ -56,7 +56,7 @@ def add_parser(sub: Any) -> None:
         type=positive_int,
         default=16,
         metavar="N",
-        help="records in flight at once (default: 16)",
+        help="records in flight at once (default: 16; local models run one at a time)",
     )
     parser.add_argument(
         "--workers",

@@ -70,15 +70,31 @@ def _levels(values: Iterable[float]) -> list[float]:
     return found
 
 
+def _integer_ticks(values: Sequence[float]) -> list[int] | None:
+    """Every whole score from the lowest to the highest, when all ``values`` are whole."""
+    if not values or not all(value.is_integer() for value in values):
+        return None
+    return list(range(int(min(values)), int(max(values)) + 1))
+
+
 def _scatter(axes: Axes, pairs: Sequence[tuple[float, float]], jitter: float, seed: int) -> None:
     rng = random.Random(seed)
     xs = [h + rng.uniform(-jitter, jitter) for h, _ in pairs]
     ys = [p + rng.uniform(-jitter, jitter) for _, p in pairs]
-    axes.scatter(xs, ys, s=10, alpha=0.35, linewidths=0)
+    # Opaque enough that a lone point shows, with a white edge that keeps the points of a
+    # jittered cloud apart.
+    axes.scatter(xs, ys, s=36, alpha=0.7, edgecolors="white", linewidths=0.5, zorder=2)
     if pairs:
         low = min(min(h, p) for h, p in pairs)
         high = max(max(h, p) for h, p in pairs)
         axes.plot([low, high], [low, high], color="grey", linewidth=0.8, linestyle="--")
+    for ticks, set_ticks, set_limits in (
+        (_integer_ticks([h for h, _ in pairs]), axes.set_xticks, axes.set_xlim),
+        (_integer_ticks([p for _, p in pairs]), axes.set_yticks, axes.set_ylim),
+    ):
+        if ticks is not None:  # an integer scale: no half-point ticks
+            set_ticks(ticks)
+            set_limits(ticks[0] - 0.5, ticks[-1] + 0.5)
 
 
 def _heatmap(axes: Axes, pairs: Sequence[tuple[float, float]]) -> None:
@@ -120,7 +136,8 @@ def plot_agreement(
             draws the overall panel alone.
         parse: Read ``pred`` strings with :func:`spri_graph.parse_judgment`.
         kind: ``"scatter"`` (points jittered by up to ``jitter`` so equal pairs show as a
-            cloud, with the diagonal of perfect agreement) or ``"heatmap"`` (the count of
+            cloud, with the diagonal of perfect agreement; an axis whose scores are all
+            whole numbers has a tick per whole score) or ``"heatmap"`` (the count of
             records for each pair of scores).
         path: Save the figure there too (the format follows the suffix: ``.png``,
             ``.svg``, ``.pdf``...).

@@ -24,7 +24,7 @@ from typing_extensions import Unpack
 
 from spri_graph.alignment.spri import SPRIOptions, SPRISettings, create_batch_graph
 from spri_graph.engine.options import LoopSettings
-from spri_graph.models import ModelSpec
+from spri_graph.models import ModelSpec, resolve_model
 from spri_graph.synthesis.batch import BatchRun, BatchSettings, prepare_batch
 from spri_graph.synthesis.output import (
     FileSink,
@@ -42,7 +42,13 @@ from spri_graph.synthesis.records import (
     scan_input,
 )
 from spri_graph.synthesis.report import SynthesisInterrupted, SynthesisReport
-from spri_graph.synthesis.runner import Record, RecordRunner, RecordSink, error_record
+from spri_graph.synthesis.runner import (
+    Record,
+    RecordRunner,
+    RecordSink,
+    error_record,
+    serving_concurrency,
+)
 from spri_graph.synthesis.workers import batch_gc, preload, run_forked, run_loop
 
 __all__ = ["asynthesize", "spri_runner", "synthesize"]
@@ -214,11 +220,16 @@ def _prepare(
         raise ValueError(f"config must be a RunnableConfig dict, got {type(config).__name__}")
 
     policy = settings.loop.policy
-    loop_options = settings.options()
+    model = resolve_model(model, field="model")
+    critic_model = settings.loop.critic_model
+    if critic_model is not None:
+        critic_model = resolve_model(critic_model, field="critic_model")
+    concurrency = serving_concurrency(concurrency, model, critic_model)
+    loop_options = {**settings.options(), "critic_model": critic_model}
     batch_run = prepare_batch(
         batch,
         model=model,
-        critic_model=settings.loop.critic_model,
+        critic_model=critic_model,
         output=out_path,
         resume=resume,
         workers=workers,
@@ -299,7 +310,8 @@ def synthesize(
         id_field: Field holding the record's unique id (a string or an integer); ``None``
             uses the record's line number (its position, for an iterable) as its id.
         concurrency: Most records in flight at once, over all workers; match it to what
-            the model endpoint allows.
+            the model endpoint allows. An in-process model (the embedded llama.cpp
+            model) serves one call at a time, so it runs one record at a time.
         workers: Processes that run records (Linux). One event loop spends a few ms of CPU
             per record on graph bookkeeping, so a fast endpoint (hundreds of calls per
             second) keeps one core busy; more workers use more cores. Workers are forked,

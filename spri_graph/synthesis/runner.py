@@ -28,6 +28,7 @@ __all__ = [
     "RecordSink",
     "attempts",
     "error_record",
+    "serving_concurrency",
     "total_usage",
 ]
 
@@ -100,6 +101,23 @@ def attempts(exc: Exception, policy: RetryPolicy | Sequence[RetryPolicy] | None)
         if matches:
             return p.max_attempts
     return 1
+
+
+def serving_concurrency(concurrency: int, *models: Any) -> int:
+    """Most records to run at once on ``models``: ``concurrency``, or one for in-process models.
+
+    An in-process llama.cpp model (:func:`~spri_graph.models.is_local_model`) serves one
+    call at a time, so records started beside the one it is serving only wait, half done,
+    and an interrupt would lose them all; one record at a time keeps every finished one
+    and loses at most the record in flight.
+
+    Example:
+        >>> serving_concurrency(16, None)
+        16
+    """
+    from spri_graph.models import is_local_model
+
+    return 1 if any(is_local_model(model) for model in models) else concurrency
 
 
 def error_record(
