@@ -504,11 +504,16 @@ def test_dev_server_principles_and_judge_graphs_and_bad_context(dev_server: DevS
     assert dev_server.recorder.connections == []
 
 
-AGENT_QUESTION = "I run 5 km every morning. How many miles is that in a week?"
+AGENT_QUESTION = "A box holds 24 eggs. How many eggs are in 17 boxes?"
 
 
 @pytest.mark.integration
 def test_dev_server_runs_the_agent_on_the_local_model(dev_server: DevServer) -> None:
+    """The agent's tool loop on the embedded model: a calculator call, then an answer.
+
+    SmolLM2-135M never chooses a tool on its own; on it the ``agent`` graph makes the turn's
+    first model call call the calculator, and the model answers from the tool's result.
+    """
     from langgraph_sdk import get_client
 
     async def schemas() -> dict[str, Any]:
@@ -531,15 +536,25 @@ def test_dev_server_runs_the_agent_on_the_local_model(dev_server: DevServer) -> 
     nodes = [next(iter(data)) for kind, data in events if kind == "updates"]
     assert nodes[0] == "SPRIMiddleware.before_agent"
     assert nodes.count("SPRIMiddleware.before_agent") == 1
-    assert "model" in nodes and nodes[-1] == "SPRIMiddleware.after_model"
+    # model -> tools -> model: the loop went on after the tool ran.
+    assert nodes.index("model") < nodes.index("tools") < len(nodes) - 1 - nodes[::-1].index("model")
+    assert nodes[-1] == "SPRIMiddleware.after_model"
 
     values = state["values"]
     messages = values["messages"]
     assert messages[0]["type"] == "human" and messages[0]["content"] == AGENT_QUESTION
+    (call,) = messages[1]["tool_calls"]
+    assert messages[1]["type"] == "ai" and call["name"] == "calculator"
+    assert isinstance(call["args"]["expression"], str)
+    result_message = messages[2]
+    assert result_message["type"] == "tool" and result_message["tool_call_id"] == call["id"]
+    assert result_message["name"] == "calculator" and result_message["content"].strip()
     final = messages[-1]
-    assert final["type"] == "ai" and not final.get("tool_calls")
+    assert len(messages) >= 4 and final["type"] == "ai" and not final.get("tool_calls")
     assert isinstance(final["content"], str) and final["content"].strip()
-    # Principles for the turn (stored, not in the conversation), each stage critiqued.
+    # Principles written once for the turn (stored, not in the conversation): the principle
+    # stage made one draft and one refinement per re-critique, for the tool call and the
+    # answer alike.
     assert values["spri_principles"].strip()
     assert not any(m["type"] == "system" for m in messages)
     for key in ("spri_principle_critiques", "spri_response_critiques"):
@@ -547,7 +562,9 @@ def test_dev_server_runs_the_agent_on_the_local_model(dev_server: DevServer) -> 
         assert 1 <= len(critiques) <= 2, critiques  # the agent's SPRI runs max_iterations=2
         assert all(c["score"] in {1, 2, 3, 4, 5} for c in critiques), critiques
     usage = values["spri_usage"]
-    assert usage["principles"]["critic_calls"] == len(values["spri_principle_critiques"])
+    principle_critiques = values["spri_principle_critiques"]
+    assert usage["principles"]["critic_calls"] == len(principle_critiques)
+    assert usage["principles"]["model_calls"] == len(principle_critiques)
     assert usage["response"]["critic_calls"] == len(values["spri_response_critiques"])
     assert "spri_turn" not in values or values["spri_turn"]["query"] == AGENT_QUESTION
     assert dev_server.recorder.connections == []
