@@ -90,6 +90,49 @@ def test_agent_graph_schemas_render_for_studio() -> None:
     assert set(agent.get_context_jsonschema()["properties"]) == {"goal"}
 
 
+class ToolChoiceRecorder(ScriptedChatModel):
+    """A scripted model that records the ``tool_choice`` of each call's tool binding."""
+
+    choices: list[Any] = []
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:  # noqa: D102
+        self.choices.append(kwargs.get("tool_choice"))
+        return super().bind_tools(tools, **kwargs)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_first_tool_call_forces_only_the_turns_first_call(use_async: bool) -> None:
+    from langchain.agents import create_agent
+    from langchain_core.messages import AIMessage
+
+    from spri_graph.studio import FirstToolCall, calculator, convert_units
+
+    call = AIMessage(
+        "", tool_calls=[{"name": "calculator", "args": {"expression": "17 x 24"}, "id": "c1"}]
+    )
+    model = ToolChoiceRecorder(
+        [
+            call,
+            "408 eggs.",
+            AIMessage("", tool_calls=[{**call.tool_calls[0], "id": "c2"}]),
+            "Still 408.",
+        ]
+    )
+    model.choices = []
+    agent = create_agent(
+        model, [calculator, convert_units], middleware=[FirstToolCall(calculator.name)]
+    )
+    for turn in ("How many eggs in 17 boxes of 24?", "And again?"):
+        inputs = {"messages": [{"role": "user", "content": turn}]}
+        out = asyncio.run(agent.ainvoke(inputs)) if use_async else agent.invoke(inputs)
+        assert [m.type for m in out["messages"]] == ["human", "ai", "tool", "ai"]
+        assert out["messages"][2].content == "408"
+    # Each turn: the first call must call the calculator, the answer after it is free.
+    assert model.choices == ["calculator", None, "calculator", None]
+    with pytest.raises(ValueError, match="tool must be a tool's name"):
+        FirstToolCall(" ")
+
+
 def test_judge_graph_schemas_render_for_studio() -> None:
     graph = create_judge(ScriptedChatModel([])).compile()
     assert {"instruction", "response"} <= set(graph.get_input_jsonschema()["properties"])
