@@ -3,12 +3,15 @@
 Each user turn, SPRI writes principles for the question (critiqued and refined) and puts
 them in the agent's system message for every model call of the turn, tool calls included.
 The agent runs twice: first with principles alone, then also with its final answer
-critiqued and refined against them. Both print the answer, the ``spri_*`` state keys and
-the SPRI model calls and tokens by stage.
+critiqued and refined against them. Both print the tool calls and their results, the
+answer, the ``spri_*`` state keys and the SPRI model calls and tokens by stage.
 
 Run: ``python examples/agent_middleware.py "I cycle 12 km a day. How many miles a week?"``
-(uses ``$SPRI_MODEL`` or the embedded local model, offline; the small embedded model
-rarely calls the tools, but the pipeline is the same).
+(uses ``$SPRI_MODEL`` or the embedded local model, offline). The embedded SmolLM2-135M
+never chooses a tool on its own: on it, the first model call of each turn is made to call
+``km_to_miles`` (``FirstToolCall``, a ``tool_choice`` for that call alone); the agent runs
+the tool and the model, free to choose again, answers from its result. Other models choose
+their tools themselves.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from spri_graph import SPRIMiddleware
-from spri_graph.models import resolve_model
+from spri_graph.models import LocalChatModel, resolve_model
+from spri_graph.studio import FirstToolCall
 
 
 @tool
@@ -46,13 +50,16 @@ def build_agent(
 ) -> Any:
     """An agent with two tools; SPRI (on the same model) steers each of its turns."""
     chat = resolve_model(model)
+    middleware: list[Any] = [
+        SPRIMiddleware(chat, max_iterations=max_iterations, refine_answer=refine_answer)
+    ]
+    if isinstance(chat, LocalChatModel):  # it would answer in text without calling a tool
+        middleware.append(FirstToolCall(km_to_miles.name))
     return create_agent(
         chat,
         tools=[multiply, km_to_miles],
         system_prompt="You are a helpful assistant. Use the tools for arithmetic.",
-        middleware=[
-            SPRIMiddleware(chat, max_iterations=max_iterations, refine_answer=refine_answer)
-        ],
+        middleware=middleware,
         checkpointer=InMemorySaver(),
     )
 
@@ -64,6 +71,10 @@ def ask(agent: Any, question: str, thread_id: str) -> dict[str, Any]:
 
 def report(title: str, out: dict[str, Any]) -> None:
     print(f"== {title}")
+    results = {m.tool_call_id: m.content for m in out["messages"] if m.type == "tool"}
+    for message in out["messages"]:
+        for call in getattr(message, "tool_calls", None) or []:
+            print(f"tool call: {call['name']}({call['args']}) -> {results.get(call['id'])}")
     print("answer:", out["messages"][-1].content)
     print("principles:", out["spri_principles"])
     print("state keys:", ", ".join(sorted(key for key in out if key.startswith("spri_"))))

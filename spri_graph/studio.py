@@ -15,7 +15,11 @@ when it needs the graph (so importing this module compiles nothing and loads no 
 * ``agent`` (:func:`make_agent`) - a ``create_agent`` agent with two offline tools
   (:func:`calculator`, :func:`convert_units`) and :class:`~spri_graph.SPRIMiddleware`:
   principles for each user turn in its system message, and its final answer critiqued and
-  refined against them.
+  refined against them. Left to choose, the embedded SmolLM2-135M answers in text and never
+  calls a tool, so on that model the first model call of each turn is made to call the
+  calculator (:class:`FirstToolCall`); the agent runs the tool and the model, free to
+  choose again, answers from its result. A model from ``$SPRI_MODEL`` chooses its tools
+  itself.
 
 The model is ``$SPRI_MODEL`` when set, else the embedded local model, which loads on the
 first model call (once per process), not when a graph is built. Per-run settings come from
@@ -42,6 +46,8 @@ Example:
     >>> from spri_graph.studio import calculator, convert_units
     >>> calculator.invoke({"expression": "12 * (3 + 4.5)"})
     '90'
+    >>> calculator.invoke({"expression": "17 x 24 = ?"})
+    '408'
     >>> convert_units.invoke({"value": 10, "from_unit": "km", "to_unit": "mi"})
     '6.21371 mi'
 """
@@ -50,22 +56,26 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain.agents import create_agent
+from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from langgraph.graph.state import CompiledStateGraph
 
 from spri_graph.agents.middleware import SPRIMiddleware
 from spri_graph.alignment.spri import create_principles_graph, create_spri_graph
 from spri_graph.judges.absolute import create_judge
-from spri_graph.models import resolve_model
+from spri_graph.models import LocalChatModel, resolve_model
 
 __all__ = [
     "AgentContext",
+    "FirstToolCall",
     "calculator",
     "convert_units",
     "make_agent",
@@ -128,14 +138,19 @@ def _evaluate(node: ast.AST) -> float:
     raise ValueError(f"unsupported expression: {ast.dump(node)[:60]}")
 
 
+_TIMES = re.compile(r"(?<=[\d)\s])[xX](?=[\s\d(])")
+
+
 @tool
 def calculator(expression: str) -> str:
     """Evaluate an arithmetic expression: numbers, + - * / // % ** and parentheses.
 
     Example: "12 * (3 + 4.5)".
     """
+    # Written as people write it: "17 x 24 = ..." is 17 * 24.
+    left = expression.partition("=")[0].replace("×", "*").replace("÷", "/")
     try:
-        value = _evaluate(ast.parse(expression, mode="eval"))
+        value = _evaluate(ast.parse(_TIMES.sub("*", left).strip(), mode="eval"))
     except (SyntaxError, ValueError, ZeroDivisionError, OverflowError) as exc:
         return f"Error: {exc}"
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -191,9 +206,68 @@ class AgentContext:
     goal: str | None = None
 
 
+class FirstToolCall(AgentMiddleware[Any, Any, Any]):
+    """Make the first model call of each user turn call one tool.
+
+    For models that never choose a tool on their own (such as the embedded SmolLM2-135M):
+    the call whose last message is the user's (the turn's first) runs with
+    ``tool_choice=tool``; the agent runs the tool, and every later call of the turn, with
+    the tool's result in its messages, leaves the choice to the model as before.
+
+    Args:
+        tool: Name of the tool the turn's first call must call.
+
+    Raises:
+        ValueError: If ``tool`` is not a non-empty string.
+
+    Example:
+        >>> from langchain.agents import create_agent
+        >>> from spri_graph.models import load_local_model
+        >>> agent = create_agent(  # doctest: +SKIP
+        ...     load_local_model(), [calculator], middleware=[FirstToolCall("calculator")]
+        ... )
+    """
+
+    def __init__(self, tool: str) -> None:
+        super().__init__()
+        if not isinstance(tool, str) or not tool.strip():
+            raise ValueError(f"tool must be a tool's name, got {tool!r}")
+        self.tool = tool
+
+    def _choose(self, request: ModelRequest) -> ModelRequest:
+        messages = request.messages
+        if messages and isinstance(messages[-1], HumanMessage):
+            return request.override(tool_choice=self.tool)
+        return request
+
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ModelResponse:
+        """Call the model, made to call :attr:`tool` if this is the turn's first call."""
+        return handler(self._choose(request))
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest,
+        handler: Callable[[ModelRequest], Awaitable[ModelResponse]],
+    ) -> ModelResponse:
+        """Async :meth:`wrap_model_call`."""
+        return await handler(self._choose(request))
+
+
 def make_agent() -> CompiledStateGraph[Any, Any, Any, Any]:
-    """A tool-using agent whose turns are steered by SPRI principles."""
+    """A tool-using agent whose turns are steered by SPRI principles.
+
+    On the embedded model (no ``$SPRI_MODEL``), which never calls a tool unprompted, the
+    first model call of each turn is made to call the calculator (:class:`FirstToolCall`);
+    the rest of the turn, the answer from the tool's result included, is the model's choice.
+    """
     model = cast(BaseChatModel, resolve_model(None))
+    middleware: list[AgentMiddleware[Any, Any, Any]] = [
+        SPRIMiddleware(model, max_iterations=2, refine_answer=True)
+    ]
+    if isinstance(model, LocalChatModel):
+        middleware.append(FirstToolCall(calculator.name))
     return create_agent(
         model,
         tools=[calculator, convert_units],
@@ -201,7 +275,7 @@ def make_agent() -> CompiledStateGraph[Any, Any, Any, Any]:
             "You are a helpful assistant. Use the calculator for arithmetic and convert_units "
             "for unit conversions, then answer in a few sentences."
         ),
-        middleware=[SPRIMiddleware(model, max_iterations=2, refine_answer=True)],
+        middleware=middleware,
         context_schema=AgentContext,
         name="agent",
     )

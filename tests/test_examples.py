@@ -1,4 +1,4 @@
-"""The examples run as written, on scripted models."""
+"""The examples run as written, on scripted models and (the agent) on the embedded model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 
 from tests.fakes import ScriptedChatModel
@@ -95,6 +96,8 @@ def test_agent_middleware_with_and_without_answer_refinement(capsys) -> None:
     assert all("1. Give the weekly total" in c["messages"][0].content for c in agent_calls)
 
     printed = capsys.readouterr().out
+    assert printed.count("tool call: km_to_miles({'km': 12}) -> 7.456\n") == 2
+    assert printed.count("tool call: multiply({'a': 7.456, 'b': 7}) -> 52.192\n") == 2
     assert "state keys: spri_principle_critiques, spri_principles, spri_usage\n" in printed
     assert (
         "state keys: spri_principle_critiques, spri_principles, spri_response_critiques, "
@@ -102,3 +105,26 @@ def test_agent_middleware_with_and_without_answer_refinement(capsys) -> None:
     )
     assert "usage[principles]: 1 model calls, 1 critic calls" in printed
     assert "usage[response]: 1 model calls, 2 critic calls" in printed
+
+
+@pytest.mark.integration
+def test_agent_middleware_calls_a_tool_on_the_embedded_model(capsys) -> None:
+    """On SmolLM2-135M the turn's first call is made to call ``km_to_miles``; then it answers."""
+    from spri_graph.models import load_local_model
+
+    example = load("agent_middleware")
+    question = "I cycle 12 km a day. How many miles is that in a week?"
+    for out in example.main(question, load_local_model(max_tokens=64)):
+        messages = out["messages"]
+        assert [m.type for m in messages[:3]] == ["human", "ai", "tool"]
+        (call,) = messages[1].tool_calls
+        assert call["name"] == "km_to_miles" and messages[2].tool_call_id == call["id"]
+        # The loop went on with the tool's result, to an answer without tool calls.
+        final = messages[-1]
+        assert len(messages) >= 4 and final.type == "ai" and not final.tool_calls
+        assert final.content.strip()
+        # Principles written once for the turn: one draft and one refinement per re-critique.
+        critiques = out["spri_principle_critiques"]
+        assert out["spri_principles"].strip() and 1 <= len(critiques) <= 2
+        assert out["spri_usage"]["principles"]["model_calls"] == len(critiques)
+    assert capsys.readouterr().out.count("tool call: km_to_miles(") == 2

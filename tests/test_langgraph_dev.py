@@ -90,6 +90,49 @@ def test_agent_graph_schemas_render_for_studio() -> None:
     assert set(agent.get_context_jsonschema()["properties"]) == {"goal"}
 
 
+class ToolChoiceRecorder(ScriptedChatModel):
+    """A scripted model that records the ``tool_choice`` of each call's tool binding."""
+
+    choices: list[Any] = []
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:  # noqa: D102
+        self.choices.append(kwargs.get("tool_choice"))
+        return super().bind_tools(tools, **kwargs)
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+def test_first_tool_call_forces_only_the_turns_first_call(use_async: bool) -> None:
+    from langchain.agents import create_agent
+    from langchain_core.messages import AIMessage
+
+    from spri_graph.studio import FirstToolCall, calculator, convert_units
+
+    call = AIMessage(
+        "", tool_calls=[{"name": "calculator", "args": {"expression": "17 x 24"}, "id": "c1"}]
+    )
+    model = ToolChoiceRecorder(
+        [
+            call,
+            "408 eggs.",
+            AIMessage("", tool_calls=[{**call.tool_calls[0], "id": "c2"}]),
+            "Still 408.",
+        ]
+    )
+    model.choices = []
+    agent = create_agent(
+        model, [calculator, convert_units], middleware=[FirstToolCall(calculator.name)]
+    )
+    for turn in ("How many eggs in 17 boxes of 24?", "And again?"):
+        inputs = {"messages": [{"role": "user", "content": turn}]}
+        out = asyncio.run(agent.ainvoke(inputs)) if use_async else agent.invoke(inputs)
+        assert [m.type for m in out["messages"]] == ["human", "ai", "tool", "ai"]
+        assert out["messages"][2].content == "408"
+    # Each turn: the first call must call the calculator, the answer after it is free.
+    assert model.choices == ["calculator", None, "calculator", None]
+    with pytest.raises(ValueError, match="tool must be a tool's name"):
+        FirstToolCall(" ")
+
+
 def test_judge_graph_schemas_render_for_studio() -> None:
     graph = create_judge(ScriptedChatModel([])).compile()
     assert {"instruction", "response"} <= set(graph.get_input_jsonschema()["properties"])
@@ -504,11 +547,16 @@ def test_dev_server_principles_and_judge_graphs_and_bad_context(dev_server: DevS
     assert dev_server.recorder.connections == []
 
 
-AGENT_QUESTION = "I run 5 km every morning. How many miles is that in a week?"
+AGENT_QUESTION = "A box holds 24 eggs. How many eggs are in 17 boxes?"
 
 
 @pytest.mark.integration
 def test_dev_server_runs_the_agent_on_the_local_model(dev_server: DevServer) -> None:
+    """The agent's tool loop on the embedded model: a calculator call, then an answer.
+
+    SmolLM2-135M never chooses a tool on its own; on it the ``agent`` graph makes the turn's
+    first model call call the calculator, and the model answers from the tool's result.
+    """
     from langgraph_sdk import get_client
 
     async def schemas() -> dict[str, Any]:
@@ -531,15 +579,25 @@ def test_dev_server_runs_the_agent_on_the_local_model(dev_server: DevServer) -> 
     nodes = [next(iter(data)) for kind, data in events if kind == "updates"]
     assert nodes[0] == "SPRIMiddleware.before_agent"
     assert nodes.count("SPRIMiddleware.before_agent") == 1
-    assert "model" in nodes and nodes[-1] == "SPRIMiddleware.after_model"
+    # model -> tools -> model: the loop went on after the tool ran.
+    assert nodes.index("model") < nodes.index("tools") < len(nodes) - 1 - nodes[::-1].index("model")
+    assert nodes[-1] == "SPRIMiddleware.after_model"
 
     values = state["values"]
     messages = values["messages"]
     assert messages[0]["type"] == "human" and messages[0]["content"] == AGENT_QUESTION
+    (call,) = messages[1]["tool_calls"]
+    assert messages[1]["type"] == "ai" and call["name"] == "calculator"
+    assert isinstance(call["args"]["expression"], str)
+    result_message = messages[2]
+    assert result_message["type"] == "tool" and result_message["tool_call_id"] == call["id"]
+    assert result_message["name"] == "calculator" and result_message["content"].strip()
     final = messages[-1]
-    assert final["type"] == "ai" and not final.get("tool_calls")
+    assert len(messages) >= 4 and final["type"] == "ai" and not final.get("tool_calls")
     assert isinstance(final["content"], str) and final["content"].strip()
-    # Principles for the turn (stored, not in the conversation), each stage critiqued.
+    # Principles written once for the turn (stored, not in the conversation): the principle
+    # stage made one draft and one refinement per re-critique, for the tool call and the
+    # answer alike.
     assert values["spri_principles"].strip()
     assert not any(m["type"] == "system" for m in messages)
     for key in ("spri_principle_critiques", "spri_response_critiques"):
@@ -547,7 +605,9 @@ def test_dev_server_runs_the_agent_on_the_local_model(dev_server: DevServer) -> 
         assert 1 <= len(critiques) <= 2, critiques  # the agent's SPRI runs max_iterations=2
         assert all(c["score"] in {1, 2, 3, 4, 5} for c in critiques), critiques
     usage = values["spri_usage"]
-    assert usage["principles"]["critic_calls"] == len(values["spri_principle_critiques"])
+    principle_critiques = values["spri_principle_critiques"]
+    assert usage["principles"]["critic_calls"] == len(principle_critiques)
+    assert usage["principles"]["model_calls"] == len(principle_critiques)
     assert usage["response"]["critic_calls"] == len(values["spri_response_critiques"])
     assert "spri_turn" not in values or values["spri_turn"]["query"] == AGENT_QUESTION
     assert dev_server.recorder.connections == []
