@@ -464,7 +464,9 @@ def test_align_live_layout_on_the_local_model() -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert out.startswith(f"Question: {QUERY}\nModel: SmolLM2-135M-Instruct.Q4_1.gguf\n")
+    assert out.startswith(
+        f"Question: {QUERY}\nModel: SmolLM2-135M-Instruct.Q4_1.gguf, run from its Q8_0 copy\n"
+    )
     for heading in ("== Principles: draft ==", "== Response: draft ==", "== Final response =="):
         assert out.count(heading) == 1
     assert len(re.findall(r"^-- critique 1: score [1-5]/5, ", out, re.MULTILINE)) == 2

@@ -889,7 +889,9 @@ def test_judge_shows_each_stage_on_the_local_model() -> None:
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert out.startswith("Model: SmolLM2-135M-Instruct.Q4_1.gguf\n\n== Rubric: draft ==\n")
+    assert out.startswith(
+        "Model: SmolLM2-135M-Instruct.Q4_1.gguf, run from its Q8_0 copy\n\n== Rubric: draft ==\n"
+    )
     assert out.index("== Rubric: draft ==") < out.index("== Grading: draft ==")
     assert len(re.findall(r"^-- critique 1: score [1-5]/5, ", out, re.MULTILINE)) == 2
     assert re.search(r"^rubric: 1 model \+ 1 critic calls, \d+ tokens; judgment: ", out, re.M)

@@ -168,7 +168,7 @@ def _run_align(args: argparse.Namespace) -> int:
     document = {
         "question": question,
         "goal": goal,
-        "model": model_label(model),
+        "model": getattr(model, "model_name", None) or model_label(model),
         "critic_model": model_label(critic if critic is not None else model),
         "principles": state.get("principles", ""),
         "response": state.get("response", ""),

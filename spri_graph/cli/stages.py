@@ -37,7 +37,11 @@ def model_label(model: Any, critic: Any = None) -> str:
         >>> model_label(GenericFakeChatModel(messages=iter([])))
         'GenericFakeChatModel'
     """
-    name = getattr(model, "model_name", None) or getattr(model, "model", None)
+    name = (
+        getattr(model, "weights_label", None)
+        or getattr(model, "model_name", None)
+        or getattr(model, "model", None)
+    )
     label = str(name) if isinstance(name, str) and name else type(model).__name__
     return label if critic is None else f"{label} (critic: {model_label(critic)})"
 

@@ -50,7 +50,7 @@ from spri_graph.models.grammar import (
     tool_instruction,
     with_instruction,
 )
-from spri_graph.models.llama import check_chat_format, gguf_file, load_llama
+from spri_graph.models.llama import check_chat_format, default_gguf_path, gguf_file, load_llama
 
 __all__ = ["LocalChatModel", "is_local_model", "load_local_model"]
 
@@ -243,6 +243,21 @@ class LocalChatModel(BaseChatModel):
     def model_name(self) -> str:
         """The GGUF file's name."""
         return Path(self.model_path).name
+
+    @property
+    def weights_label(self) -> str:
+        """The GGUF file's name, and the weights llama.cpp runs (the embedded model's Q8_0 copy).
+
+        Example:
+            >>> LocalChatModel.model_construct(
+            ...     model_path="/models/other.gguf", q8_0_weights=True
+            ... ).weights_label
+            'other.gguf'
+        """
+        embedded = default_gguf_path()
+        if self.q8_0_weights and embedded is not None and Path(self.model_path) == embedded:
+            return f"{self.model_name}, run from its Q8_0 copy"
+        return self.model_name
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
