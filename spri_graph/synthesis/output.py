@@ -75,10 +75,14 @@ def errors_path_for(output: str | os.PathLike[str]) -> Path:
         >>> errors_path_for("data/train.jsonl").as_posix()
         'data/train.errors.jsonl'
     """
+    return _beside(output, "errors")
+
+
+def _beside(output: str | os.PathLike[str], kind: str) -> Path:
     path = Path(output)
     if path.suffix == ".jsonl":
-        return path.with_suffix(".errors.jsonl")
-    return path.with_name(path.name + ".errors.jsonl")
+        return path.with_suffix(f".{kind}.jsonl")
+    return path.with_name(f"{path.name}.{kind}.jsonl")
 
 
 def pairs_path_for(output: str | os.PathLike[str]) -> Path:
@@ -88,10 +92,7 @@ def pairs_path_for(output: str | os.PathLike[str]) -> Path:
         >>> pairs_path_for("data/train.jsonl").as_posix()
         'data/train.dpo.jsonl'
     """
-    path = Path(output)
-    if path.suffix == ".jsonl":
-        return path.with_suffix(".dpo.jsonl")
-    return path.with_name(path.name + ".dpo.jsonl")
+    return _beside(output, "dpo")
 
 
 def check_formats(formats: Any) -> tuple[Format, ...]:
