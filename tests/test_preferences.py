@@ -279,3 +279,52 @@ def test_bad_arguments_are_refused_before_any_model_call(
     with pytest.raises(ValueError, match=re.escape(message)):
         synthesize(records(2), model=scripted, output=tmp_path / "out.jsonl", **arguments)
     assert scripted.calls == [] and not (tmp_path / "out.jsonl").exists()
+
+
+def test_asynthesize_writes_the_same_pairs(tmp_path: Path) -> None:
+    import asyncio
+
+    from spri_graph.synthesis import asynthesize
+
+    out = tmp_path / "out.jsonl"
+    report = asyncio.run(
+        asynthesize(records(8), model=model(), output=out, formats=("sft", "dpo"), max_iterations=3)
+    )
+    assert report.pairs == 2
+    assert sorted(p["id"] for p in rows(tmp_path / "out.dpo.jsonl")) == ["r2", "r6"]
+
+
+def test_a_kept_speculative_draft_is_the_first_of_the_drafts(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    synthesize(
+        records(2),
+        model=model(),
+        output=out,
+        formats=("sft", "dpo"),
+        speculative=True,
+        max_iterations=3,
+    )
+    by_id = {line["id"]: line for line in rows(out)}
+    assert by_id["r2"]["response_drafts"][0] == "Answer to question 2."
+    assert len(by_id["r2"]["response_drafts"]) == len(by_id["r2"]["response_critiques"]) == 3
+    assert [p["id"] for p in rows(tmp_path / "out.dpo.jsonl")] == ["r2"]
+
+
+def test_forked_workers_write_pairs_and_stop_at_the_target(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    report = synthesize(
+        records(8),
+        model=model(),
+        output=out,
+        formats=("sft", "dpo"),
+        max_iterations=3,
+        workers=2,
+        concurrency=2,
+    )
+    assert report.pairs == 2
+    assert sorted(p["id"] for p in rows(tmp_path / "out.dpo.jsonl")) == ["r2", "r6"]
+    target = tmp_path / "target.jsonl"
+    stopped = synthesize(
+        records(8), model=model(), output=target, target=3, workers=2, concurrency=2
+    )
+    assert stopped.target_reached and len(rows(target)) == 3

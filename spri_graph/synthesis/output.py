@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
+from spri_graph.engine.options import LoopSettings
 from spri_graph.engine.steps import StageUsage
 from spri_graph.synthesis.report import SynthesisReport
 from spri_graph.synthesis.runner import Record
@@ -243,13 +244,11 @@ class RecordEncoder(NamedTuple):
     """
 
     pairing: Pairing | None = None
-    threshold: int = 4
+    threshold: int = LoopSettings.threshold
 
     def encode(self, line: Mapping[str, Any]) -> EncodedRecord:
         """The record's SFT line and, with a pairing, its preference pairs."""
-        critiques = line.get("response_critiques") or []
-        final = critiques[-1].get("score") if critiques else None
-        passed = final is not None and final >= self.threshold
+        passed = _passed(line, self.threshold)
         refined = len(line.get("response_drafts") or ()) > 1
         if self.pairing is None:
             return EncodedRecord(encode_line(line), refined=refined, passed=passed)
@@ -429,10 +428,15 @@ def count_passed(path: Path, threshold: int) -> int:
         for raw in fh:
             with contextlib.suppress(ValueError):
                 line = json.loads(raw)
-                critiques = line.get("response_critiques") or [] if isinstance(line, dict) else []
-                score = critiques[-1].get("score") if critiques else None
-                passed += score is not None and score >= threshold
+                passed += isinstance(line, dict) and _passed(line, threshold)
     return passed
+
+
+def _passed(line: Mapping[str, Any], threshold: int) -> bool:
+    """Whether the line's final response critique reached ``threshold``."""
+    critiques = line.get("response_critiques") or []
+    score = critiques[-1].get("score") if critiques else None
+    return isinstance(score, int) and score >= threshold
 
 
 class LineWriter:
