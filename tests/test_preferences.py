@@ -270,6 +270,7 @@ def test_target_passed_counts_only_records_whose_final_critique_passed(tmp_path:
         ({"target": 0}, "target must be an integer >= 1"),
         ({"target_passed": True}, "target_passed: needs a target"),
         ({"method": "direct", "batch": True}, "method: 'direct' runs without batch"),
+        ({"method": "direct", "prompts": {"response_draft": "x"}}, "prompts: unknown prompt"),
     ],
 )
 def test_bad_arguments_are_refused_before_any_model_call(

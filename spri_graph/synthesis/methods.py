@@ -88,7 +88,10 @@ def create_method_graph(
     ``"spri"`` is :func:`~spri_graph.alignment.spri.create_batch_graph`; the others are one
     response loop named ``response`` (its usage is ``usage["response"]``), whose output has
     ``principles`` (the fixed ones, or ``""``), ``response``, ``response_critiques`` and
-    ``response_drafts``, as SPRI's does.
+    ``response_drafts``, as SPRI's does. The ``prompts`` option overrides the prompts of
+    the method: SPRI's response prompts for ``"seed-principles"``,
+    :data:`~spri_graph.engine.prompts.COMPARISON_PROMPTS` for ``"direct"`` and
+    ``"self-refine"`` (an unknown key is a ``ValueError``).
     """
     if method == "spri":
         return create_batch_graph(model, **settings.options())
@@ -99,7 +102,7 @@ def create_method_graph(
         prompts = resolve_prompts(SPRI_PROMPTS, loop_settings.prompts)
         keys = ("response_draft", "response_critique", "response_refine")
     else:
-        prompts = resolve_prompts(COMPARISON_PROMPTS, None)
+        prompts = resolve_prompts(COMPARISON_PROMPTS, loop_settings.prompts)
         keys = ("plain_draft", "plain_critique", "plain_refine")
     if method == "direct":
         loop_settings = replace(loop_settings, max_iterations=1)
