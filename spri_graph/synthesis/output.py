@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -324,39 +324,49 @@ def scan_output(path: Path) -> tuple[set[Any], int]:
     done: set[Any] = set()
     if not path.is_file():  # nothing yet (or a device such as /dev/null: nothing to resume)
         return done, 0
-    offset = 0
     torn_at: int | None = None
+    torn = 0
+    for number, start, line in _lines(path):
+        if torn_at is not None:
+            raise ValueError(
+                f"output: line {torn} of {str(path)!r} is not valid JSON; it holds "
+                "lines that are not whole output records, so it cannot be resumed "
+                "(fix it, or pass resume=False / --no-resume to start over)"
+            )
+        if line is None:  # cut short by a crash: only the last line can be
+            torn_at, torn = start, number
+            continue
+        if not isinstance(line, dict) or "id" not in line:
+            raise ValueError(
+                f"output: line {number} of {str(path)!r} is not an output record (no 'id'); "
+                "is it the right file? (pass resume=False / --no-resume to overwrite it)"
+            )
+        done.add(line["id"])
+    if torn_at is None:
+        return done, 0
+    _truncate(path, torn_at)
+    return done, 1
+
+
+def _lines(path: Path) -> Iterator[tuple[int, int, Any]]:
+    """``(line number, byte offset, value)`` per non-blank line; ``None`` if torn or bad."""
+    offset = 0
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, 1):
             start, offset = offset, offset + len(raw)
-            if torn_at is not None:
-                raise ValueError(
-                    f"output: line {number - 1} of {str(path)!r} is not valid JSON; it holds "
-                    "lines that are not whole output records, so it cannot be resumed "
-                    "(fix it, or pass resume=False / --no-resume to start over)"
-                )
             if not raw.strip():
                 continue
             try:
-                line = json.loads(raw) if raw.endswith(b"\n") else None
+                yield number, start, json.loads(raw) if raw.endswith(b"\n") else None
             except ValueError:
-                line = None
-            if line is None:  # cut short by a crash: only the last line can be
-                torn_at = start
-                continue
-            if not isinstance(line, dict) or "id" not in line:
-                raise ValueError(
-                    f"output: line {number} of {str(path)!r} is not an output record (no 'id'); "
-                    "is it the right file? (pass resume=False / --no-resume to overwrite it)"
-                )
-            done.add(line["id"])
-    if torn_at is None:
-        return done, 0
+                yield number, start, None
+
+
+def _truncate(path: Path, size: int) -> None:
     with path.open("r+b") as fh:
-        fh.truncate(torn_at)
+        fh.truncate(size)
         fh.flush()
         os.fsync(fh.fileno())
-    return done, 1
 
 
 def scan_pairs(path: Path, done: set[Any]) -> int:
@@ -372,34 +382,22 @@ def scan_pairs(path: Path, done: set[Any]) -> int:
     """
     if not path.is_file():
         return 0
-    offset = 0
     cut_at: int | None = None
     cut = 0
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            start, offset = offset, offset + len(raw)
-            if not raw.strip():
-                continue
-            try:
-                line = json.loads(raw) if raw.endswith(b"\n") else None
-            except ValueError:
-                line = None
-            kept = isinstance(line, dict) and line.get("id") in done
-            if kept and cut_at is not None:
-                raise ValueError(
-                    f"output: line {number} of {str(path)!r} follows lines of records that are "
-                    "not in the output, so the pairs file cannot be resumed (fix it, or pass "
-                    "resume=False / --no-resume to start over)"
-                )
-            if not kept:
-                cut_at = start if cut_at is None else cut_at
-                cut += 1
+    for number, start, line in _lines(path):
+        kept = isinstance(line, dict) and line.get("id") in done
+        if kept and cut_at is not None:
+            raise ValueError(
+                f"output: line {number} of {str(path)!r} follows lines of records that are "
+                "not in the output, so the pairs file cannot be resumed (fix it, or pass "
+                "resume=False / --no-resume to start over)"
+            )
+        if not kept:
+            cut_at = start if cut_at is None else cut_at
+            cut += 1
     if cut_at is None:
         return 0
-    with path.open("r+b") as fh:
-        fh.truncate(cut_at)
-        fh.flush()
-        os.fsync(fh.fileno())
+    _truncate(path, cut_at)
     return cut
 
 
