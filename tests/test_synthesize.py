@@ -34,7 +34,7 @@ from spri_graph.synthesis import (
 )
 from spri_graph.synthesis import read_jsonl as read_jsonl_lines
 from spri_graph.synthesis import workers as worker_pool
-from spri_graph.synthesis.output import LineWriter
+from spri_graph.synthesis.output import EncodedRecord, LineWriter
 from tests.fakes import ScriptedChatModel, all_text, spri_step, transient_error
 
 QUESTION = re.compile(r"question (?:\d+|[a-z])\b")
@@ -751,9 +751,12 @@ def test_workers_send_lines_in_batches_and_flush_when_stopped() -> None:
     first, second, more = asyncio.run(main())
     assert first == (
         "lines",
-        [("ok", b'{"id": "r1"}\n', (1, 1, 1, 1, 2)), ("error", b'{"id": "r2"}\n')],
+        [
+            ("ok", EncodedRecord(b'{"id": "r1"}\n'), (1, 1, 1, 1, 2)),
+            ("error", b'{"id": "r2"}\n'),
+        ],
     )
-    assert second == ("lines", [("ok", b'{"id": "r3"}\n', (1, 0, 1, 1, 2))])
+    assert second == ("lines", [("ok", EncodedRecord(b'{"id": "r3"}\n'), (1, 0, 1, 1, 2))])
     assert more is False  # each line was sent once
 
 

@@ -33,6 +33,7 @@ class ChatServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.delay = 0.0
         self.reject: set[str] = set()
+        self.refine_even = False  # even records' first response scores 2, refined ones 5
         self.requests = 0
         self.token_caps: set[Any] = set()
         self.lock = threading.Lock()
@@ -58,9 +59,15 @@ class _Handler(BaseHTTPRequestHandler):
         if query in self.server.reject:
             self._send(400, {"error": {"message": "prompt rejected", "type": "invalid_request"}})
             return
+        refined = self.server.refine_even and int(query.split()[-1]) % 2 == 0
+        prompt = str(body["messages"][-1]["content"])
         step = spri_step(body["messages"])
         if step == "critique":
-            text = f"Feedback: fine for {query}. [RESULT] 5"
+            first = "Response to Evaluate:\nAnswer to" in prompt
+            score = 2 if refined and first else 5
+            text = f"Feedback: fine for {query}. [RESULT] {score}"
+        elif step == "response_refine":
+            text = f"Better answer to {query}."
         elif step == "principles_draft":
             text = f"Principles for {query}."
         else:
@@ -242,6 +249,65 @@ def test_sigkill_partway_then_resume_writes_every_id_exactly_once(
     assert len(ids) == len(set(ids)) == 80
     assert re.search(r"(\d+) already done", again.stdout)
     assert int(re.search(r"(\d+) already done", again.stdout).group(1)) >= 12  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_sigkill_with_both_formats_then_resume_keeps_each_file_exactly_once(
+    server: ChatServer, tmp_path: Path, workers: str
+) -> None:
+    server.delay, server.refine_even = 0.02, True
+    src, out = write_input(tmp_path / "in.jsonl", 60), tmp_path / "out.jsonl"
+    dpo = tmp_path / "out.dpo.jsonl"
+    args = synthesize_args(
+        server, src, out, "--format", "sft,dpo", "--concurrency", "4", "--workers", workers
+    )
+    proc, _, _ = start_and_stop_partway(args, out, signal.SIGKILL, after=10)
+    assert proc.returncode == -signal.SIGKILL
+    assert 10 <= whole_lines(out) < 60 and whole_lines(dpo) > 0  # stopped partway
+
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr
+    assert out.read_bytes().endswith(b"\n") and dpo.read_bytes().endswith(b"\n")
+    ids = output_ids(out)  # every line whole, valid JSON
+    assert sorted(ids) == sorted(f"r{i}" for i in range(60)) and len(set(ids)) == 60
+    pairs = [json.loads(line) for line in dpo.read_text().splitlines()]
+    assert sorted(p["id"] for p in pairs) == sorted(f"r{i}" for i in range(0, 60, 2))
+    assert all(p["chosen"][0]["content"].startswith("Better answer") for p in pairs)
+    assert "preference pairs:" in again.stdout
+
+
+def test_method_and_target_on_the_cli(server: ChatServer, tmp_path: Path) -> None:
+    src, out = write_input(tmp_path / "in.jsonl", 6), tmp_path / "out.jsonl"
+    done = run_cli(synthesize_args(server, src, out, "--method", "direct", "--target", "4"))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 4 and all(line["principles"] == "" for line in lines)
+    assert "method: direct" in done.stdout and "target: 4 records (reached)" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--format", "sft,kto"], "unknown format 'kto'"),
+        (["--format", "dpo"], "'sft' is always written"),
+        (["--method", "greedy"], "invalid choice: 'greedy'"),
+        (["--method", "seed-principles"], "seed_examples: method 'seed-principles' needs"),
+        (["--target-passed"], "--target-passed: needs --target N"),
+    ],
+)
+def test_bad_format_or_method_is_one_line_and_exit_2(
+    server: ChatServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    src, out = write_input(tmp_path / "in.jsonl", 2), tmp_path / "out.jsonl"
+    result = main_in_process(synthesize_args(server, src, out, *extra), capsys)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert server.requests == 0 and not out.exists()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

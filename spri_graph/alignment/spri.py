@@ -131,11 +131,14 @@ class SPRIOutput(TypedDict, total=False):
     """Output of :func:`create_spri_graph`.
 
     ``usage`` maps each stage (``"principles"``, ``"response"``) to its model calls and
-    tokens. When the input had ``messages``, the response is appended to them.
+    tokens; ``response_drafts`` holds every response candidate in order (the first draft,
+    then each refinement, graded by the critique of the same index). When the input had
+    ``messages``, the response is appended to them.
     """
 
     principles: str
     response: str
+    response_drafts: list[str]
     principle_critiques: list[Critique]
     response_critiques: list[Critique]
     usage: Annotated[dict[str, StageUsage], merge_usage]
@@ -355,7 +358,11 @@ def _build(
         )
 
     def loop(
-        name: str, candidate_key: str, critiques_key: str, speculated: str | None = None
+        name: str,
+        candidate_key: str,
+        critiques_key: str,
+        speculated: str | None = None,
+        drafts: str | None = None,
     ) -> RefineLoop:
         return RefineLoop(
             name=name,
@@ -372,6 +379,7 @@ def _build(
             resolve_model=resolve_model_cached,
             critic_tags=() if settings.stream_critiques else (TAG_NOSTREAM,),
             speculated_key=speculated,
+            drafts_key=drafts,
         )
 
     builder = StateGraph(
@@ -386,7 +394,9 @@ def _build(
         builder.add_edge(START, "prepare")
         entry = "prepare"
     principles = loop("principles", "principles", "principle_critiques")
-    response = loop("response", "response", "response_critiques", RESPONSE_SPECULATED)
+    response = loop(
+        "response", "response", "response_critiques", RESPONSE_SPECULATED, "response_drafts"
+    )
     then = response.nodes[0] if with_response else END
     if with_response and review:
         then = "review_principles"

@@ -72,9 +72,87 @@ def add_parser(sub: Any) -> None:
         action="store_false",
         help="start over: overwrite OUT.jsonl instead of skipping the ids already in it",
     )
+    _add_dataset_arguments(parser)
     _add_batch_arguments(parser)
     add_model_arguments(parser)
     parser.set_defaults(func=_run_synthesize)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    from spri_graph.synthesis.output import check_formats
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    try:
+        return check_formats(names)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("formats: ")) from None
+
+
+def _add_dataset_arguments(parser: Any) -> None:
+    from spri_graph.synthesis.methods import METHODS
+    from spri_graph.synthesis.output import PAIRINGS
+
+    group = parser.add_argument_group("datasets")
+    group.add_argument(
+        "--format",
+        dest="formats",
+        type=_formats,
+        default=("sft",),
+        metavar="F[,F]",
+        help="what to write: sft (chat lines, always), dpo (also preference pairs in "
+        "OUT.dpo.jsonl); e.g. --format sft,dpo (default: sft)",
+    )
+    group.add_argument(
+        "--pairs",
+        choices=PAIRINGS,
+        default="first-final",
+        help="which drafts a pair compares: the final response and the first draft, or "
+        "each refinement and the one before it (default: first-final)",
+    )
+    group.add_argument(
+        "--method",
+        choices=METHODS,
+        default="spri",
+        help="how responses are made: SPRI, or a comparison set in the same format "
+        "(seed-principles needs --seed-examples) (default: spri)",
+    )
+    group.add_argument(
+        "--seed-examples",
+        metavar="SEEDS.jsonl",
+        help='few-shot examples for the principle writer, one {"query", "principles"} '
+        "object per line (the fixed principles of --method seed-principles)",
+    )
+    group.add_argument(
+        "--target",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop once OUT.jsonl holds N records",
+    )
+    group.add_argument(
+        "--target-passed",
+        action="store_true",
+        help="count toward --target only records whose final critique passed",
+    )
+
+
+def _seeds(path: str) -> list[dict[str, str]]:
+    from spri_graph.synthesis import InputError, read_jsonl
+
+    seeds: list[dict[str, str]] = []
+    try:
+        for number, line in read_jsonl(path):
+            query, principles = line.get("query"), line.get("principles")
+            if not isinstance(query, str) or not isinstance(principles, str):
+                raise CLIError(
+                    f"--seed-examples: line {number} of {path!r} needs string 'query' and "
+                    "'principles' fields",
+                    code=2,
+                )
+            seeds.append({"query": query, "principles": principles})
+    except (OSError, InputError) as exc:
+        raise CLIError(f"--seed-examples: {exc}".replace("\n", " "), code=2) from None
+    return seeds
 
 
 def _add_batch_arguments(parser: Any) -> None:
@@ -138,8 +216,13 @@ def _run_synthesize(args: argparse.Namespace) -> int:
             name = str(exc).split(" ", 1)[0]
             option = {"discount": "--batch-discount", "poll_interval": "--batch-poll"}
             raise CLIError(f"{option.get(name, name)}: {exc}", code=2) from None
+    if args.target_passed and args.target is None:
+        raise CLIError("--target-passed: needs --target N", code=2)
     check_output(args.output, option="-o")
     check_output(args.errors or errors_path_for(args.output), option="--errors")
+    seeds: dict[str, Any] = {}
+    if args.seed_examples is not None:
+        seeds["seed_examples"] = _seeds(args.seed_examples)
     model, critic = resolve_cli_models(args)
     progress = Progress(desc="synthesize")
     try:
@@ -157,7 +240,13 @@ def _run_synthesize(args: argparse.Namespace) -> int:
                 live.completed + live.failed, failed=live.failed, total=live.todo
             ),
             **loop_options(args, critic),
+            **seeds,
             batch=batch,
+            formats=args.formats,
+            pairs=args.pairs,
+            method=args.method,
+            target=args.target,
+            target_passed=args.target_passed,
         )
     except SynthesisInterrupted as stop:
         progress.close()

@@ -114,6 +114,9 @@ class RefineLoop:
         speculated_key: State key (a bool) recording whether this loop's draft was made
             ahead, during the previous loop's first critique, and kept; a loop passed as
             another's ``speculate=`` (see :func:`add_refine_loop`) needs one.
+        drafts_key: State key the loop records every candidate in, in order (the first
+            draft, then each refinement; the ``i``-th was graded by the ``i``-th
+            critique); ``None`` records none.
 
     Drafts and refinements are calls whose output mode is ``"candidate"``: a ``model``
     that is a :class:`~spri_graph.engine.steps.CandidateModel` answers them with its
@@ -135,6 +138,7 @@ class RefineLoop:
     resolve_model: ModelResolver | None = None
     critic_tags: tuple[str, ...] = ()
     speculated_key: str | None = None
+    drafts_key: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier():
@@ -203,11 +207,15 @@ def _draft_call(loop: RefineLoop, state: Mapping[str, Any]) -> ModelCall:
 
 
 def _drafted(loop: RefineLoop, message: BaseMessage) -> dict[str, Any]:
-    return {
-        loop.candidate_key: loop.parse_candidate(message),
+    candidate = loop.parse_candidate(message)
+    update = {
+        loop.candidate_key: candidate,
         loop.critiques_key: [],
         **_usage_update(loop, add_usage(empty_usage(), message, critic=False)),
     }
+    if loop.drafts_key is not None:
+        update[loop.drafts_key] = [candidate]
+    return update
 
 
 def _draft_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
@@ -272,10 +280,14 @@ def _refine_step(loop: RefineLoop, state: Mapping[str, Any]) -> Step:
     }
     messages = loop.refine_prompt.format_messages(**inputs)
     message = yield _candidate_call(loop, model, messages, "refine", len(critiques))
-    return {
-        loop.candidate_key: loop.parse_candidate(message),
+    candidate = loop.parse_candidate(message)
+    update = {
+        loop.candidate_key: candidate,
         **_usage_update(loop, add_usage(usage, message, critic=False)),
     }
+    if loop.drafts_key is not None:
+        update[loop.drafts_key] = [*(state.get(loop.drafts_key) or []), candidate]
+    return update
 
 
 def _critiques(state: Mapping[str, Any], loop: RefineLoop) -> list[Critique]:

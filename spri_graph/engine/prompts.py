@@ -26,6 +26,7 @@ from langchain_core.prompts import ChatPromptTemplate
 
 __all__ = [
     "CHECKLIST_LAYOUT",
+    "COMPARISON_PROMPTS",
     "CRITERIA_PROMPTS",
     "CRITIQUE_FORMAT",
     "FORMAT_REMINDER",
@@ -236,6 +237,51 @@ def resolve_prompts(
             )
         merged[key] = value
     return merged
+
+
+# --------------------------------------------------------------------------- comparison sets
+
+_PLAIN_ROLE = (
+    "You follow instructions with care. Given a question, write a helpful, correct and clear "
+    "answer to it. Write only the answer itself, with no introduction, closing or "
+    "explanation, and keep it under 128 words."
+)
+
+COMPARISON_PROMPTS: dict[str, ChatPromptTemplate] = {
+    "plain_draft": ChatPromptTemplate.from_messages(
+        [("system", _PLAIN_ROLE), ("human", "{query}")]
+    ),
+    "plain_critique": ChatPromptTemplate.from_messages(
+        [
+            (
+                "human",
+                CRITIQUE_FORMAT
+                + "### Instruction to Evaluate:\n"
+                + "Role: "
+                + _PLAIN_ROLE
+                + "\n[Question: {query}]\n\n"
+                "### Response to Evaluate:\n{candidate}\n\n"
+                "### Score Rubric:\n"
+                "How helpful, correct and clear is the answer to the question?\n"
+                "Score 1: It does not answer the question, or is wrong.\n"
+                "Score 2: It answers in part, with errors or large gaps.\n"
+                "Score 3: It answers the question adequately, with some gaps.\n"
+                "Score 4: It answers well: correct and clear, with small gaps.\n"
+                "Score 5: It answers excellently: correct, complete and clear.\n\n"
+                "### Feedback:",
+            ),
+        ]
+    ),
+    "plain_refine": ChatPromptTemplate.from_messages(
+        [("system", _PLAIN_ROLE + _RESPONSE_REFINEMENT), ("human", "{query}")]
+    ),
+}
+"""The prompts of the comparison sets of :func:`~spri_graph.synthesize` (``method=``):
+``"direct"`` drafts with ``plain_draft`` and is graded once by ``plain_critique``;
+``"self-refine"`` loops ``plain_draft`` -> ``plain_critique`` -> ``plain_refine``, a generic
+standard instead of principles. ``"seed-principles"`` uses the SPRI response prompts.
+Variables: ``query``, ``candidate`` and ``feedback``.
+"""
 
 
 # --------------------------------------------------------------------------- judge prompts

@@ -10,6 +10,13 @@ read::
      "principles": "...", "principle_critiques": [...], "response_critiques": [...],
      "usage": {"principles": {...}, "response": {...}}}
 
+With ``formats=("sft", "dpo")`` a second file, ``OUT.dpo.jsonl``, gets the record's preference
+pairs in TRL's conversational format (``prompt``, ``chosen``, ``rejected``; see
+:func:`~spri_graph.synthesis.output.preference_pairs`), written before its SFT line so both
+files keep the guarantees below. ``method=`` writes a comparison set in the same format instead
+of SPRI's (:mod:`~spri_graph.synthesis.methods`); ``target=`` stops once the output holds that
+many records.
+
 Nothing is lost and nothing is written twice:
 
 * The arguments, and whether the output and errors files can be written, are checked
@@ -44,6 +51,7 @@ The modules, in the order a record goes through them:
 
 * :mod:`~spri_graph.synthesis.records`: the JSONL reader (:func:`read_jsonl`, also used by
   ``spri judge FILE``), input sources and the input check;
+* :mod:`~spri_graph.synthesis.methods`: the graphs of the comparison sets (``method=``);
 * :mod:`~spri_graph.synthesis.runner`: :class:`RecordRunner`, which runs a compiled graph
   over records (also used by :mod:`spri_graph.synthesis.ray` and the judge's file mode);
 * :mod:`~spri_graph.synthesis.workers`: the event loop and the pool of forked workers;
@@ -55,7 +63,18 @@ The modules, in the order a record goes through them:
 """
 
 from spri_graph.synthesis.batch import BatchSettings
-from spri_graph.synthesis.output import check_writable, errors_path_for, output_record
+from spri_graph.synthesis.methods import METHODS, Method
+from spri_graph.synthesis.output import (
+    FORMATS,
+    PAIRINGS,
+    Format,
+    Pairing,
+    check_writable,
+    errors_path_for,
+    output_record,
+    pairs_path_for,
+    preference_pairs,
+)
 from spri_graph.synthesis.records import InputError, Records, read_jsonl
 from spri_graph.synthesis.report import BatchReport, SynthesisInterrupted, SynthesisReport
 from spri_graph.synthesis.run import asynthesize, spri_runner, synthesize
@@ -68,9 +87,15 @@ from spri_graph.synthesis.runner import (
 )
 
 __all__ = [
+    "FORMATS",
+    "METHODS",
+    "PAIRINGS",
     "BatchReport",
     "BatchSettings",
+    "Format",
     "InputError",
+    "Method",
+    "Pairing",
     "Record",
     "RecordRunner",
     "RecordSink",
@@ -82,6 +107,8 @@ __all__ = [
     "error_record",
     "errors_path_for",
     "output_record",
+    "pairs_path_for",
+    "preference_pairs",
     "read_jsonl",
     "spri_runner",
     "synthesize",

@@ -85,6 +85,15 @@ class SynthesisReport:
         wall_time: Seconds from the first record started to the last finished.
         interrupted: Whether the run was stopped (Ctrl-C) before it finished.
         batch: What the batches cost, for a run with ``batch=True``; ``None`` otherwise.
+        method: How the responses were made (``"spri"`` or a comparison set).
+        pairs_path: The preference-pairs file, with the ``"dpo"`` format; else ``None``.
+        pairs: Preference pairs written by this run.
+        first_passed: Records written whose first draft was not refined (it passed, or its
+            score was unreadable): no pair.
+        not_improved: Records written whose refinements scored no higher: no pair.
+        passed: Records written whose final response critique reached the threshold.
+        target: The run's target (records the output should hold), or ``None``.
+        target_reached: Whether the run stopped because the target was reached.
     """
 
     output: Path
@@ -102,6 +111,14 @@ class SynthesisReport:
     wall_time: float = 0.0
     interrupted: bool = False
     batch: BatchReport | None = None
+    method: str = "spri"
+    pairs_path: Path | None = None
+    pairs: int = 0
+    first_passed: int = 0
+    not_improved: int = 0
+    passed: int = 0
+    target: int | None = None
+    target_reached: bool = False
     _started: float | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -160,6 +177,17 @@ class SynthesisReport:
             f"wall time: {self.wall_time:.1f}s ({self._pace()})",
             f"output: {self.output}",
         ]
+        if self.method != "spri":
+            lines.append(f"method: {self.method}")
+        if self.pairs_path is not None:
+            lines.append(
+                f"preference pairs: {self.pairs} ({self.first_passed} records passed at the "
+                f"first draft, {self.not_improved} not improved by refining: no pair); "
+                f"{self.pairs_path}"
+            )
+        if self.target is not None:
+            reached = "reached" if self.target_reached else "not reached"
+            lines.append(f"target: {self.target} records ({reached})")
         if self.batch is not None:
             lines.append(self.batch.summary())
         if self.repaired:

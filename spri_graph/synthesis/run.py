@@ -13,7 +13,7 @@ import contextlib
 import functools
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,12 +26,23 @@ from spri_graph.alignment.spri import SPRIOptions, SPRISettings, create_batch_gr
 from spri_graph.engine.options import LoopSettings
 from spri_graph.models import ModelSpec, resolve_model
 from spri_graph.synthesis.batch import BatchRun, BatchSettings, prepare_batch
+from spri_graph.synthesis.methods import Method, check_method, create_method_graph
 from spri_graph.synthesis.output import (
+    PAIRINGS,
     FileSink,
+    Format,
+    Pairing,
+    RecordEncoder,
+    Target,
+    TargetReached,
+    check_formats,
     check_writable,
+    count_passed,
     errors_path_for,
     output_record,
+    pairs_path_for,
     scan_output,
+    scan_pairs,
 )
 from spri_graph.synthesis.records import (
     RecordFields,
@@ -127,9 +138,14 @@ class _Job:
     report: SynthesisReport
     on_progress: Callable[[SynthesisReport], None] | None
     batch: BatchRun | None = None
+    encoder: RecordEncoder = RecordEncoder()
+    target: Target | None = None
+    reached: int = 0
 
     async def run(self, sink: RecordSink, shard: int = 0, shards: int = 1) -> None:
         """Run the records of one shard (every ``shards``-th record not done yet)."""
+        if self.report.target_reached:
+            return
         todo: Iterator[Record] = pending_records(self.source, self.fields, self.ids, self.done)
         if shards > 1:
             todo = (record for i, record in enumerate(todo) if i % shards == shard)
@@ -148,10 +164,13 @@ class _Job:
         syncing the files is dropped, as every finished line was written already.
         """
         report = self.report
-        sink = FileSink(report, self.on_progress)
+        sink = FileSink(report, self.on_progress, self.encoder, self.target, self.reached)
         report.start_clock()
         try:
             yield sink
+        except TargetReached:
+            report.stop_clock()
+            sink.close()
         except BaseException:
             report.stop_clock()
             with contextlib.suppress(OSError):
@@ -177,6 +196,21 @@ class _Arguments(NamedTuple):
     config: RunnableConfig | None
     on_progress: Callable[[SynthesisReport], None] | None
     batch: bool | BatchSettings
+    formats: Sequence[Format]
+    pairs: Pairing
+    method: Method
+    target: int | None
+    target_passed: bool
+
+
+def _check_target(target: Any, target_passed: Any) -> Target | None:
+    if not isinstance(target_passed, bool):
+        raise ValueError(f"target_passed must be True or False, got {target_passed!r}")
+    if target is None:
+        if target_passed:
+            raise ValueError("target_passed: needs a target (target=N)")
+        return None
+    return Target(_check_int("target", target, 1), target_passed)
 
 
 def _prepare(
@@ -193,6 +227,17 @@ def _prepare(
         arguments[:9]
     )
     batch = arguments.batch
+    formats = check_formats(arguments.formats)
+    if arguments.pairs not in PAIRINGS:
+        raise ValueError(
+            f"pairs must be one of {', '.join(map(repr, PAIRINGS))}; got {arguments.pairs!r}"
+        )
+    method = check_method(arguments.method, settings)
+    target = _check_target(arguments.target, arguments.target_passed)
+    if batch is not False and method != "spri":
+        raise ValueError(f"method: {method!r} runs without batch; batch=True runs 'spri' only")
+    if batch is not False and target is not None:
+        raise ValueError("target: not available with batch=True (a batch runs whole rounds)")
     _check_int("concurrency", concurrency, 1)
     _check_int("workers", workers, 1)
     if workers > 1 and "fork" not in multiprocessing.get_all_start_methods():
@@ -211,9 +256,14 @@ def _prepare(
     if err_path.resolve() == out_path.resolve():
         raise ValueError("errors: the errors file must differ from the output file")
     check_writable(err_path, field="errors")
+    pairs_path = pairs_path_for(out_path) if "dpo" in formats else None
+    if pairs_path is not None:
+        if pairs_path.resolve() == err_path.resolve():
+            raise ValueError(f"errors: the errors file must differ from {str(pairs_path)!r}")
+        check_writable(pairs_path, field="output")
+    written = [out_path, err_path, *([pairs_path] if pairs_path is not None else [])]
     if isinstance(records, (str, os.PathLike)) and Path(records).resolve() in (
-        out_path.resolve(),
-        err_path.resolve(),
+        path.resolve() for path in written
     ):
         raise ValueError("output: the output and errors files must differ from the input file")
     if config is not None and not isinstance(config, Mapping):
@@ -237,7 +287,7 @@ def _prepare(
         build=lambda m, c: create_batch_graph(m, **{**loop_options, "critic_model": c}),
     )
     if batch_run is None:
-        graph = create_batch_graph(model, **loop_options).compile()
+        graph = create_method_graph(model, method, settings).compile()
     else:
         graph = batch_run.graph.compile()
     fields = RecordFields(query=query_field, id=id_field)
@@ -246,8 +296,12 @@ def _prepare(
         ids = scan_input(source, fields)
         if resume:
             done, repaired = scan_output(out_path)
+            if pairs_path is not None:
+                repaired += scan_pairs(pairs_path, done)
         else:
             out_path.unlink(missing_ok=True)
+            if pairs_path is not None:
+                pairs_path.unlink(missing_ok=True)
             done, repaired = set(), 0
         err_path.unlink(missing_ok=True)  # failures of an earlier run are retried now
     except BaseException:
@@ -259,7 +313,15 @@ def _prepare(
         records=len(ids),
         skipped=sum(1 for rid in ids if rid in done),
         repaired=repaired,
+        method=method,
+        pairs_path=pairs_path,
+        target=None if target is None else target.size,
     )
+    threshold = settings.loop.threshold
+    reached = 0
+    if target is not None:
+        reached = count_passed(out_path, threshold) if target.passed_only else len(done)
+        report.target_reached = reached >= target.size
     runner = spri_runner(
         graph,
         concurrency=concurrency,
@@ -278,6 +340,9 @@ def _prepare(
         report=report,
         on_progress=on_progress,
         batch=batch_run,
+        encoder=RecordEncoder(arguments.pairs if pairs_path is not None else None, threshold),
+        target=target,
+        reached=reached,
     )
 
 
@@ -295,6 +360,11 @@ def synthesize(
     config: RunnableConfig | None = None,
     on_progress: Callable[[SynthesisReport], None] | None = None,
     batch: bool | BatchSettings = False,
+    formats: Sequence[Format] = ("sft",),
+    pairs: Pairing = "first-final",
+    method: Method = "spri",
+    target: int | None = None,
+    target_passed: bool = False,
     **options: Unpack[SPRIOptions],
 ) -> SynthesisReport:
     """Run SPRI over a dataset and write chat-format SFT data, concurrently and resumably.
@@ -329,6 +399,23 @@ def synthesize(
             ``ChatOpenAI`` models and ``workers=1``, keeps its state in ``OUT.batch.sqlite``
             (resumable after any crash), turns speculative drafting off and fills
             ``report.batch``. See :mod:`spri_graph.synthesis.batch`.
+        formats: What to write: ``("sft",)`` chat lines, or ``("sft", "dpo")`` also
+            preference pairs in TRL's conversational format, in ``OUT.dpo.jsonl``, with the
+            same whole-line, resumable writes (see
+            :func:`~spri_graph.synthesis.output.preference_pairs`). The SFT file is always
+            written: it records which records ran.
+        pairs: Which drafts the pairs compare: ``"first-final"`` (the final response over
+            the first draft, when it scored higher) or ``"successive"`` (each refinement
+            over the candidate before it, when it scored higher).
+        method: How responses are made: ``"spri"``, or a comparison set in the same
+            format: ``"direct"`` (one response call, no principles), ``"self-refine"``
+            (the response loop without principles, graded by a generic standard) or
+            ``"seed-principles"`` (the response loop guided by the seed examples'
+            principles; needs ``seed_examples``). See :mod:`spri_graph.synthesis.methods`.
+        target: Stop once the output holds this many records (those already in it
+            included); the records in flight are cancelled and run on a later resume.
+        target_passed: Count only records whose final response critique reached the
+            threshold toward ``target``.
         **options: The shared options (:class:`~spri_graph.engine.options.LoopOptions`)
             and :class:`~spri_graph.alignment.spri.SPRIOptions`, as for
             :func:`~spri_graph.create_spri_graph` (``review_principles``, which would pause
@@ -376,6 +463,11 @@ def synthesize(
         config,
         on_progress,
         batch,
+        formats,
+        pairs,
+        method,
+        target,
+        target_passed,
     )
     job = _prepare(records, arguments, options, caller="synthesize", workers=workers)
     preload(job.workers)  # loaded once here rather than by each worker as it starts
@@ -405,6 +497,11 @@ async def asynthesize(
     config: RunnableConfig | None = None,
     on_progress: Callable[[SynthesisReport], None] | None = None,
     batch: bool | BatchSettings = False,
+    formats: Sequence[Format] = ("sft",),
+    pairs: Pairing = "first-final",
+    method: Method = "spri",
+    target: int | None = None,
+    target_passed: bool = False,
     **options: Unpack[SPRIOptions],
 ) -> SynthesisReport:
     """Async :func:`synthesize` on the running event loop; the same arguments but ``workers``.
@@ -437,6 +534,11 @@ async def asynthesize(
         config,
         on_progress,
         batch,
+        formats,
+        pairs,
+        method,
+        target,
+        target_passed,
     )
     job = _prepare(records, arguments, options, caller="asynthesize")
     with job.writing() as sink:

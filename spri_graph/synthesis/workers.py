@@ -25,7 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any, cast
 
 from spri_graph.engine.steps import StageUsage
-from spri_graph.synthesis.output import FileSink, encode_line
+from spri_graph.synthesis.output import FileSink, RecordEncoder, encode_line
 from spri_graph.synthesis.runner import Record, RecordSink
 
 __all__ = [
@@ -146,17 +146,24 @@ class PipeSink:
     Args:
         conn: The sending end of the pipe to the parent.
         interval: Seconds to hold lines; defaults to :data:`SEND_INTERVAL`.
+        encoder: Encodes a record's lines for the run's formats.
     """
 
-    def __init__(self, conn: Connection, interval: float | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        interval: float | None = None,
+        encoder: RecordEncoder | None = None,
+    ) -> None:
         self.conn = conn
+        self.encoder = encoder or RecordEncoder()
         self.interval = SEND_INTERVAL if interval is None else interval
         self._pending: list[tuple[Any, ...]] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def ok(self, record: Record, line: dict[str, Any], usage: StageUsage) -> None:
         """Queue a finished record's line."""
-        self._add(("ok", encode_line(line), usage))
+        self._add(("ok", self.encoder.encode(line), usage))
 
     def error(self, record: Record, line: dict[str, Any]) -> None:
         """Queue a failed record's error line."""
@@ -186,6 +193,7 @@ def _worker_process(
     shards: int,
     parent: int,
     inherited: Sequence[Connection],
+    encoder: RecordEncoder,
 ) -> None:
     """Body of a forked worker: run one shard, send lines to the parent, stop on SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -197,7 +205,7 @@ def _worker_process(
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        sink = PipeSink(conn)
+        sink = PipeSink(conn, encoder=encoder)
         try:
             await run_shard(sink, shard, shards)
         finally:
@@ -251,7 +259,15 @@ def run_forked(run_shard: RunShard, sink: FileSink, workers: int) -> None:
             receiver, sender = context.Pipe(duplex=False)
             process = context.Process(
                 target=_worker_process,
-                args=(run_shard, sender, shard, workers, os.getpid(), [receiver, *live]),
+                args=(
+                    run_shard,
+                    sender,
+                    shard,
+                    workers,
+                    os.getpid(),
+                    [receiver, *live],
+                    sink.encoder,
+                ),
                 name=f"spri-synthesize-{shard + 1}",
                 daemon=True,
             )
