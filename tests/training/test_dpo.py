@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
 from spri_graph import synthesize
-from tests.fakes import ScriptedChatModel
+from tests.fakes import ScriptedChatModel, all_text, spri_step
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +31,16 @@ FINAL = {query: final for _, query, _, final in RECORDS}
 def reply(messages: Sequence[BaseMessage]) -> str:
     """The first draft is terse and scores 2; its refinement scores 5."""
     prompt = str(messages[-1].content)
-    query = next(q for q in FIRST if q in prompt)
+    query = next(q for q in FIRST if q in all_text(messages))
+    step = spri_step(messages)
     if "Principles to Evaluate" in prompt:
         return "Feedback: Useful. [RESULT] 5"
-    if "Response to Evaluate" in prompt:
+    if step == "critique":
         final = FINAL[query] in prompt
         return f"Feedback: {'Warm' if final else 'Too terse'}. [RESULT] {5 if final else 2}"
-    if "### Refined Response:" in prompt:
+    if step == "response_refine":
         return FINAL[query]
-    if prompt.rstrip().endswith("### Principles:"):
+    if step == "principles_draft":
         return "1. Be warm and specific."
     return FIRST[query]
 
