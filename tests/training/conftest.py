@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +60,32 @@ def policy_dir() -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         _convert(gguf, target)
     return target
+
+
+def train_losses(
+    trainer: type, config: type, policy: Path, dataset: Any, output: Path, **settings: Any
+) -> list[float]:
+    """Train ``policy`` on ``dataset`` on the CPU, logging every step; the logged losses.
+
+    ``trainer`` / ``config`` are a TRL trainer and its config class; ``settings`` are the
+    run's own config fields (batch size, steps or epochs, lengths, learning rate).
+    """
+    from transformers import AutoTokenizer
+
+    args = config(
+        output_dir=str(output),
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        **settings,
+    )
+    run = trainer(
+        model=str(policy),
+        args=args,
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(policy),
+    )
+    run.train()
+    return [entry["loss"] for entry in run.state.log_history if "loss" in entry]

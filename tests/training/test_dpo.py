@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 from langchain_core.messages import BaseMessage
-from transformers import AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 
 from spri_graph import synthesize
 from tests.fakes import ScriptedChatModel, all_text, spri_step
+from tests.training.conftest import train_losses
 
 pytestmark = pytest.mark.integration
 
@@ -60,25 +60,16 @@ def test_dpo_on_synthesized_pairs_has_a_finite_loss(policy_dir: Path, tmp_path: 
     first = json.loads(pairs.read_text().splitlines()[0])
     assert first["chosen"] == [{"role": "assistant", "content": FINAL[RECORDS[0][1]]}]
     dataset = load_dataset("json", data_files=str(pairs), split="train")  # as written
-    args = DPOConfig(
-        output_dir=str(tmp_path / "dpo"),
+    losses = train_losses(
+        DPOTrainer,
+        DPOConfig,
+        policy_dir,
+        dataset,
+        tmp_path / "dpo",
         per_device_train_batch_size=2,
         max_steps=3,
         max_length=64,
         learning_rate=1e-5,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
     )
-    trainer = DPOTrainer(
-        model=str(policy_dir),
-        args=args,
-        train_dataset=dataset,
-        processing_class=AutoTokenizer.from_pretrained(policy_dir),
-    )
-    trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 3
     assert all(math.isfinite(loss) for loss in losses)

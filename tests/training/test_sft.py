@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from datasets import load_dataset
-from transformers import AutoTokenizer
 from trl import SFTConfig, SFTTrainer
 
 from spri_graph import synthesize
 from tests.fakes import ScriptedChatModel
+from tests.training.conftest import train_losses
 
 pytestmark = pytest.mark.integration
 
@@ -41,26 +41,17 @@ def test_sft_on_synthesized_records_lowers_the_loss(policy_dir: Path, tmp_path: 
     lines = [json.loads(line) for line in data.read_text().splitlines()]
     assert [m["role"] for m in lines[0]["messages"]] == ["user", "assistant"]
     dataset = load_dataset("json", data_files=str(data), split="train").select_columns(["messages"])
-    args = SFTConfig(
-        output_dir=str(tmp_path / "sft"),
+    losses = train_losses(
+        SFTTrainer,
+        SFTConfig,
+        policy_dir,
+        dataset,
+        tmp_path / "sft",
         per_device_train_batch_size=4,
         num_train_epochs=4,
         max_length=48,
         learning_rate=1e-4,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        seed=0,
     )
-    trainer = SFTTrainer(
-        model=str(policy_dir),
-        args=args,
-        train_dataset=dataset,
-        processing_class=AutoTokenizer.from_pretrained(policy_dir),
-    )
-    trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 4
     assert all(math.isfinite(loss) for loss in losses)
     assert losses[-1] < losses[0]
