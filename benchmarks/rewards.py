@@ -2,8 +2,9 @@
 
 A step scores P prompts x G completions. The judge is scripted (no network): it writes a
 rubric for each instruction, accepts every rubric and grading at the first critique, and
-scores a completion by its length; each call sleeps ``--latency-per-word`` seconds per word
-of its reply, so long rubrics cost more than short critiques.
+scores a completion by its length; each call sleeps ``--latency-per-call`` seconds (reading
+its prompt) plus ``--latency-per-word`` seconds per word of its reply, so long rubrics cost
+more than short critiques, and many small calls more than one that does their work.
 
 Figures printed, for each way of scoring the step:
 
@@ -13,10 +14,15 @@ Figures printed, for each way of scoring the step:
   distinct prompt (rubric calls = 2 x P: a draft and its critique);
 * ``reward, warm cache``: the same reward on a later epoch (same prompts, new completions):
   no rubric call;
-* the same three with the async form (``asyncio.gather``).
+* ``criteria, one call`` / ``criteria, per criterion``: the reward with
+  ``rubric_style="criteria"`` (a checklist of four criteria per prompt), grading every
+  criterion in one call (``criteria_grading="joint"``) or one call per criterion
+  (``"each"``), cold then warm cache;
+* the same with the async form (``asyncio.gather``).
 
 Example:
-    python benchmarks/rewards.py --prompts 4 --generations 8 --latency-per-word 0.002
+    python benchmarks/rewards.py --prompts 4 --generations 8 --latency-per-word 0.002 \
+        --latency-per-call 0.01
 """
 
 from __future__ import annotations
@@ -41,7 +47,22 @@ from spri_graph.rewards import create_async_spri_reward, create_spri_reward
 _RESPONSE = re.compile(r"<<<BEGIN RESPONSE[^>]*>>>\n(.*?)\n<<<END", re.S)
 
 
+CHECKLIST = "\n".join(
+    f"Criterion {n} [{weight}, binary]: The answer has at least {2 * n - 1} words, each "
+    "one on the topic of the question."
+    for n, weight in enumerate(("essential", "important", "optional", "pitfall"), 1)
+)
+
+
 def kind_of(text: str) -> str:
+    if "### Checklist to Evaluate:" in text:
+        return "rubric_critique"
+    if "### Criterion:\n" in text:
+        return "criterion_verdict"
+    if text.rstrip().endswith("### Verdicts:"):
+        return "criteria_verdicts"
+    if text.rstrip().endswith("### Checklist:"):
+        return "checklist_draft"
     if "How useful is the rubric" in text:
         return "rubric_critique"
     if "How faithfully does the grading" in text:
@@ -55,6 +76,15 @@ def reply_to(text: str) -> str:
     kind = kind_of(text)
     if kind.endswith("critique"):
         return "Feedback: Specific and faithful. [RESULT] 5"
+    if kind == "checklist_draft":
+        return CHECKLIST
+    if kind.startswith("criteri"):
+        words = len(_RESPONSE.findall(text)[0].split())
+        numbers = [int(n) for n in re.findall(r"Criterion (\d) \[", text)]
+        return "\n".join(
+            f"Criterion {n}: {'met' if words >= 2 * n - 1 else 'not met'} - {words} words."
+            for n in numbers
+        )
     if kind == "rubric_draft":
         levels = "\n".join(
             f"Score {n}: The answer meets {n} of the five points the instruction needs, "
@@ -67,9 +97,10 @@ def reply_to(text: str) -> str:
 
 
 class LatencyJudge(BaseChatModel):
-    """Replies as :func:`reply_to` says after ``latency_per_word`` seconds per reply word."""
+    """Replies as :func:`reply_to` says, after a fixed latency and one per reply word."""
 
     latency_per_word: float = 0.002
+    latency_per_call: float = 0.01
     counts: Counter[str]
     lock: Any
 
@@ -82,14 +113,14 @@ class LatencyJudge(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"latency_per_word": self.latency_per_word}
+        return {"latency_per_word": self.latency_per_word, "per_call": self.latency_per_call}
 
     def _reply(self, messages: list[BaseMessage]) -> tuple[str, float]:
         text = str(messages[-1].content)
         with self.lock:
             self.counts[kind_of(text)] += 1
         reply = reply_to(text)
-        return reply, self.latency_per_word * len(reply.split())
+        return reply, self.latency_per_call + self.latency_per_word * len(reply.split())
 
     def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
         reply, delay = self._reply(messages)
@@ -134,10 +165,10 @@ def per_completion_judge(judge: LatencyJudge, concurrency: int) -> Callable[...,
 
 def report(label: str, judge: LatencyJudge, seconds: float) -> None:
     counts = dict(judge.counts)
-    rubric = counts.get("rubric_draft", 0) + counts.get("rubric_critique", 0)
-    grading = counts.get("judgment_draft", 0) + counts.get("judgment_critique", 0)
+    rubric = sum(counts.get(k, 0) for k in ("rubric_draft", "checklist_draft", "rubric_critique"))
+    grading = sum(counts.values()) - rubric
     print(
-        f"  {label:<24} {seconds:7.3f} s   model calls {rubric + grading:4d}"
+        f"  {label:<30} {seconds:7.3f} s   model calls {rubric + grading:4d}"
         f" (rubric {rubric:3d}, grading {grading:3d})"
     )
     judge.counts.clear()
@@ -148,15 +179,19 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=4, help="P, distinct prompts per step")
     parser.add_argument("--generations", type=int, default=8, help="G, completions per prompt")
     parser.add_argument("--latency-per-word", type=float, default=0.002)
+    parser.add_argument("--latency-per-call", type=float, default=0.01)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     print(
         f"one GRPO step: {args.prompts} prompts x {args.generations} completions, "
-        f"{args.latency_per_word * 1000:.1f} ms per reply word, concurrency {args.concurrency}"
+        f"{args.latency_per_call * 1000:.0f} ms per call + {args.latency_per_word * 1000:.1f} ms "
+        f"per reply word, concurrency {args.concurrency}"
     )
     for asynchronous in (False, True):
         print("async form (asyncio.gather):" if asynchronous else "sync form (threads):")
-        judge = LatencyJudge(latency_per_word=args.latency_per_word)
+        judge = LatencyJudge(
+            latency_per_word=args.latency_per_word, latency_per_call=args.latency_per_call
+        )
         prompts, completions = step(args.prompts, args.generations, 0)
         baseline = per_completion_judge(judge, args.concurrency)
         start = time.perf_counter()
@@ -173,6 +208,24 @@ def main() -> None:
             else:
                 reward(prompts=prompts, completions=completions)
             report(label, judge, time.perf_counter() - start)
+
+        for grading in ("joint", "each"):
+            reward = make(
+                judge,
+                max_iterations=1,
+                max_concurrency=args.concurrency,
+                rubric_style="criteria",
+                criteria_grading=grading,
+            )
+            name = "one call" if grading == "joint" else "per criterion"
+            for epoch, cache in ((1, "cold"), (2, "warm")):
+                prompts, completions = step(args.prompts, args.generations, epoch)
+                start = time.perf_counter()
+                if asynchronous:
+                    asyncio.run(reward(prompts=prompts, completions=completions))
+                else:
+                    reward(prompts=prompts, completions=completions)
+                report(f"criteria, {name}, {cache}", judge, time.perf_counter() - start)
 
 
 if __name__ == "__main__":

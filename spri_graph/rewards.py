@@ -14,6 +14,10 @@ reward functions concurrently with the others. ``group=True`` grades a prompt's 
 against each other in one call with the prompt's rubric, for GRPO's group-relative
 advantages. :meth:`SPRIReward.compute_score` is the same reward in verl's form.
 
+With ``rubric_style="criteria"`` the rubric is a weighted checklist and each completion
+gets a verdict per criterion, as the judges grade (:mod:`spri_graph.judges.criteria`);
+``last_details`` then holds each completion's ``criteria_results``.
+
 Example:
     >>> from langchain_core.language_models import FakeListChatModel
     >>> model = FakeListChatModel(responses=[
@@ -59,10 +63,11 @@ from spri_graph.judges.base import (
     as_rubric,
     judge_prepare,
     judgment_finalizer,
-    render_rubric,
 )
+from spri_graph.judges.criteria import add_grading
 from spri_graph.judges.rubric import create_rubric_graph
 from spri_graph.models import ModelSpec
+from spri_graph.readers.criteria import Checklist, CriterionResult
 from spri_graph.readers.rubric import Rubric
 
 __all__ = [
@@ -91,8 +96,13 @@ class RewardDetail(TypedDict):
         score: The judge's score on its scale; ``None`` when the grading was unreadable.
         reward: The reward returned (``score`` normalised to [0, 1] unless ``normalize=False``).
         feedback: The judge's feedback.
-        criteria: The rubric's criteria.
-        levels: The rubric's description of each score level, keyed by the level.
+        criteria: The rubric's criteria (with ``rubric_style="criteria"``, the checklist
+            in its text layout).
+        levels: The rubric's description of each score level, keyed by the level (empty
+            for a checklist).
+        criteria_results: With ``rubric_style="criteria"``, each criterion's verdict, value
+            and reason (:class:`~spri_graph.readers.criteria.CriterionResult`), the
+            per-criterion scores to log; ``None`` otherwise, and in group mode.
         mode: ``"single"`` (graded alone), ``"group"`` (against the prompt's other
             completions) or ``"empty"`` (an empty completion: the lowest score, no call).
     """
@@ -104,6 +114,7 @@ class RewardDetail(TypedDict):
     feedback: str
     criteria: str
     levels: dict[str, str]
+    criteria_results: list[CriterionResult] | None
     mode: Literal["single", "group", "empty"]
 
 
@@ -163,7 +174,11 @@ def _as_text(value: Any, argument: str, *, completion: bool) -> str:
 
 
 def _grading_graph(settings: JudgeSettings) -> StateGraph[Any, Any, Any, Any]:
-    """``prepare -> judgment stage -> finalize``: SPRI's refined grading with a given rubric."""
+    """SPRI's grading with a given rubric.
+
+    ``prepare -> judgment stage -> finalize`` (refined grading), or with a checklist
+    ``prepare -> grade -> finalize`` (a verdict per criterion, as the judges grade).
+    """
     builder = StateGraph(
         JudgeState,
         context_schema=SPRIContext,
@@ -173,6 +188,9 @@ def _grading_graph(settings: JudgeSettings) -> StateGraph[Any, Any, Any, Any]:
     prepare = judge_prepare(settings, with_response=True, rubric=None, rubric_from_input=True)
     builder.add_node("prepare", prepare)
     builder.add_edge(START, "prepare")
+    if settings.criteria:
+        builder.add_edge("prepare", add_grading(builder, settings))
+        return builder
     builder.add_edge("prepare", add_judgment_stage(builder, settings, then="finalize"))
     finalize = judgment_finalizer(scale=settings.scale, judge_output=settings.judge_output)
     builder.add_node("finalize", finalize)
@@ -190,13 +208,21 @@ def _read_group(message: BaseMessage, count: int, scale: tuple[int, int]) -> lis
     return scores
 
 
-def _group_reader(
-    count: int, scale: tuple[int, int]
-) -> Callable[[BaseMessage], list[tuple[float | None, str]]]:
-    def read(message: BaseMessage) -> list[tuple[float | None, str]]:
-        return [(score, str(message.content)) for score in _read_group(message, count, scale)]
+Grading = tuple[float | None, str, list[CriterionResult] | None]
+"""One completion's grading: score, feedback and the per-criterion results (if any)."""
+
+
+def _group_reader(count: int, scale: tuple[int, int]) -> Callable[[BaseMessage], list[Grading]]:
+    def read(message: BaseMessage) -> list[Grading]:
+        feedback = str(message.content)
+        return [(score, feedback, None) for score in _read_group(message, count, scale)]
 
     return read
+
+
+def _read_graded(out: Mapping[str, Any]) -> list[Grading]:
+    results = out.get("criteria_results")
+    return [(out.get("score"), out.get("feedback") or "", None if results is None else results)]
 
 
 Rewarding = Generator[list[_Call], list[Any], list[float | None]]
@@ -303,7 +329,7 @@ class _SPRIRewardBase:
         ]
 
     def _grading_calls(
-        self, items: list[_Item], rubrics: Mapping[tuple[str, str | None], Rubric]
+        self, items: list[_Item], rubrics: Mapping[tuple[str, str | None], Rubric | Checklist]
     ) -> tuple[list[_Call], list[list[int]]]:
         """The grading calls and, for each, the indices of the completions it grades."""
         graded = [i for i, item in enumerate(items) if item.completion.strip()]
@@ -317,7 +343,7 @@ class _SPRIRewardBase:
                         "reference_answer": items[i].reference,
                         "rubric": rubrics[items[i].key],
                     },
-                    lambda out: [(out.get("score"), out.get("feedback") or "")],
+                    _read_graded,
                 )
                 for i in graded
             ]
@@ -337,7 +363,7 @@ class _SPRIRewardBase:
                         "instruction": prompt,
                         "responses": "\n\n".join(blocks),
                         "count": len(indices),
-                        "rubric": render_rubric(rubrics[(prompt, reference)]),
+                        "rubric": rubrics[(prompt, reference)].render(),
                         "low": low,
                         "high": high,
                         "reference_note": f" and a reference answer that would score {high}"
@@ -366,28 +392,33 @@ class _SPRIRewardBase:
     def _finish(
         self,
         items: list[_Item],
-        rubrics: Mapping[tuple[str, str | None], Rubric],
+        rubrics: Mapping[tuple[str, str | None], Rubric | Checklist],
         indices: list[list[int]],
-        gradings: list[list[tuple[float | None, str]]],
+        gradings: list[list[Grading]],
         columns: Mapping[str, Any],
     ) -> list[float | None]:
         low, high = self._settings.scale
         mode: Literal["single", "group"] = "group" if self._group else "single"
-        graded: dict[int, tuple[float | None, str]] = {}
+        graded: dict[int, Grading] = {}
         for positions, results in zip(indices, gradings, strict=True):
             graded.update(zip(positions, results, strict=True))
+        empty: Grading = (float(low), "Empty completion: the lowest score.", None)
         rewards: list[float | None] = []
         details: list[RewardDetail] = []
         for i, item in enumerate(items):
-            score, feedback = graded.get(i, (float(low), "Empty completion: the lowest score."))
+            score, feedback, criteria_results = graded.get(i, empty)
             reward = None if score is None else float(score)
             if reward is not None and self._normalize:
                 reward = (reward - low) / (high - low)
             rubric = rubrics[item.key]
-            levels = {
-                str(level): getattr(rubric, f"score{level}_description", "")
-                for level in range(low, high + 1)
-            }
+            if isinstance(rubric, Checklist):
+                criteria, levels = rubric.render(), {}
+            else:
+                criteria = rubric.criteria
+                levels = {
+                    str(level): getattr(rubric, f"score{level}_description", "")
+                    for level in range(low, high + 1)
+                }
             rewards.append(reward)
             details.append(
                 RewardDetail(
@@ -396,8 +427,9 @@ class _SPRIRewardBase:
                     score=score,
                     reward=reward,
                     feedback=feedback,
-                    criteria=rubric.criteria,
+                    criteria=criteria,
                     levels=levels,
+                    criteria_results=criteria_results,
                     mode=mode if i in graded else "empty",
                 )
             )
@@ -407,6 +439,14 @@ class _SPRIRewardBase:
         if callable(log_metric := columns.get("log_metric")) and details:
             unread = sum(reward is None for reward in rewards) / len(rewards)
             log_metric(f"{self.__name__}/unreadable", unread)
+            values = [
+                r["value"]
+                for d in details
+                for r in d["criteria_results"] or []
+                if r["value"] is not None and not r["pitfall"]
+            ]
+            if values:
+                log_metric(f"{self.__name__}/criteria_met", sum(values) / len(values))
         return rewards
 
 
@@ -435,7 +475,8 @@ class SPRIReward(_SPRIRewardBase):
             prompts: TRL prompts, strings or message lists (repeated once per completion).
             completions: TRL completions, in the prompts' format.
             **kwargs: Dataset columns (e.g. the ``reference_key`` one) and TRL's extras;
-                ``log_extra`` and ``log_metric`` get the feedback and the unreadable share.
+                ``log_extra`` gets the feedback; ``log_metric`` the unreadable share and, by
+                criteria, the mean value of the criteria (pitfalls aside).
 
         Returns:
             A reward per completion, ``None`` where the grading had no readable score.
@@ -538,11 +579,6 @@ def _build(model: ModelSpec, options: Mapping[str, Any], own: Mapping[str, Any])
     node_cache = cache if isinstance(cache, BaseCache) else judge_cache(cache)
     if "reference_free" in options:
         raise TypeError(f"{caller}() takes reference_key=, not reference_free=")
-    if options.get("rubric_style", "levels") != "levels":
-        raise ValueError(
-            f"rubric_style: {caller}() grades with level rubrics; got "
-            f"{options['rubric_style']!r} (criteria rubrics work with the judges)"
-        )
     judge = {**options, "reference_free": reference_key is None}
     judge["cache_policy"] = options.get("cache_policy") or CachePolicy()
     settings = JudgeSettings.from_options(model, judge, caller=caller)
@@ -605,8 +641,12 @@ def create_spri_reward(
         name: The reward's ``__name__``, which TRL logs rewards under.
         **options: The judge options every judge takes
             (:class:`~spri_graph.judges.base.JudgeOptions`: ``critic_model``,
-            ``threshold``, ``max_iterations``, ``scale``, ``judge_output``, ``prompts``...),
-            except ``reference_free``, which follows ``reference_key``.
+            ``threshold``, ``max_iterations``, ``scale``, ``judge_output``, ``prompts``,
+            ``rubric_style``, ``criteria_grading``...), except ``reference_free``, which
+            follows ``reference_key``. With ``rubric_style="criteria"`` a checklist is
+            written per prompt and each completion graded per criterion (in one call, or
+            one per criterion with ``criteria_grading="each"``), with no critique of the
+            verdicts; group mode shows the checklist as the rubric.
 
     Returns:
         A :class:`SPRIReward`; ``reward.last_details`` holds the last call's

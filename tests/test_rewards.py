@@ -330,8 +330,150 @@ def test_bad_options(options: dict[str, Any], message: str) -> None:
         create_spri_reward(ScriptedChatModel([]), **options)
 
 
-def test_a_criteria_rubric_style_is_refused_before_any_model_call() -> None:
+CHECKLIST = (
+    "Criterion 1 [essential, binary]: The response answers in at least two words.\n"
+    "Criterion 2 [optional, binary]: The response has at least four words.\n"
+    "Criterion 3 [pitfall, binary]: The response has more than six words."
+)
+
+
+def criteria_kind(messages: Sequence[BaseMessage]) -> str:
+    """Which criteria prompt a call is: draft / critique / refine / grade / grade_each / group."""
+    text = "\n".join(str(m.content) for m in messages)
+    if "### Responses to Evaluate:" in text:
+        return "group"
+    if "### Checklist to Evaluate:" in text:
+        return "critique"
+    if "### Refined Checklist:" in text:
+        return "refine"
+    if "### Criterion:\n" in text:
+        return "grade_each"
+    if text.rstrip().endswith("### Verdicts:"):
+        return "grade"
+    if text.rstrip().endswith("### Checklist:"):
+        return "draft"
+    raise AssertionError(f"unknown prompt: {text[-200:]!r}")
+
+
+def criteria_reply(messages: Sequence[BaseMessage]) -> str:
+    """A deterministic criteria judge: thresholds on the response's word count."""
+    kind = criteria_kind(messages)
+    text = "\n".join(str(m.content) for m in messages)
+    if kind == "critique":
+        return "Feedback: Specific, checkable, with a pitfall. [RESULT] 5"
+    if kind in ("draft", "refine"):
+        return CHECKLIST
+    responses = re.findall(r"<<<BEGIN RESPONSE[^>]*>>>\n(.*?)\n<<<END", text, re.S)
+    if kind == "group":
+        return "\n".join(
+            f"Response {n}: <score>{min(5, len(r.split()))}</score>"
+            for n, r in enumerate(responses, 1)
+        )
+    words = len(responses[0].split())
+    met = {1: words >= 2, 2: words >= 4, 3: words > 6}
+    numbers = [int(n) for n in re.findall(r"Criterion (\d) \[", text)]
+    return "\n".join(
+        f"Criterion {n}: {'met' if met[n] else 'not met'} - {words} words." for n in numbers
+    )
+
+
+def criteria_model() -> ScriptedChatModel:
+    return ScriptedChatModel([criteria_reply], cycle=True, name_="criteria-judge")
+
+
+def criteria_kinds(model: ScriptedChatModel) -> Counter[str]:
+    return Counter(criteria_kind(call["messages"]) for call in model.calls)
+
+
+def test_criteria_rewards_one_checklist_per_prompt_and_none_in_a_second_epoch() -> None:
+    model = criteria_model()
+    metrics: dict[str, float] = {}
+    reward = create_spri_reward(model, rubric_style="criteria")
+    prompts, completions = batch(PROMPTS)
+    rewards = reward(prompts=prompts, completions=completions, log_metric=metrics.__setitem__)
+    assert criteria_kinds(model) == {"draft": 2, "critique": 2, "grade": 2 * G}
+    # Weights 3 (essential) + 1 (optional) = 4; the pitfall takes 2 off when hit.
+    # 1 word: nothing met; 2-3: the essential (3/4); 4-6: both (4/4); 7-8: both, pitfall hit.
+    by_words = dict(zip([len(c.split()) for c in completions[:G]], rewards[:G], strict=True))
+    assert by_words[1] == 0.0
+    assert by_words[2] == by_words[3] == pytest.approx(0.75)
+    assert by_words[4] == by_words[6] == 1.0
+    assert by_words[7] == by_words[8] == 0.5
+    detail = reward.last_details[3]  # 4 words
+    assert detail["criteria"] == CHECKLIST and detail["levels"] == {}
+    results = detail["criteria_results"]
+    assert results is not None
+    assert [(r["criterion"], r["verdict"], r["pitfall"]) for r in results] == [
+        (1, "met", False),
+        (2, "met", False),
+        (3, "not met", True),
+    ]
+    assert results[0]["reason"] == "4 words."
+    assert metrics["spri_reward/criteria_met"] == pytest.approx(
+        sum((n >= 2) + (n >= 4) for n in range(1, G + 1)) / (2 * G)
+    )
+
+    prompts, completions = batch(PROMPTS, epoch=1)
+    before = criteria_kinds(model)
+    reward(prompts=prompts, completions=completions)
+    grown = criteria_kinds(model) - before
+    assert grown == {"grade": 2 * G}  # no checklist call in a later epoch
+
+
+def test_criteria_rewards_graded_one_call_per_criterion_match_the_joint_grading() -> None:
+    prompts, completions = batch(PROMPTS[:1])
+    joint = create_spri_reward(criteria_model(), rubric_style="criteria")
+    model = criteria_model()
+    each = create_spri_reward(model, rubric_style="criteria", criteria_grading="each")
+    assert each(prompts=prompts, completions=completions) == joint(
+        prompts=prompts, completions=completions
+    )
+    assert criteria_kinds(model)["grade_each"] == 3 * G
+    assert [r["criterion"] for r in each.last_details[0]["criteria_results"] or []] == [1, 2, 3]
+
+
+def test_criteria_rewards_async_and_on_the_raw_scale() -> None:
+    prompts, completions = batch(PROMPTS)
+    sync = create_spri_reward(criteria_model(), rubric_style="criteria", scale=(1, 10))
+    reward = create_async_spri_reward(
+        criteria_model(), rubric_style="criteria", scale=(1, 10), normalize=False
+    )
+    raw = asyncio.run(reward(prompts=prompts, completions=completions))
+    expected = sync(prompts=prompts, completions=completions)
+    assert [1 + 9 * r for r in expected if r is not None] == pytest.approx(raw)
+    assert min(raw) == 1.0 and max(raw) == 10.0
+
+
+def test_group_mode_grades_by_the_checklist() -> None:
+    model = criteria_model()
+    reward = create_spri_reward(model, rubric_style="criteria", group=True)
+    prompts, completions = batch(PROMPTS[:1])
+    rewards = reward(prompts=prompts, completions=completions)
+    assert criteria_kinds(model)["group"] == 1
+    assert rewards == [min(5, n) / 4 - 0.25 for n in range(1, G + 1)]
+    group_prompt = "\n".join(str(m.content) for m in model.calls[-1]["messages"])
+    assert "### Score Rubric:\n" + CHECKLIST in group_prompt
+    assert reward.last_details[0]["criteria_results"] is None
+
+
+def test_an_unknown_rubric_style_is_refused_before_any_model_call() -> None:
     model = ScriptedChatModel([])
-    with pytest.raises(ValueError, match="^rubric_style: create_spri_reward"):
-        create_spri_reward(model, rubric_style="criteria")
+    with pytest.raises(ValueError, match="rubric_style"):
+        create_spri_reward(model, rubric_style="checklist")  # type: ignore[typeddict-item]
     assert model.calls == []
+
+
+def test_a_persistent_cache_serves_checklists_to_a_new_reward(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "rubrics.sqlite"
+    prompts, completions = batch(PROMPTS)
+    first = create_spri_reward(criteria_model(), rubric_style="criteria", cache=cache)
+    expected = first(prompts=prompts, completions=completions)
+    model = criteria_model()
+    again = create_spri_reward(model, rubric_style="criteria", cache=cache)
+    prompts, completions = batch(PROMPTS, epoch=1)
+    assert again(prompts=prompts, completions=completions) == expected
+    assert criteria_kinds(model) == {"grade": 2 * G}
+    assert again.last_details[0]["criteria"] == CHECKLIST
+    assert "Blocked deserialization" not in caplog.text  # the cache's serializer allows it

@@ -40,6 +40,7 @@ from langgraph.cache.memory import InMemoryCache
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.types import CachePolicy
 
+from spri_graph.readers.criteria import Checklist, Criterion
 from spri_graph.readers.rubric import Rubric
 from spri_graph.readers.scores import Judgment
 
@@ -51,7 +52,7 @@ __all__ = [
     "prompt_cache_policy",
 ]
 
-JUDGE_STATE_TYPES: tuple[type, ...] = (Rubric, Judgment)
+JUDGE_STATE_TYPES: tuple[type, ...] = (Rubric, Checklist, Criterion, Judgment)
 """The spri-graph classes judge states hold (critiques are plain data), which
 :func:`judge_cache`'s serializer allows."""
 

@@ -580,8 +580,8 @@ GROUP_GRADING_PROMPT = ChatPromptTemplate.from_messages(
             "rubric{reference_note}.\n"
             "1. Compare the responses with each other strictly against the score rubric: a "
             "better response gets a higher score, equally good ones the same score.\n"
-            "2. Give each response an integer score from {low} to {high}, the rubric level it "
-            "meets.\n"
+            "2. Give each response an integer score from {low} to {high}, as the rubric grades "
+            "it.\n"
             "3. Answer with one line per response, in this format: "
             '"Response N: <score>(an integer from {low} to {high})</score>", after at most '
             "one sentence of feedback per response.\n"
