@@ -2,7 +2,7 @@ r"""SPRI as a reward: instance-specific rubrics grading a policy's completions (
 
 :func:`create_spri_reward` returns a reward function in TRL's form
 ``(prompts, completions, **kwargs) -> list[float | None]``, for ``GRPOTrainer(reward_funcs=...)``.
-For each distinct prompt the SPRI rubric stage (:func:`~spri_graph.create_rubric_graph`)
+For each distinct prompt the SPRI rubric stage (:func:`~spri_graph.create_rubric_graph`'s graph)
 writes, critiques and refines one rubric; every completion of the prompt is then graded
 with it by the SPRI judgment stage (draft -> critique -> refine, as in
 :func:`~spri_graph.create_judge`). Rubrics live in LangGraph's node cache
@@ -51,10 +51,11 @@ from langgraph.types import CachePolicy
 from typing_extensions import Unpack
 
 from spri_graph.engine.caching import judge_cache
-from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.options import option_names, spri_state_graph, take_options
 from spri_graph.engine.prompts import GROUP_GRADING_PROMPT, fence
 from spri_graph.judges.absolute import add_judgment_stage
 from spri_graph.judges.base import (
+    JUDGE_OPTION_NAMES,
     FixedRubricInput,
     JudgeOptions,
     JudgeOutput,
@@ -65,15 +66,18 @@ from spri_graph.judges.base import (
     judgment_finalizer,
 )
 from spri_graph.judges.criteria import add_grading
-from spri_graph.judges.rubric import create_rubric_graph
+from spri_graph.judges.rubric import rubric_stage_graph
 from spri_graph.models import ModelSpec
 from spri_graph.readers.criteria import Checklist, CriterionResult
 from spri_graph.readers.rubric import Rubric
 
 __all__ = [
     "GROUP_GRADING_PROMPT",
+    "REWARD_OPTION_NAMES",
     "AsyncSPRIReward",
     "RewardDetail",
+    "RewardOptions",
+    "RewardSettings",
     "SPRIReward",
     "create_async_spri_reward",
     "create_spri_reward",
@@ -85,6 +89,90 @@ _GROUP_SCORE = re.compile(
 
 Prompt = str | Sequence[Mapping[str, Any]]
 """A TRL prompt or completion: text (standard) or ``{"role", "content"}`` messages."""
+
+
+class RewardOptions(JudgeOptions, total=False):
+    """The options of :func:`create_spri_reward` and :func:`create_async_spri_reward`.
+
+    The judge options (:class:`~spri_graph.judges.base.JudgeOptions`) but
+    ``reference_free``, which follows ``reference_key``, and these. Their defaults and
+    checks are the fields of :class:`RewardSettings`.
+
+    Attributes:
+        reference_key: A dataset column holding a reference answer per completion (TRL
+            passes columns as keyword arguments); it is shown to the rubric writer and the
+            grader. ``None`` (the default) grades reference-free.
+        cache: Where rubrics (and gradings) are kept: a SQLite file path that outlives the
+            process (needs ``langgraph-checkpoint-sqlite``, in the ``train`` extra), a
+            LangGraph cache, or ``None`` (the default) for one in memory.
+        group: Grade a prompt's completions against each other in one call with the
+            prompt's rubric (:data:`GROUP_GRADING_PROMPT`), for group-relative advantages:
+            a better completion gets a higher score. No critique of the group grading.
+        normalize: Map scores onto [0, 1] (the default); ``False``: the raw scale.
+        max_concurrency: Most graph calls at once (8).
+        verl_prompt_key: The ``extra_info`` key holding the prompt in
+            :meth:`SPRIReward.compute_score` (``"question"``).
+        config: A ``RunnableConfig`` (callbacks, tags...) for every call.
+        name: The reward's ``__name__``, which TRL logs rewards under (``"spri_reward"``).
+    """
+
+    reference_key: str | None
+    cache: str | os.PathLike[str] | BaseCache[Any] | None
+    group: bool
+    normalize: bool
+    max_concurrency: int
+    verl_prompt_key: str
+    config: RunnableConfig | None
+    name: str
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """The checked reward options of :class:`RewardOptions`: their one set of defaults.
+
+    Example:
+        >>> RewardSettings(max_concurrency=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_concurrency must be an integer >= 1, got 0
+    """
+
+    reference_key: str | None = None
+    cache: str | os.PathLike[str] | BaseCache[Any] | None = None
+    group: bool = False
+    normalize: bool = True
+    max_concurrency: int = 8
+    verl_prompt_key: str = "question"
+    config: RunnableConfig | None = None
+    name: str = "spri_reward"
+
+    def __post_init__(self) -> None:
+        for argument in ("group", "normalize"):
+            if not isinstance(flag := getattr(self, argument), bool):
+                raise ValueError(f"{argument} must be True or False, got {flag!r}")
+        key = self.reference_key
+        if key is not None and (not isinstance(key, str) or not key):
+            raise ValueError(f"reference_key must be a column name or None, got {key!r}")
+        if not isinstance(self.verl_prompt_key, str) or not self.verl_prompt_key:
+            raise ValueError(f"verl_prompt_key must be a key name, got {self.verl_prompt_key!r}")
+        concurrency = self.max_concurrency
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"max_concurrency must be an integer >= 1, got {concurrency!r}")
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"name must be an identifier, got {self.name!r}")
+        if self.cache is not None and not isinstance(self.cache, BaseCache | str | os.PathLike):
+            raise ValueError(f"cache must be a path, a LangGraph cache or None, got {self.cache!r}")
+
+    def node_cache(self) -> BaseCache[Any]:
+        """The cache the reward's graphs compile with."""
+        return self.cache if isinstance(self.cache, BaseCache) else judge_cache(self.cache)
+
+
+REWARD_OPTION_NAMES: tuple[str, ...] = (
+    *(name for name in JUDGE_OPTION_NAMES if name != "reference_free"),
+    *option_names(RewardSettings),
+)
+"""Every option name :func:`create_spri_reward` takes."""
 
 
 class RewardDetail(TypedDict):
@@ -179,12 +267,7 @@ def _grading_graph(settings: JudgeSettings) -> StateGraph[Any, Any, Any, Any]:
     ``prepare -> judgment stage -> finalize`` (refined grading), or with a checklist
     ``prepare -> grade -> finalize`` (a verdict per criterion, as the judges grade).
     """
-    builder = StateGraph(
-        JudgeState,
-        context_schema=SPRIContext,
-        input_schema=FixedRubricInput,
-        output_schema=JudgeOutput,
-    )
+    builder = spri_state_graph(JudgeState, FixedRubricInput, JudgeOutput)
     prepare = judge_prepare(settings, with_response=True, rubric=None, rubric_from_input=True)
     builder.add_node("prepare", prepare)
     builder.add_edge(START, "prepare")
@@ -235,28 +318,17 @@ class _SPRIRewardBase:
     def __init__(
         self,
         settings: JudgeSettings,
+        reward: RewardSettings,
         *,
         rubric_graph: Runnable[Any, Any],
         grading_graph: Runnable[Any, Any],
-        group: bool,
-        normalize: bool,
-        reference_key: str | None,
-        verl_prompt_key: str,
-        max_concurrency: int,
-        config: RunnableConfig | None,
-        name: str,
     ) -> None:
         self._settings = settings
+        self._reward = reward
         self._rubric_graph = rubric_graph
         self._grading_graph = grading_graph
         self._group_runnable = GROUP_GRADING_PROMPT | settings.models.base
-        self._group = group
-        self._normalize = normalize
-        self._reference_key = reference_key
-        self._verl_prompt_key = verl_prompt_key
-        self._max_concurrency = max_concurrency
-        self._config = config
-        self.__name__ = name
+        self.__name__ = reward.name
         self.last_details: list[RewardDetail] = []
         """Per-completion details of the last call, in the order of the completions."""
 
@@ -272,18 +344,18 @@ class _SPRIRewardBase:
                 f"{len(prompts)} and {len(completions)}"
             )
         references: Sequence[Any] = [None] * len(prompts)
-        if self._reference_key is not None:
-            references = columns.get(self._reference_key)  # type: ignore[assignment]
+        if self._reward.reference_key is not None:
+            references = columns.get(self._reward.reference_key)  # type: ignore[assignment]
             if isinstance(references, str) or not isinstance(references, Sequence):
                 raise ValueError(
-                    f"reference_key: the reward needs a {self._reference_key!r} column, one "
+                    f"reference_key: the reward needs a {self._reward.reference_key!r} column, one "
                     "reference answer per completion"
                 )
             if len(references) != len(prompts) or not all(
                 isinstance(r, str) and r.strip() for r in references
             ):
                 raise ValueError(
-                    f"{self._reference_key}: one non-empty reference answer per completion, "
+                    f"{self._reward.reference_key}: one non-empty reference answer per completion, "
                     f"got {references!r:.80}"
                 )
         return [
@@ -298,13 +370,14 @@ class _SPRIRewardBase:
     def _verl_args(
         self, solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None
     ) -> tuple[list[str], list[str], dict[str, list[Any]]]:
-        prompt = (extra_info or {}).get(self._verl_prompt_key)
+        prompt = (extra_info or {}).get(self._reward.verl_prompt_key)
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(
                 f"extra_info: verl's compute_score needs the prompt as extra_info"
-                f"[{self._verl_prompt_key!r}] (see verl_prompt_key)"
+                f"[{self._reward.verl_prompt_key!r}] (see verl_prompt_key)"
             )
-        columns = {} if self._reference_key is None else {self._reference_key: [ground_truth]}
+        key = self._reward.reference_key
+        columns = {} if key is None else {key: [ground_truth]}
         return [prompt], [solution_str], columns
 
     @staticmethod
@@ -333,7 +406,7 @@ class _SPRIRewardBase:
     ) -> tuple[list[_Call], list[list[int]]]:
         """The grading calls and, for each, the indices of the completions it grades."""
         graded = [i for i, item in enumerate(items) if item.completion.strip()]
-        if not self._group:
+        if not self._reward.group:
             calls = [
                 _Call(
                     self._grading_graph,
@@ -398,7 +471,7 @@ class _SPRIRewardBase:
         columns: Mapping[str, Any],
     ) -> list[float | None]:
         low, high = self._settings.scale
-        mode: Literal["single", "group"] = "group" if self._group else "single"
+        mode: Literal["single", "group"] = "group" if self._reward.group else "single"
         graded: dict[int, Grading] = {}
         for positions, results in zip(indices, gradings, strict=True):
             graded.update(zip(positions, results, strict=True))
@@ -408,7 +481,7 @@ class _SPRIRewardBase:
         for i, item in enumerate(items):
             score, feedback, criteria_results = graded.get(i, empty)
             reward = None if score is None else float(score)
-            if reward is not None and self._normalize:
+            if reward is not None and self._reward.normalize:
                 reward = (reward - low) / (high - low)
             rubric = rubrics[item.key]
             if isinstance(rubric, Checklist):
@@ -459,11 +532,11 @@ class SPRIReward(_SPRIRewardBase):
 
     def _run(self, calls: list[_Call]) -> list[Any]:
         def one(call: _Call) -> Any:
-            return call.read(call.runnable.invoke(call.input, self._config))
+            return call.read(call.runnable.invoke(call.input, self._reward.config))
 
         if len(calls) <= 1:
             return [one(call) for call in calls]
-        with ThreadPoolExecutor(min(self._max_concurrency, len(calls))) as pool:
+        with ThreadPoolExecutor(min(self._reward.max_concurrency, len(calls))) as pool:
             return list(pool.map(one, calls))
 
     def __call__(
@@ -521,11 +594,11 @@ class AsyncSPRIReward(_SPRIRewardBase):
     """
 
     async def _run(self, calls: list[_Call]) -> list[Any]:
-        semaphore = asyncio.Semaphore(self._max_concurrency)
+        semaphore = asyncio.Semaphore(self._reward.max_concurrency)
 
         async def one(call: _Call) -> Any:
             async with semaphore:
-                return call.read(await call.runnable.ainvoke(call.input, self._config))
+                return call.read(await call.runnable.ainvoke(call.input, self._reward.config))
 
         return list(await asyncio.gather(*(one(call) for call in calls)))
 
@@ -555,65 +628,30 @@ class AsyncSPRIReward(_SPRIRewardBase):
         return self._verl_result(rewards, self.last_details)
 
 
-def _build(model: ModelSpec, options: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+def _build(model: ModelSpec, options: Mapping[str, Any], caller: str) -> dict[str, Any]:
     """Check the options, resolve the models once and build both graphs."""
-    caller = own["caller"]
-    cache, group, normalize = own["cache"], own["group"], own["normalize"]
-    reference_key, verl_prompt_key = own["reference_key"], own["verl_prompt_key"]
-    max_concurrency, config, name = own["max_concurrency"], own["config"], own["name"]
-    for argument, flag in (("group", group), ("normalize", normalize)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{argument} must be True or False, got {flag!r}")
-    if reference_key is not None and (not isinstance(reference_key, str) or not reference_key):
-        raise ValueError(f"reference_key must be a column name or None, got {reference_key!r}")
-    if not isinstance(verl_prompt_key, str) or not verl_prompt_key:
-        raise ValueError(f"verl_prompt_key must be a key name, got {verl_prompt_key!r}")
-    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
-        raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
-    if max_concurrency < 1:
-        raise ValueError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"name must be an identifier, got {name!r}")
-    if cache is not None and not isinstance(cache, BaseCache | str | os.PathLike):
-        raise ValueError(f"cache must be a path, a LangGraph cache or None, got {cache!r}")
-    node_cache = cache if isinstance(cache, BaseCache) else judge_cache(cache)
     if "reference_free" in options:
-        raise TypeError(f"{caller}() takes reference_key=, not reference_free=")
-    judge = {**options, "reference_free": reference_key is None}
-    judge["cache_policy"] = options.get("cache_policy") or CachePolicy()
+        raise TypeError(
+            f"{caller}() got an unexpected keyword argument 'reference_free' (a reward grades "
+            "with a reference answer when reference_key= names its column)"
+        )
+    taken = take_options(options, REWARD_OPTION_NAMES, caller=caller)
+    own = set(option_names(RewardSettings))
+    reward = RewardSettings(**{k: v for k, v in taken.items() if k in own})
+    judge = {k: v for k, v in taken.items() if k not in own}
+    judge["reference_free"] = reward.reference_key is None
+    judge["cache_policy"] = judge.get("cache_policy") or CachePolicy()
     settings = JudgeSettings.from_options(model, judge, caller=caller)
-    rubric_graph = create_rubric_graph(
-        settings.models.base,
-        **{**judge, "critic_model": settings.models.critic, "prompts": settings.prompts},
-    )
-    grading = _grading_graph(settings)
+    cache = reward.node_cache()
     return {
         "settings": settings,
-        "rubric_graph": rubric_graph.compile(cache=node_cache),
-        "grading_graph": grading.compile(cache=node_cache),
-        "group": group,
-        "normalize": normalize,
-        "reference_key": reference_key,
-        "verl_prompt_key": verl_prompt_key,
-        "max_concurrency": max_concurrency,
-        "config": config,
-        "name": name,
+        "reward": reward,
+        "rubric_graph": rubric_stage_graph(settings).compile(cache=cache),
+        "grading_graph": _grading_graph(settings).compile(cache=cache),
     }
 
 
-def create_spri_reward(
-    model: ModelSpec = None,
-    *,
-    reference_key: str | None = None,
-    cache: str | os.PathLike[str] | BaseCache[Any] | None = None,
-    group: bool = False,
-    normalize: bool = True,
-    max_concurrency: int = 8,
-    verl_prompt_key: str = "question",
-    config: RunnableConfig | None = None,
-    name: str = "spri_reward",
-    **options: Unpack[JudgeOptions],
-) -> SPRIReward:
+def create_spri_reward(model: ModelSpec = None, **options: Unpack[RewardOptions]) -> SPRIReward:
     r"""Create a TRL reward function that grades completions with SPRI rubrics.
 
     Each distinct prompt gets one rubric, written, critiqued and refined by the SPRI rubric
@@ -621,67 +659,36 @@ def create_spri_reward(
     the SPRI judgment stage (grading, critique, refinement), concurrently on up to
     ``max_concurrency`` threads. An empty completion gets the lowest score without a call.
 
+    With ``rubric_style="criteria"`` a checklist is written per prompt and each completion
+    graded per criterion (in one call, or one per criterion with
+    ``criteria_grading="each"``), with no critique of the verdicts; group mode shows the
+    checklist as the rubric.
+
     Args:
         model: The judge: a chat model or a model string (``"openai:gpt-4o-mini"``,
             ``"local"``, ...); ``None`` means ``$SPRI_MODEL`` or the embedded local model.
-        reference_key: A dataset column holding a reference answer per completion (TRL
-            passes columns as keyword arguments); it is shown to the rubric writer and the
-            grader. ``None`` grades reference-free.
-        cache: Where rubrics (and gradings) are kept: a SQLite file path that outlives the
-            process (needs ``langgraph-checkpoint-sqlite``, in the ``train`` extra), a
-            LangGraph cache, or ``None`` for one in memory.
-        group: Grade a prompt's completions against each other in one call with the
-            prompt's rubric (:data:`GROUP_GRADING_PROMPT`), for group-relative advantages:
-            a better completion gets a higher score. No critique of the group grading.
-        normalize: Map scores onto [0, 1] (``False``: the raw scale).
-        max_concurrency: Most graph calls at once.
-        verl_prompt_key: The ``extra_info`` key holding the prompt in
-            :meth:`SPRIReward.compute_score`.
-        config: A ``RunnableConfig`` (callbacks, tags...) for every call.
-        name: The reward's ``__name__``, which TRL logs rewards under.
-        **options: The judge options every judge takes
+        **options: The reward's options (:class:`RewardOptions`: ``reference_key``,
+            ``cache``, ``group``, ``normalize``, ``max_concurrency``, ``verl_prompt_key``,
+            ``config``, ``name``) and the judge options every judge takes
             (:class:`~spri_graph.judges.base.JudgeOptions`: ``critic_model``,
             ``threshold``, ``max_iterations``, ``scale``, ``judge_output``, ``prompts``,
             ``rubric_style``, ``criteria_grading``...), except ``reference_free``, which
-            follows ``reference_key``. With ``rubric_style="criteria"`` a checklist is
-            written per prompt and each completion graded per criterion (in one call, or
-            one per criterion with ``criteria_grading="each"``), with no critique of the
-            verdicts; group mode shows the checklist as the rubric.
+            follows ``reference_key``.
 
     Returns:
         A :class:`SPRIReward`; ``reward.last_details`` holds the last call's
         :class:`RewardDetail` per completion.
 
     Raises:
+        TypeError: If an option is unknown.
         ValueError: If an option is out of range or a model string cannot be resolved;
             when called, before any model call, if the inputs are malformed.
     """
-    own = {
-        "caller": "create_spri_reward",
-        "reference_key": reference_key,
-        "cache": cache,
-        "group": group,
-        "normalize": normalize,
-        "max_concurrency": max_concurrency,
-        "verl_prompt_key": verl_prompt_key,
-        "config": config,
-        "name": name,
-    }
-    return SPRIReward(**_build(model, options, own))
+    return SPRIReward(**_build(model, options, "create_spri_reward"))
 
 
 def create_async_spri_reward(
-    model: ModelSpec = None,
-    *,
-    reference_key: str | None = None,
-    cache: str | os.PathLike[str] | BaseCache[Any] | None = None,
-    group: bool = False,
-    normalize: bool = True,
-    max_concurrency: int = 8,
-    verl_prompt_key: str = "question",
-    config: RunnableConfig | None = None,
-    name: str = "spri_reward",
-    **options: Unpack[JudgeOptions],
+    model: ModelSpec = None, **options: Unpack[RewardOptions]
 ) -> AsyncSPRIReward:
     """Create the async form of :func:`create_spri_reward` (same arguments).
 
@@ -691,15 +698,4 @@ def create_async_spri_reward(
     Returns:
         An :class:`AsyncSPRIReward`: ``await reward(prompts=..., completions=...)``.
     """
-    own = {
-        "caller": "create_async_spri_reward",
-        "reference_key": reference_key,
-        "cache": cache,
-        "group": group,
-        "normalize": normalize,
-        "max_concurrency": max_concurrency,
-        "verl_prompt_key": verl_prompt_key,
-        "config": config,
-        "name": name,
-    }
-    return AsyncSPRIReward(**_build(model, options, own))
+    return AsyncSPRIReward(**_build(model, options, "create_async_spri_reward"))

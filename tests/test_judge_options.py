@@ -39,6 +39,12 @@ from spri_graph.judges.base import (
     JudgeOptions,
     JudgeSettings,
 )
+from spri_graph.rewards import (
+    REWARD_OPTION_NAMES,
+    RewardOptions,
+    create_async_spri_reward,
+    create_spri_reward,
+)
 from tests.fakes import ScriptedChatModel
 
 SHARED = (*option_names(LoopSettings), *option_names(GradingSettings))
@@ -97,11 +103,37 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], tuple[str, ...], str]] = {
         JUDGE_OPTION_NAMES,
         "rubric_critique",
     ),
+    # The rewards take every judge option but reference_free (reference_key= sets it).
+    "create_spri_reward": (
+        lambda **o: create_spri_reward(_model(), **o),
+        tuple(name for name in JUDGE_OPTION_NAMES if name in REWARD_OPTION_NAMES),
+        "rubric_draft",
+    ),
+    "create_async_spri_reward": (
+        lambda **o: create_async_spri_reward(_model(), **o),
+        tuple(name for name in JUDGE_OPTION_NAMES if name in REWARD_OPTION_NAMES),
+        "judgment_refine",
+    ),
 }
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    name: getattr(spri_graph, name) for name in ENTRY_POINTS
+    name: getattr(spri_graph, name, None) or getattr(spri_graph.rewards, name)
+    for name in ENTRY_POINTS
 }
+
+DECLARED: dict[str, type] = {
+    "create_vanilla_judge": GradingOptions,
+    "create_fixed_rubric_judge": GradingOptions,
+    "create_spri_reward": RewardOptions,
+    "create_async_spri_reward": RewardOptions,
+}
+"""The options TypedDict of the entry points that do not take :class:`JudgeOptions`."""
+
+OWN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "create_spri_reward": {"cache_policy": CachePolicy()},
+    "create_async_spri_reward": {"cache_policy": CachePolicy()},
+}
+"""Defaults an entry point sets on purpose: a reward always keeps its rubrics in a cache."""
 
 PROMPT = ChatPromptTemplate.from_messages([("human", "Grade {instruction} anyway.")])
 CRITIC = ScriptedChatModel([], name_="critic")
@@ -197,7 +229,7 @@ def test_each_option_lands_in_the_settings(
 @pytest.mark.parametrize("entry", list(ENTRY_POINTS))
 def test_defaults_come_from_the_settings(entry: str, built: list[JudgeSettings]) -> None:
     ENTRY_POINTS[entry][0]()
-    assert built[-1].loop == LoopSettings()
+    assert built[-1].loop == LoopSettings(**OWN_DEFAULTS.get(entry, {}))
     assert built[-1].grading == GradingSettings()
 
 
@@ -242,9 +274,9 @@ def test_no_entry_point_redeclares_a_shared_option(entry: str) -> None:
     assert not set(parameters) & set(SHARED), f"{entry} re-declares a shared option"
     options = [p for p in parameters.values() if p.kind is inspect.Parameter.VAR_KEYWORD]
     assert [p.name for p in options] == ["options"]
-    names = ENTRY_POINTS[entry][1]
-    declared = JudgeOptions if names == JUDGE_OPTION_NAMES else GradingOptions
+    declared = DECLARED.get(entry, JudgeOptions)
     assert get_type_hints(function)["options"] == Unpack[declared]  # type: ignore[valid-type]
+    assert set(ENTRY_POINTS[entry][1]) <= set(declared.__annotations__)
 
 
 @pytest.mark.parametrize(

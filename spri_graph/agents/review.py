@@ -8,7 +8,6 @@ refines it while the score is below the threshold.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Annotated, Any
 
 from langchain_core.prompts import ChatPromptTemplate
@@ -54,17 +53,14 @@ def create_answer_review_graph(
         A graph from :class:`AnswerReviewState` (with ``response`` set) to the reviewed
         ``response``, its ``response_critiques`` and ``usage["response"]``.
     """
-    loop = RefineLoop(
-        name="response",
-        model=models.base,
-        critic_model=models.critic,
-        draft_prompt=prompts["response_draft"],
-        critique_prompt=prompts["response_critique"],
-        refine_prompt=prompts["response_refine"],
+    loop = RefineLoop.for_stage(
+        "response",
+        models,
+        prompts,
+        settings,
         candidate_key="response",
         critiques_key="response_critiques",
         prompt_inputs=_inputs,
-        settings=replace(settings, critic_output=models.critic_output),
         critic_tags=critic_tags,
     )
     builder: StateGraph[Any, Any, Any, Any] = StateGraph(

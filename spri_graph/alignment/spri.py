@@ -13,7 +13,7 @@ after the principles stage: the graph pauses and a person approves or edits the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -30,6 +30,7 @@ from spri_graph.engine.options import (
     SPRIContext,
     check_context,
     option_names,
+    spri_state_graph,
     take_options,
 )
 from spri_graph.engine.prompts import (
@@ -364,29 +365,23 @@ def _build(
         speculated: str | None = None,
         drafts: str | None = None,
     ) -> RefineLoop:
-        return RefineLoop(
-            name=name,
-            model=models.base,
-            critic_model=models.critic,
-            draft_prompt=stage_prompts[f"{name}_draft"],
-            critique_prompt=stage_prompts[f"{name}_critique"],
-            refine_prompt=stage_prompts[f"{name}_refine"],
+        return RefineLoop.for_stage(
+            name,
+            models,
+            stage_prompts,
+            loop_settings,
             candidate_key=candidate_key,
             critiques_key=critiques_key,
             prompt_inputs=lambda state: _inputs(state, examples_section),
             parse_candidate=lambda message: strip_frames(message_text(message), writing=name),
-            settings=replace(loop_settings, critic_output=models.critic_output),
             resolve_model=resolve_model_cached,
             critic_tags=() if settings.stream_critiques else (TAG_NOSTREAM,),
             speculated_key=speculated,
             drafts_key=drafts,
         )
 
-    builder = StateGraph(
-        SPRIState,
-        context_schema=SPRIContext,
-        input_schema=SPRIInput,
-        output_schema=SPRIOutput if with_response else PrinciplesOutput,
+    builder = spri_state_graph(
+        SPRIState, SPRIInput, SPRIOutput if with_response else PrinciplesOutput
     )
     entry = START
     if not checked_queries:

@@ -114,15 +114,12 @@ def spri_events(stream: Iterable[Any]) -> Iterator[SPRIEvent]:
     """Events from ``graph.stream(..., stream_mode=["messages", "updates"])``.
 
     Example:
-        >>> from langchain_core.language_models import GenericFakeChatModel
+        >>> from langchain_core.language_models import FakeListChatModel
         >>> from spri_graph import create_spri_graph
-        >>> model = GenericFakeChatModel(messages=iter([
-        ...     "1. Be kind.", "Feedback: Useful. [RESULT] 5",
-        ...     "Say no kindly.", "Feedback: Follows them. [RESULT] 5",
-        ... ]))
-        >>> graph = create_spri_graph(model).compile()
-        >>> stream = graph.stream({"query": "How do I say no?"},
-        ...                       stream_mode=["messages", "updates"])
+        >>> replies = ["1. Be kind.", "Feedback: Useful. [RESULT] 5", "Say no kindly."]
+        >>> model = FakeListChatModel(responses=[*replies, "Feedback: Apt. [RESULT] 5"])
+        >>> stream = create_spri_graph(model).compile().stream(
+        ...     {"query": "How do I say no?"}, stream_mode=["messages", "updates"])
         >>> [e.kind for e in spri_events(stream) if e.kind != "token"]
         ['principles', 'critique', 'draft', 'critique', 'answer']
     """

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from langchain_core.language_models import BaseChatModel
@@ -37,6 +37,7 @@ from spri_graph.engine.options import (
     LoopOptions,
     LoopSettings,
     OutputMode,
+    ResolvedModels,
     default_retry_policy,
     is_transient_error,
     validate_loop_settings,
@@ -83,6 +84,9 @@ ModelResolver = Callable[[str], BaseChatModel | Runnable[Any, Any]]
 
 def _default_parse(message: BaseMessage) -> str:
     return strip_frames(message_text(message))
+
+
+_STEPS = ("draft", "critique", "refine")
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,54 @@ class RefineLoop:
             raise ValueError(f"name must be a non-empty identifier, got {self.name!r}")
         if not isinstance(self.settings, LoopSettings):
             raise ValueError(f"settings must be a LoopSettings, got {self.settings!r}")
+
+    @classmethod
+    def for_stage(
+        cls,
+        name: str,
+        models: ResolvedModels,
+        prompts: Mapping[str, ChatPromptTemplate],
+        settings: LoopSettings,
+        *,
+        prefix: str | None = None,
+        **fields: Any,
+    ) -> RefineLoop:
+        """A loop over resolved models, its prompts picked from ``prompts`` by step.
+
+        Args:
+            name: Stage name (see the class).
+            models: The resolved models; their ``critic_output`` goes into the settings.
+            prompts: Prompts keyed ``<prefix>_draft``, ``<prefix>_critique`` and
+                ``<prefix>_refine`` (``draft``, ``critique``, ``refine`` with ``prefix=""``).
+            settings: The loop settings.
+            prefix: The prompt keys' prefix; ``None`` means ``name``.
+            **fields: The other fields (``candidate_key``, ``critiques_key``,
+                ``prompt_inputs``...).
+
+        Example:
+            >>> from langchain_core.language_models import FakeListChatModel
+            >>> from spri_graph.engine.options import LoopSettings
+            >>> from spri_graph.engine.prompts import SPRI_PROMPTS
+            >>> settings = LoopSettings()
+            >>> loop = RefineLoop.for_stage(
+            ...     "response", settings.resolve(FakeListChatModel(responses=["ok"])),
+            ...     SPRI_PROMPTS, settings, candidate_key="response",
+            ...     critiques_key="response_critiques")
+            >>> loop.refine_prompt is SPRI_PROMPTS["response_refine"], loop.critic_output
+            (True, 'text')
+        """
+        head = name if prefix is None else prefix
+        draft, critique, refine = (f"{head}_{step}" if head else step for step in _STEPS)
+        return cls(
+            name=name,
+            model=models.base,
+            critic_model=models.critic,
+            draft_prompt=prompts[draft],
+            critique_prompt=prompts[critique],
+            refine_prompt=prompts[refine],
+            settings=replace(settings, critic_output=models.critic_output),
+            **fields,
+        )
 
     @property
     def critic_output(self) -> OutputMode:
@@ -528,17 +580,15 @@ def create_refine_loop(
         settings.prompts,
     )
     models = settings.resolve(model)
-    loop = RefineLoop(
-        name=name,
-        model=models.base,
-        critic_model=models.critic,
-        draft_prompt=prompts["draft"],
-        critique_prompt=prompts["critique"],
-        refine_prompt=prompts["refine"],
+    loop = RefineLoop.for_stage(
+        name,
+        models,
+        prompts,
+        settings,
+        prefix="",
         candidate_key="candidate",
         critiques_key="critiques",
         prompt_inputs=lambda state: dict(state.get("inputs") or {}),
-        settings=settings,
     )
     builder = StateGraph(RefineLoopState)
     first = add_refine_loop(

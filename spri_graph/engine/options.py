@@ -21,7 +21,9 @@ from typing import Any, Literal
 
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
+from langgraph.graph import StateGraph
 from langgraph.types import CachePolicy, RetryPolicy
+from langgraph.typing import InputT, OutputT, StateT
 from typing_extensions import TypedDict
 
 from spri_graph.engine.caching import check_cache_policy
@@ -40,6 +42,7 @@ __all__ = [
     "default_retry_policy",
     "is_transient_error",
     "option_names",
+    "spri_state_graph",
     "take_options",
     "validate_loop_settings",
 ]
@@ -355,6 +358,26 @@ class SPRIContext:
     critic_model: str | None = None
     threshold: int | None = None
     max_iterations: int | None = None
+
+
+def spri_state_graph(
+    state_schema: type[StateT], input_schema: type[InputT], output_schema: type[OutputT]
+) -> StateGraph[StateT, SPRIContext, InputT, OutputT]:
+    """A new builder for an SPRI graph: these schemas, :class:`SPRIContext` as its context.
+
+    Example:
+        >>> from typing_extensions import TypedDict
+        >>> class State(TypedDict):
+        ...     question: str
+        >>> spri_state_graph(State, State, State).context_schema.__name__
+        'SPRIContext'
+    """
+    return StateGraph(
+        state_schema,
+        context_schema=SPRIContext,
+        input_schema=input_schema,
+        output_schema=output_schema,
+    )
 
 
 def check_context(context: Mapping[str, Any] | None = None) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from langgraph.graph import END, StateGraph
 from typing_extensions import Unpack
 
-from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.options import SPRIContext, spri_state_graph
 from spri_graph.judges.base import (
     JudgeInput,
     JudgeOptions,
@@ -130,12 +130,7 @@ def create_judge(
         (3.0, 'Correct, with no explanation.', 'Right, no reasoning.')
     """
     settings = JudgeSettings.from_options(model, options, caller="create_judge")
-    builder = StateGraph(
-        JudgeState,
-        context_schema=SPRIContext,
-        input_schema=JudgeInput,
-        output_schema=JudgeOutput,
-    )
+    builder = spri_state_graph(JudgeState, JudgeInput, JudgeOutput)
     if settings.criteria:
         start_with_rubric(builder, settings, with_response=True, then="grade")
         add_grading(builder, settings)

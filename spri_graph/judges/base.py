@@ -947,19 +947,17 @@ def add_judge_loop(
     def resolve(model_name: str) -> Runnable[Any, Any]:
         return settings.answering(resolve_model_cached(model_name), schema)
 
-    loop = RefineLoop(
-        name=name,
-        model=settings.answering(settings.models.base, schema),
-        critic_model=settings.models.critic,
-        draft_prompt=settings.prompts[f"{prefix}_draft"],
-        critique_prompt=settings.prompts[f"{prefix}_critique"],
-        refine_prompt=settings.prompts[f"{prefix}_refine"],
+    loop = RefineLoop.for_stage(
+        name,
+        replace(settings.models, base=settings.answering(settings.models.base, schema)),
+        settings.prompts,
+        settings.loop,
+        prefix=prefix,
         candidate_key=name,
         critiques_key=f"{name}_critiques",
         prompt_inputs=settings.prompt_inputs(),
         parse_candidate=parse,
         render_candidate=render,
-        settings=replace(settings.loop, critic_output=settings.models.critic_output),
         resolve_model=resolve,
     )
     return add_refine_loop(

@@ -14,7 +14,7 @@ from typing import Any
 from langgraph.graph import START, StateGraph
 from typing_extensions import Unpack
 
-from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.options import SPRIContext, spri_state_graph
 from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.judges.base import (
     GRADING_OPTION_NAMES,
@@ -45,11 +45,8 @@ def _build_single(
     settings: JudgeSettings, *, rubric: Rubric | Checklist | None, rubric_from_input: bool
 ) -> StateGraph[JudgeState, SPRIContext, JudgeInput, JudgeOutput]:
     """``prepare -> grade -> finalize``: one grading call, a one-step node."""
-    builder = StateGraph(
-        JudgeState,
-        context_schema=SPRIContext,
-        input_schema=FixedRubricInput if rubric_from_input else JudgeInput,
-        output_schema=JudgeOutput,
+    builder = spri_state_graph(
+        JudgeState, FixedRubricInput if rubric_from_input else JudgeInput, JudgeOutput
     )
     prepare = judge_prepare(
         settings, with_response=True, rubric=rubric, rubric_from_input=rubric_from_input

@@ -30,7 +30,7 @@ from langgraph.types import Send
 from typing_extensions import TypedDict, Unpack
 
 from spri_graph.engine.caching import prompt_cache_policy
-from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.options import SPRIContext, spri_state_graph
 from spri_graph.engine.prompts import (
     PAIRWISE_PROMPTS,
     VERDICT_REMINDER,
@@ -489,12 +489,7 @@ def create_pairwise_judge(
     else:
         grade_prompt = settings.prompts["pairwise_grade"]
         grade = _grade_step(settings, grade_prompt, inputs)
-    builder = StateGraph(
-        PairwiseState,
-        context_schema=SPRIContext,
-        input_schema=PairwiseInput,
-        output_schema=PairwiseOutput,
-    )
+    builder = spri_state_graph(PairwiseState, PairwiseInput, PairwiseOutput)
     start_with_rubric(
         builder, settings, with_response=False, then="compare", join=True, check=_responses
     )

@@ -35,7 +35,7 @@ from langgraph.graph import END, StateGraph
 from langgraph.types import CachePolicy, Send
 from typing_extensions import NotRequired, TypedDict, Unpack
 
-from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.options import SPRIContext, spri_state_graph
 from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.engine.steps import StageUsage, Step, context_value, step_node, sum_usage
 from spri_graph.evaluation.metrics import Agreement, agreement
@@ -381,12 +381,7 @@ def create_judge_panel(
         default_prompts=_PROMPTS,
     )
     members = [_member(i, first if i == 0 else spec, settings) for i, spec in enumerate(judges)]
-    builder = StateGraph(
-        PanelState,
-        context_schema=SPRIContext,
-        input_schema=JudgeInput,
-        output_schema=PanelOutput,
-    )
+    builder = spri_state_graph(PanelState, JudgeInput, PanelOutput)
     start_with_rubric(
         builder, settings, with_response=True, then="convene", join=True, check=_no_model
     )

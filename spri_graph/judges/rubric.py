@@ -23,7 +23,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import Unpack
 
-from spri_graph.engine.options import SPRIContext
+from spri_graph.engine.options import SPRIContext, spri_state_graph
 from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.judges.base import (
     JudgeOptions,
@@ -42,7 +42,13 @@ from spri_graph.models import ModelSpec
 from spri_graph.readers.criteria import checklist_schema
 from spri_graph.readers.rubric import rubric_schema
 
-__all__ = ["RUBRIC_PROMPTS", "add_rubric_stage", "create_rubric_graph", "start_with_rubric"]
+__all__ = [
+    "RUBRIC_PROMPTS",
+    "add_rubric_stage",
+    "create_rubric_graph",
+    "rubric_stage_graph",
+    "start_with_rubric",
+]
 
 RUBRIC_PROMPTS: Mapping[str, ChatPromptTemplate] = MappingProxyType(
     {key: JUDGE_PROMPTS[key] for key in ("rubric_draft", "rubric_critique", "rubric_refine")}
@@ -161,11 +167,17 @@ def create_rubric_graph(
         ('Is it polite?', 'Warm.')
     """
     settings = JudgeSettings.from_options(model, options, caller="create_rubric_graph")
-    builder = StateGraph(
-        JudgeState,
-        context_schema=SPRIContext,
-        input_schema=RubricInput,
-        output_schema=RubricOutput,
-    )
+    return rubric_stage_graph(settings)
+
+
+def rubric_stage_graph(
+    settings: JudgeSettings,
+) -> StateGraph[JudgeState, SPRIContext, RubricInput, RubricOutput]:
+    """:func:`create_rubric_graph`'s graph from a judge's settings (models resolved once).
+
+    A judge of your own that writes rubrics ahead of grading (as the rewards do) builds it
+    from the settings it already holds.
+    """
+    builder = spri_state_graph(JudgeState, RubricInput, RubricOutput)
     start_with_rubric(builder, settings, with_response=False, then=END)
     return builder

@@ -99,11 +99,9 @@ def create_method_graph(
     models = loop_settings.resolve(model)
     fixed = seed_principles(settings) if method == "seed-principles" else ""
     if method == "seed-principles":
-        prompts = resolve_prompts(SPRI_PROMPTS, loop_settings.prompts)
-        keys = ("response_draft", "response_critique", "response_refine")
+        prompts, prefix = resolve_prompts(SPRI_PROMPTS, loop_settings.prompts), "response"
     else:
-        prompts = resolve_prompts(COMPARISON_PROMPTS, loop_settings.prompts)
-        keys = ("plain_draft", "plain_critique", "plain_refine")
+        prompts, prefix = resolve_prompts(COMPARISON_PROMPTS, loop_settings.prompts), "plain"
     if method == "direct":
         loop_settings = replace(loop_settings, max_iterations=1)
 
@@ -118,18 +116,16 @@ def create_method_graph(
     def principles(state: MethodState) -> dict[str, Any]:
         return {"principles": fixed}
 
-    loop = RefineLoop(
-        name="response",
-        model=models.base,
-        critic_model=models.critic,
-        draft_prompt=prompts[keys[0]],
-        critique_prompt=prompts[keys[1]],
-        refine_prompt=prompts[keys[2]],
+    loop = RefineLoop.for_stage(
+        "response",
+        models,
+        prompts,
+        loop_settings,
+        prefix=prefix,
         candidate_key="response",
         critiques_key="response_critiques",
         prompt_inputs=inputs,
         parse_candidate=lambda message: clean_text(message_text(message)),
-        settings=replace(loop_settings, critic_output=models.critic_output),
         resolve_model=resolve_model_cached,
         drafts_key="response_drafts",
     )
