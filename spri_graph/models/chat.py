@@ -28,7 +28,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from spri_graph.models.completion import (
-    Tally,
+    CompletionRecord,
     chat_messages,
     completion_pieces,
     held_until_text,
@@ -362,7 +362,7 @@ class LocalChatModel(BaseChatModel):
         request.update(call)
         return plan
 
-    def _choice(self, llama: Any, plan: _Plan, tally: Tally) -> Any:
+    def _choice(self, llama: Any, plan: _Plan, record: CompletionRecord) -> Any:
         r"""Sample the choice of a text-then-choice tool after its text; return the value.
 
         The reply goes on from the text as sampled, e.g. ``"...feedback\n\nScore: "``, so
@@ -373,7 +373,7 @@ class LocalChatModel(BaseChatModel):
         assert shape is not None
         label = choice_label(shape)
         ids = llama.counts.prompt_ids + llama.tokenize(
-            (tally.raw_text + label).encode(), add_bos=False, special=False
+            (record.raw_text + label).encode(), add_bos=False, special=False
         )
         keep = ("temperature", "top_p", "top_k", "seed", "logit_bias")
         request = {
@@ -382,19 +382,19 @@ class LocalChatModel(BaseChatModel):
             "grammar": choice_grammar(shape.words),
             "max_tokens": max(len(word) for word in shape.words),
         }
-        word = "".join(completion_pieces(llama, request, tally)).strip()
+        word = "".join(completion_pieces(llama, request, record)).strip()
         return shape.choices[shape.words.index(word)] if word in shape.words else word
 
     def _chunks(
-        self, llama: Any, plan: _Plan, tally: Tally
+        self, llama: Any, plan: _Plan, record: CompletionRecord
     ) -> Iterator[tuple[str, AIMessageChunk]]:
         """The reply as (token text, message chunk) pairs."""
         if plan.offered is not None:
-            yield from self._text_or_tool_call(llama, plan, tally, plan.offered)
+            yield from self._text_or_tool_call(llama, plan, record, plan.offered)
             return
         if plan.tool is None:
             for piece in retried(
-                llama, plan.request, tally, retries=self.empty_retries, clean=held_until_text
+                llama, plan.request, record, retries=self.empty_retries, clean=held_until_text
             ):
                 yield piece, AIMessageChunk(content=piece)
             return
@@ -420,8 +420,8 @@ class LocalChatModel(BaseChatModel):
             return chunk
 
         if plan.shape is None:
-            tally.attempts += 1
-            for piece in completion_pieces(llama, plan.request, tally):
+            record.attempts += 1
+            for piece in completion_pieces(llama, plan.request, record):
                 yield piece, args_chunk(piece)
             return
         shape, texts = plan.shape, list[str]()
@@ -430,19 +430,19 @@ class LocalChatModel(BaseChatModel):
         def bounded(pieces: Iterator[str]) -> Iterator[str]:
             return trimmed(pieces, self.max_string_chars)
 
-        pieces = retried(llama, plan.request, tally, retries=self.empty_retries, clean=bounded)
+        pieces = retried(llama, plan.request, record, retries=self.empty_retries, clean=bounded)
         for piece in pieces:
             escaped = json.dumps(piece, ensure_ascii=False)[1:-1]
             yield piece, args_chunk(escaped if texts else opening + escaped)
             texts.append(piece)
-        text_finish = tally.finish_reason
-        value = self._choice(llama, plan, tally)
-        tally.finish_reason = text_finish
+        text_finish = record.finish_reason
+        value = self._choice(llama, plan, record)
+        record.finish_reason = text_finish
         closing = f'", {json.dumps(shape.choice_field)}: {json.dumps(value)}}}'
         yield "", args_chunk(closing if texts else opening + closing)
 
     def _text_or_tool_call(
-        self, llama: Any, plan: _Plan, tally: Tally, tools: list[dict[str, Any]]
+        self, llama: Any, plan: _Plan, record: CompletionRecord, tools: list[dict[str, Any]]
     ) -> Iterator[tuple[str, AIMessageChunk]]:
         """A text reply, or a tool call when the reply opens with a JSON object.
 
@@ -450,7 +450,7 @@ class LocalChatModel(BaseChatModel):
         written again from the same prompt under a grammar of calls to the bound tools.
         """
         pieces = retried(
-            llama, plan.request, tally, retries=self.empty_retries, clean=held_until_text
+            llama, plan.request, record, retries=self.empty_retries, clean=held_until_text
         )
         first = next(pieces, None)
         if first is None:
@@ -468,7 +468,7 @@ class LocalChatModel(BaseChatModel):
             "grammar": tool_call_grammar(json.dumps(tools, sort_keys=True), self.max_string_chars),
             "max_tokens": self.max_tool_tokens,
         }
-        text = "".join(completion_pieces(llama, request, tally))
+        text = "".join(completion_pieces(llama, request, record))
         call = parsed_tool_call(text, tools)
         if call is None:  # cut off by the token budget: the text as it came
             yield text, AIMessageChunk(content=text)
@@ -488,9 +488,9 @@ class LocalChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         plan = self._plan(messages, stop, kwargs)
         llama, lock = self.client()
-        tally = Tally()
+        record = CompletionRecord()
         with lock:
-            for text, chunk in self._chunks(llama, plan, tally):
+            for text, chunk in self._chunks(llama, plan, record):
                 generation = ChatGenerationChunk(message=chunk)
                 if run_manager and text:
                     run_manager.on_llm_new_token(text, chunk=generation)
@@ -498,17 +498,17 @@ class LocalChatModel(BaseChatModel):
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",
-                usage_metadata=tally.usage(),
+                usage_metadata=record.usage,
                 response_metadata={
                     "model_name": self.model_name,
                     "model_provider": "llama-cpp",
-                    "finish_reason": tally.finish_reason,
-                    "llama_seconds": tally.seconds,
-                    "attempts": tally.attempts,
+                    "finish_reason": record.finish_reason,
+                    "llama_seconds": record.seconds,
+                    "attempts": record.attempts,
                 },
                 chunk_position="last",
             ),
-            generation_info={"finish_reason": tally.finish_reason},
+            generation_info={"finish_reason": record.finish_reason},
         )
 
     def _generate(

@@ -1,7 +1,7 @@
 """One llama.cpp chat completion as a stream of text pieces, with its tokens and time.
 
 :func:`completion_pieces` runs a streamed ``create_chat_completion`` and adds what it
-cost to a :class:`Tally`; :func:`retried` asks again while a reply comes back empty;
+cost to a :class:`CompletionRecord`; :func:`retried` asks again while a reply comes back empty;
 :func:`held_until_text` and :func:`trimmed` clean a reply's pieces as they stream.
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from langchain_core.messages import BaseMessage, convert_to_openai_messages
-from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.ai import UsageMetadata, add_usage
 
 __all__ = [
-    "Tally",
+    "CompletionRecord",
     "chat_messages",
     "completion_pieces",
     "held_until_text",
@@ -26,14 +26,27 @@ __all__ = [
 ]
 
 
-@dataclass
-class Tally:
-    """What the llama.cpp completions of one model call added up to."""
+def _usage(prompt: int = 0, output: int = 0, cached: int = 0) -> UsageMetadata:
+    usage: dict[str, Any] = {
+        "input_tokens": prompt,
+        "output_tokens": output,
+        "total_tokens": prompt + output,
+    }
+    if cached:
+        usage["input_token_details"] = {"cache_read": cached}
+    return cast("UsageMetadata", usage)
 
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    """Prompt tokens not evaluated again (kept from, or restored to, an earlier prompt)."""
+
+@dataclass
+class CompletionRecord:
+    """What the llama.cpp completions of one model call did, besides the reply.
+
+    ``usage`` is LangChain's usage metadata (prompt tokens kept from, or restored to, an
+    earlier prompt count as ``input_token_details.cache_read``): the model call's
+    ``usage_metadata``, summed over its attempts.
+    """
+
+    usage: UsageMetadata = field(default_factory=_usage)
     seconds: float = 0.0
     """Time spent inside llama.cpp."""
     attempts: int = 0
@@ -41,16 +54,9 @@ class Tally:
     raw_text: str = ""
     """The text of the last completion, as sampled."""
 
-    def usage(self) -> UsageMetadata:
-        """The tally as LangChain usage metadata (cached tokens as ``cache_read``)."""
-        usage: dict[str, Any] = {
-            "input_tokens": self.prompt_tokens,
-            "output_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        }
-        if self.cached_tokens:
-            usage["input_token_details"] = {"cache_read": self.cached_tokens}
-        return cast("UsageMetadata", usage)
+    def add(self, *, prompt: int, output: int, cached: int) -> None:
+        """Add one completion's tokens to ``usage``."""
+        self.usage = add_usage(self.usage, _usage(prompt, output, cached))
 
 
 def chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
@@ -85,7 +91,7 @@ def chat_messages(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
 
 
 def completion_pieces(
-    llama: Any, request: dict[str, Any], tally: Tally
+    llama: Any, request: dict[str, Any], record: CompletionRecord
 ) -> Generator[str, None, None]:
     """Run one streamed llama.cpp completion, yielding its text as it is sampled.
 
@@ -97,7 +103,7 @@ def completion_pieces(
     Args:
         llama: A model from :func:`~spri_graph.models.llama.load_llama`.
         request: ``create_chat_completion`` or ``create_completion`` arguments.
-        tally: Where tokens, time and the finish reason are added.
+        record: Where tokens, time and the finish reason are added.
 
     Yields:
         The reply's text pieces.
@@ -105,36 +111,35 @@ def completion_pieces(
     complete = llama.create_completion if "prompt" in request else llama.create_chat_completion
     stream = complete(stream=True, **request)
     finish = "length"  # unless llama.cpp says otherwise: stopped by the caller
-    tally.raw_text = ""
+    record.raw_text = ""
     try:
         while True:
             started = time.perf_counter()
             part = next(stream, None)
-            tally.seconds += time.perf_counter() - started
+            record.seconds += time.perf_counter() - started
             if part is None:
                 break
             choice = part["choices"][0]
             finish = choice.get("finish_reason") or finish
             text = choice.get("text") or (choice.get("delta") or {}).get("content") or ""
             if text:
-                tally.raw_text += text
+                record.raw_text += text
                 yield text
     finally:
         started = time.perf_counter()
         stream.close()
-        tally.seconds += time.perf_counter() - started
+        record.seconds += time.perf_counter() - started
         counts = llama.counts
-        tally.prompt_tokens += counts.prompt_tokens
-        tally.cached_tokens += counts.reused_tokens
         # Sampling the end-of-generation token is not part of the completion.
-        tally.completion_tokens += counts.samples - (1 if counts.ended else 0)
-        tally.finish_reason = finish
+        output = counts.samples - (1 if counts.ended else 0)
+        record.add(prompt=counts.prompt_tokens, output=output, cached=counts.reused_tokens)
+        record.finish_reason = finish
 
 
 def retried(
     llama: Any,
     request: dict[str, Any],
-    tally: Tally,
+    record: CompletionRecord,
     *,
     retries: int,
     clean: Callable[[Iterator[str]], Iterator[str]],
@@ -147,7 +152,7 @@ def retried(
     Args:
         llama: A model from :func:`~spri_graph.models.llama.load_llama`.
         request: ``create_chat_completion`` arguments.
-        tally: Where tokens, time and attempts are added.
+        record: Where tokens, time and attempts are added.
         retries: Most retries.
         clean: Cleans the pieces (:func:`held_until_text` or :func:`trimmed`); a reply is
             empty when it yields nothing.
@@ -163,8 +168,8 @@ def retried(
                 "temperature": max(temperature, 0.2) + 0.4 * attempt,
                 "seed": -1 if seed == -1 else seed + attempt,
             }
-        tally.attempts += 1
-        pieces = completion_pieces(llama, request, tally)
+        record.attempts += 1
+        pieces = completion_pieces(llama, request, record)
         got_text = False
         try:
             for piece in clean(pieces):
