@@ -71,7 +71,13 @@ from spri_graph.evaluation.evaluators import (
     create_pairwise_evaluator,
     create_spri_evaluator,
 )
-from spri_graph.evaluation.metrics import Agreement, AgreementTable, agreement, agreement_by
+from spri_graph.evaluation.metrics import (
+    Agreement,
+    AgreementTable,
+    agreement,
+    agreement_by,
+    panel_agreement,
+)
 from spri_graph.evaluation.plots import plot_agreement
 from spri_graph.judges.absolute import add_judgment_stage, create_judge
 from spri_graph.judges.base import (
@@ -83,7 +89,7 @@ from spri_graph.judges.base import (
 )
 from spri_graph.judges.baselines import create_fixed_rubric_judge, create_vanilla_judge
 from spri_graph.judges.pairwise import PairwiseInput, PairwiseOutput, create_pairwise_judge
-from spri_graph.judges.panel import PanelOutput, create_judge_panel, panel_agreement
+from spri_graph.judges.panel import PanelOutput, create_judge_panel
 from spri_graph.judges.rubric import add_rubric_stage, create_rubric_graph
 from spri_graph.models import resolve_model
 from spri_graph.readers.rubric import GENERIC_RUBRIC, Rubric, parse_rubric

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from spri_graph.engine.prompts import SPRI_PROMPTS
+from spri_graph.engine.prompts import SPRI_PROMPTS, spri_headings
 from spri_graph.readers.frames import prompt_headings, strip_frames
 from spri_graph.readers.rubric import parse_rubric, read_rubric_fields
 from spri_graph.readers.scores import clean_text
 from tests.conftest import reference_dir
+
+SPRI = spri_headings()
 
 # Frames our prompts (past and present) put in front of a small model, as they show up at
 # the start of a line of its reply.
@@ -32,7 +34,7 @@ FRAMED = [
 
 @pytest.mark.parametrize("item", FRAMED, ids=[f"{i}-{r['writing']}" for i, r in enumerate(FRAMED)])
 def test_real_framed_replies_lose_their_frames(item: dict[str, str]) -> None:
-    cleaned = strip_frames(item["reply"], writing=item["writing"])
+    cleaned = strip_frames(item["reply"], SPRI, writing=item["writing"])
     assert cleaned == item["clean"]
     assert cleaned and not FRAMES.search(cleaned), cleaned
 
@@ -62,7 +64,9 @@ def _paper_texts() -> list[tuple[str, str]]:
 def test_the_papers_principles_and_responses_pass_unchanged() -> None:
     texts = _paper_texts()
     assert len(texts) > 400 and {kind for kind, _ in texts} == {"principles", "response"}
-    changed = [text for kind, text in texts if strip_frames(text, writing=kind) != clean_text(text)]
+    changed = [
+        text for kind, text in texts if strip_frames(text, SPRI, writing=kind) != clean_text(text)
+    ]
     assert changed == []
 
 
@@ -80,17 +84,22 @@ def test_the_papers_principles_and_responses_pass_unchanged() -> None:
 )
 def test_clean_answers_pass_unchanged(answer: str) -> None:
     writing = "principles" if answer.startswith("Principle") else "response"
-    assert strip_frames(answer, writing=writing) == clean_text(answer)
+    assert strip_frames(answer, SPRI, writing=writing) == clean_text(answer)
 
 
 def test_own_heading_is_a_frame_as_a_markdown_heading_or_alone() -> None:
-    assert strip_frames("### Principles: Be kind.", writing="principles") == "Be kind."
-    assert strip_frames("Be kind.\n### Principles:\nBe brief.", writing="principles") == "Be kind."
-    assert strip_frames("Principles:\nBe kind.", writing="principles") == "Principles:\nBe kind."
+    assert strip_frames("### Principles: Be kind.", SPRI, writing="principles") == "Be kind."
+    assert (
+        strip_frames("Be kind.\n### Principles:\nBe brief.", SPRI, writing="principles")
+        == "Be kind."
+    )
+    assert (
+        strip_frames("Principles:\nBe kind.", SPRI, writing="principles") == "Principles:\nBe kind."
+    )
 
 
 def test_a_reply_of_frames_alone_keeps_its_text() -> None:
-    assert strip_frames("### Question: Why rest?\n### Principles:") == "Why rest?"
+    assert strip_frames("### Question: Why rest?\n### Principles:", SPRI) == "Why rest?"
 
 
 def test_headings_come_from_the_prompts() -> None:

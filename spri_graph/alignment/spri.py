@@ -38,6 +38,7 @@ from spri_graph.engine.prompts import (
     SeedExample,
     format_seed_examples,
     resolve_prompts,
+    spri_headings,
 )
 from spri_graph.engine.steps import StageUsage, merge_usage, message_text
 from spri_graph.models import ModelSpec, resolve_model_cached
@@ -373,7 +374,9 @@ def _build(
             candidate_key=candidate_key,
             critiques_key=critiques_key,
             prompt_inputs=lambda state: _inputs(state, examples_section),
-            parse_candidate=lambda message: strip_frames(message_text(message), writing=name),
+            parse_candidate=lambda message: strip_frames(
+                message_text(message), spri_headings(), writing=name
+            ),
             resolve_model=resolve_model_cached,
             critic_tags=() if settings.stream_critiques else (TAG_NOSTREAM,),
             speculated_key=speculated,

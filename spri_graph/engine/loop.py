@@ -42,7 +42,7 @@ from spri_graph.engine.options import (
     is_transient_error,
     validate_loop_settings,
 )
-from spri_graph.engine.prompts import FORMAT_REMINDER, resolve_prompts
+from spri_graph.engine.prompts import FORMAT_REMINDER, resolve_prompts, spri_headings
 from spri_graph.engine.steps import (
     Discard,
     Join,
@@ -83,7 +83,7 @@ ModelResolver = Callable[[str], BaseChatModel | Runnable[Any, Any]]
 
 
 def _default_parse(message: BaseMessage) -> str:
-    return strip_frames(message_text(message))
+    return strip_frames(message_text(message), spri_headings())
 
 
 _STEPS = ("draft", "critique", "refine")

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from langchain_core.prompts import ChatPromptTemplate
+
+from spri_graph.readers.frames import Headings, prompt_headings
 
 __all__ = [
     "CHECKLIST_LAYOUT",
@@ -47,6 +50,7 @@ __all__ = [
     "rubric_format",
     "rubric_layout",
     "score_levels",
+    "spri_headings",
     "verdict_format",
 ]
 
@@ -202,6 +206,24 @@ def format_seed_examples(examples: Sequence[SeedExample] | None) -> str:
                 )
         blocks.append(f"### Question: {example['query']}\n### Principles: {example['principles']}")
     return "\nWrite principles in the style of these examples:\n\n" + "\n\n".join(blocks)
+
+
+@lru_cache(maxsize=1)
+def spri_headings() -> Headings:
+    r"""The headings the SPRI base model sees: its draft and refine prompts and their sections.
+
+    :func:`~spri_graph.readers.frames.strip_frames` takes out the frames a model copies
+    from them.
+
+    Example:
+        >>> from spri_graph.readers.frames import strip_frames
+        >>> strip_frames("Be kind.\n### Feedback: Too vague.", spri_headings())
+        'Be kind.'
+    """
+    seeds = format_seed_examples([{"query": "{query}", "principles": "{principles}"}])
+    sections = ["### Conversation so far:\n", "### Response Goal: {goal}", seeds]
+    writing = [p for key, p in SPRI_PROMPTS.items() if not key.endswith("_critique")]
+    return prompt_headings(writing, extra=sections)
 
 
 def resolve_prompts(

@@ -2,7 +2,8 @@
 
 Pearson and Spearman correlation (:mod:`scipy.stats`), mean absolute error and
 Krippendorff's alpha at the ordinal level (:mod:`krippendorff`), overall and grouped by a
-column. A pair whose human or judge score is missing or unreadable is dropped and counted,
+column, and for a judge panel and each of its members (:func:`panel_agreement`). A pair
+whose human or judge score is missing or unreadable is dropped and counted,
 never guessed. These need the ``metrics`` extra: ``pip install 'spri-graph[metrics]'``; the
 libraries are imported only when a metric is computed.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -42,6 +44,7 @@ __all__ = [
     "Resolution",
     "agreement",
     "agreement_by",
+    "panel_agreement",
     "read_score",
     "resolution",
 ]
@@ -234,6 +237,45 @@ def agreement(human: Iterable[Any], pred: Iterable[Any], *, parse: bool = False)
         mae=float(np.mean(np.abs(h_arr - p_arr))) if n else None,
         krippendorff_alpha=alpha,
     )
+
+
+def panel_agreement(
+    human: Sequence[Any], outputs: Sequence[Mapping[str, Any]]
+) -> dict[str, Agreement]:
+    """Agreement with human scores of a panel and of each of its judges.
+
+    Args:
+        human: Human scores, one per panel output.
+        outputs: The panel's outputs (:class:`PanelOutput`), in the same order.
+
+    Returns:
+        ``{"panel": Agreement, "<judge>": Agreement, ...}``; a judge's name that occurs
+        twice in the panel gets its position: ``"<judge> #2"``. Abstentions are dropped
+        and counted, as :func:`~spri_graph.agreement` does.
+
+    Raises:
+        ValueError: If ``human`` and ``outputs`` differ in length.
+        ImportError: If the ``metrics`` extra is not installed.
+    """
+    if len(human) != len(outputs):
+        raise ValueError(
+            f"human and outputs must pair up: got {len(human)} human scores and "
+            f"{len(outputs)} panel outputs"
+        )
+    result: dict[str, Agreement] = {
+        "panel": agreement(human, [out.get("score") for out in outputs])
+    }
+    judgments: list[Mapping[str, Any]] = next(
+        (out["judgments"] for out in outputs if out.get("judgments")), []
+    )
+    names = Counter(judgment["judge"] for judgment in judgments)
+    for i, judgment in enumerate(judgments):
+        name = (
+            judgment["judge"] if names[judgment["judge"]] == 1 else f"{judgment['judge']} #{i + 1}"
+        )
+        scores = [(out.get("scores") or [None] * len(judgments))[i] for out in outputs]
+        result[name] = agreement(human, scores)
+    return result
 
 
 def agreement_by(

@@ -14,7 +14,7 @@ cache must not remember it as one).
 ``-> judge (x N, concurrently) -> aggregate``
 
 Agreement with human scores, for the panel and for each judge, comes from the ``score`` and
-``scores`` outputs (or :func:`panel_agreement`)::
+``scores`` outputs (or :func:`~spri_graph.evaluation.metrics.panel_agreement`)::
 
     outs = [panel.invoke(record) for record in records]
     agreement(human, [out["score"] for out in outs])       # the panel
@@ -38,7 +38,6 @@ from typing_extensions import NotRequired, TypedDict, Unpack
 from spri_graph.engine.options import SPRIContext, spri_state_graph
 from spri_graph.engine.prompts import JUDGE_PROMPTS
 from spri_graph.engine.steps import StageUsage, Step, context_value, step_node, sum_usage
-from spri_graph.evaluation.metrics import Agreement, agreement
 from spri_graph.judges.base import JudgeInput, JudgeOptions, JudgeSettings, RubricOutput
 from spri_graph.judges.criteria import grader_for
 from spri_graph.judges.rubric import RUBRIC_PROMPTS, start_with_rubric
@@ -53,7 +52,6 @@ __all__ = [
     "PanelState",
     "aggregate_scores",
     "create_judge_panel",
-    "panel_agreement",
 ]
 
 Aggregate = Literal["mean", "median", "majority"]
@@ -149,45 +147,6 @@ def aggregate_scores(
         return float(statistics.median(readable))
     value, count = Counter(readable).most_common(1)[0]
     return value if count * 2 > len(readable) else None
-
-
-def panel_agreement(
-    human: Sequence[Any], outputs: Sequence[Mapping[str, Any]]
-) -> dict[str, Agreement]:
-    """Agreement with human scores of a panel and of each of its judges.
-
-    Args:
-        human: Human scores, one per panel output.
-        outputs: The panel's outputs (:class:`PanelOutput`), in the same order.
-
-    Returns:
-        ``{"panel": Agreement, "<judge>": Agreement, ...}``; a judge's name that occurs
-        twice in the panel gets its position: ``"<judge> #2"``. Abstentions are dropped
-        and counted, as :func:`~spri_graph.agreement` does.
-
-    Raises:
-        ValueError: If ``human`` and ``outputs`` differ in length.
-        ImportError: If the ``metrics`` extra is not installed.
-    """
-    if len(human) != len(outputs):
-        raise ValueError(
-            f"human and outputs must pair up: got {len(human)} human scores and "
-            f"{len(outputs)} panel outputs"
-        )
-    result: dict[str, Agreement] = {
-        "panel": agreement(human, [out.get("score") for out in outputs])
-    }
-    judgments: list[Mapping[str, Any]] = next(
-        (out["judgments"] for out in outputs if out.get("judgments")), []
-    )
-    names = Counter(judgment["judge"] for judgment in judgments)
-    for i, judgment in enumerate(judgments):
-        name = (
-            judgment["judge"] if names[judgment["judge"]] == 1 else f"{judgment['judge']} #{i + 1}"
-        )
-        scores = [(out.get("scores") or [None] * len(judgments))[i] for out in outputs]
-        result[name] = agreement(human, scores)
-    return result
 
 
 # --------------------------------------------------------------------------- nodes

@@ -5,7 +5,8 @@ A small chat model shown a prompt laid out under headings (``### Question:``,
 ``### Response:`` or ``Respond:``, restates ``### Question: ...`` on its first line, or goes
 on past the answer into a new ``### Question:`` or ``### Refined Response:`` frame of its
 own. :func:`strip_frames` takes out exactly those frames and nothing else. It knows only the
-headings of our own prompts (:func:`prompt_headings`, read from the prompt templates), and a
+headings of the prompts the model saw (:func:`prompt_headings`, read from the prompt
+templates; the SPRI prompts' are :func:`~spri_graph.engine.prompts.spri_headings`), and a
 reply without such a heading at the start of a line comes back as it went in (up to
 :func:`~spri_graph.readers.scores.clean_text`'s trimming).
 
@@ -18,11 +19,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 
 from langchain_core.prompts import ChatPromptTemplate
 
-from spri_graph.engine.prompts import SPRI_PROMPTS, format_seed_examples
 from spri_graph.readers.scores import clean_text
 
 __all__ = ["Headings", "prompt_headings", "strip_frames"]
@@ -126,21 +125,12 @@ def prompt_headings(prompts: Iterable[ChatPromptTemplate], extra: Iterable[str] 
     return Headings(heads, words, echoed, labels)
 
 
-@lru_cache(maxsize=1)
-def _spri_headings() -> Headings:
-    """The headings the base model sees: its draft and refine prompts, and their sections."""
-    seeds = format_seed_examples([{"query": "{query}", "principles": "{principles}"}])
-    sections = ["### Conversation so far:\n", "### Response Goal: {goal}", seeds]
-    writing = [p for key, p in SPRI_PROMPTS.items() if not key.endswith("_critique")]
-    return prompt_headings(writing, extra=sections)
-
-
 def _labels_item(body: str, heading: re.Match[str]) -> bool:
     """Whether a heading labels an item on its own line: bare, with text after the colon."""
     return not heading.group(1) and bool(body[heading.end() :].partition("\n")[0].strip())
 
 
-def strip_frames(text: str, headings: Headings | None = None, *, writing: str = "") -> str:
+def strip_frames(text: str, headings: Headings, *, writing: str = "") -> str:
     r"""``text`` without the prompt frames a model copied into it.
 
     Three kinds of frame go: a heading that opens the reply (``### Response:``,
@@ -157,7 +147,9 @@ def strip_frames(text: str, headings: Headings | None = None, *, writing: str = 
 
     Args:
         text: The model's reply.
-        headings: The prompts' headings; ``None`` for those of the SPRI prompts.
+        headings: The headings of the prompts the model saw
+            (:func:`prompt_headings`; the SPRI prompts':
+            :func:`~spri_graph.engine.prompts.spri_headings`).
         writing: The heading of what the reply is; ``""`` when every heading is a frame.
 
     Returns:
@@ -165,16 +157,19 @@ def strip_frames(text: str, headings: Headings | None = None, *, writing: str = 
         :func:`~spri_graph.readers.scores.clean_text`.
 
     Example:
-        >>> strip_frames("### Respond: Tell them early.\n### Refined Response:")
+        >>> prompt = ChatPromptTemplate.from_messages(
+        ...     [("human", "### Question: {query}\n### Principles:\n{principles}\n### Response:")])
+        >>> known = prompt_headings([prompt], extra=["### Refined Response:"])
+        >>> strip_frames("### Respond: Tell them early.\n### Refined Response:", known)
         'Tell them early.'
-        >>> strip_frames("### Question: How do I rest?\nSleep more.\n#Question: Why?")
+        >>> strip_frames("### Question: How do I rest?\nSleep more.\n#Question: Why?", known)
         'Sleep more.'
-        >>> strip_frames("Principle: Be kind.\nPrinciple: Be brief.", writing="principles")
+        >>> strip_frames("Principle: Be kind.\nPrinciple: Be brief.", known, writing="principles")
         'Principle: Be kind.\nPrinciple: Be brief.'
-        >>> strip_frames("Rest first.\n### Step 2: Sleep more.")
+        >>> strip_frames("Rest first.\n### Step 2: Sleep more.", known)
         'Rest first.\n### Step 2: Sleep more.'
     """
-    known = _spri_headings() if headings is None else headings
+    known = headings
     own = _stems(writing)[-1] if writing.strip() else None
     body = text.strip()
     while opening := _REPLY_HEADING.match(body):
