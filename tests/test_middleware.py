@@ -691,7 +691,9 @@ def test_a_wasted_early_call_is_not_waited_for_on_the_async_path() -> None:
 
     async def arun() -> tuple[dict[str, Any], bool]:
         out = await s.agent.ainvoke(ask(), thread())
-        return out, started.is_set() and not returned.is_set()
+        ended_first = started.is_set() and not returned.is_set()
+        release.set()  # the scripted call's thread ends; asyncio.run waits for its executor
+        return out, ended_first
 
     try:
         out, ended_before_the_early_call = asyncio.run(arun())
