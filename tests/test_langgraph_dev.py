@@ -258,7 +258,10 @@ def free_port() -> int:
 
 def server_env(proxy: str) -> dict[str, str]:
     drop = ("SPRI_", "OPENAI_", "LANGSMITH_", "LANGCHAIN_", "LANGGRAPH_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    # The llama.cpp thread count stays: the server shares the cores with the other test
+    # workers, and two threads waiting for each other on a busy core run several times slower.
+    keep = {"SPRI_LLAMA_THREADS"}
+    env = {k: v for k, v in os.environ.items() if k in keep or not k.startswith(drop)}
     env = {k: v for k, v in env.items() if "proxy" not in k.lower()}
     proxies = {
         name: proxy
