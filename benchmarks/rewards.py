@@ -199,25 +199,13 @@ def main() -> None:
         report("per-completion judge", judge, time.perf_counter() - start)
 
         make = create_async_spri_reward if asynchronous else create_spri_reward
-        reward = make(judge, max_iterations=1, max_concurrency=args.concurrency)
-        for epoch, label in ((1, "reward, cold cache"), (2, "reward, warm cache")):
-            prompts, completions = step(args.prompts, args.generations, epoch)
-            start = time.perf_counter()
-            if asynchronous:
-                asyncio.run(reward(prompts=prompts, completions=completions))
-            else:
-                reward(prompts=prompts, completions=completions)
-            report(label, judge, time.perf_counter() - start)
-
-        for grading in ("joint", "each"):
-            reward = make(
-                judge,
-                max_iterations=1,
-                max_concurrency=args.concurrency,
-                rubric_style="criteria",
-                criteria_grading=grading,
-            )
-            name = "one call" if grading == "joint" else "per criterion"
+        kinds: list[tuple[str, dict[str, Any]]] = [
+            ("reward", {}),
+            ("criteria, one call", {"rubric_style": "criteria", "criteria_grading": "joint"}),
+            ("criteria, per criterion", {"rubric_style": "criteria", "criteria_grading": "each"}),
+        ]
+        for name, options in kinds:
+            reward = make(judge, max_iterations=1, max_concurrency=args.concurrency, **options)
             for epoch, cache in ((1, "cold"), (2, "warm")):
                 prompts, completions = step(args.prompts, args.generations, epoch)
                 start = time.perf_counter()
@@ -225,7 +213,7 @@ def main() -> None:
                     asyncio.run(reward(prompts=prompts, completions=completions))
                 else:
                     reward(prompts=prompts, completions=completions)
-                report(f"criteria, {name}, {cache}", judge, time.perf_counter() - start)
+                report(f"{name}, {cache} cache", judge, time.perf_counter() - start)
 
 
 if __name__ == "__main__":
