@@ -168,7 +168,7 @@ def report(label: str, judge: LatencyJudge, seconds: float) -> None:
     rubric = sum(counts.get(k, 0) for k in ("rubric_draft", "checklist_draft", "rubric_critique"))
     grading = sum(counts.values()) - rubric
     print(
-        f"  {label:<30} {seconds:7.3f} s   model calls {rubric + grading:4d}"
+        f"  {label:<36} {seconds:7.3f} s   model calls {rubric + grading:4d}"
         f" (rubric {rubric:3d}, grading {grading:3d})"
     )
     judge.counts.clear()
