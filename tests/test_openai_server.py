@@ -108,8 +108,10 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def served(server_url: str) -> ChatOpenAI:
+    # Replies of 128 tokens at most: the 135M model writes up to any cap, and the tests check
+    # the wiring (function calling, usage, the loop), not the length.
     model = resolve_model(
-        ALIAS, base_url=server_url, temperature=0.2, max_tokens=256, seed=0, timeout=300
+        ALIAS, base_url=server_url, temperature=0.2, max_tokens=128, seed=0, timeout=300
     )
     assert isinstance(model, ChatOpenAI)
     return model
@@ -166,7 +168,7 @@ def test_spri_align_through_the_server(server_url: str) -> None:
             "--max-iterations",
             "1",
             "--max-tokens",
-            "256",
+            "128",
             "--json",
         ],
         capture_output=True,
