@@ -304,8 +304,7 @@ def _group_reader(count: int, scale: tuple[int, int]) -> Callable[[BaseMessage],
 
 
 def _read_graded(out: Mapping[str, Any]) -> list[Grading]:
-    results = out.get("criteria_results")
-    return [(out.get("score"), out.get("feedback") or "", None if results is None else results)]
+    return [(out.get("score"), out.get("feedback") or "", out.get("criteria_results"))]
 
 
 Rewarding = Generator[list[_Call], list[Any], list[float | None]]
@@ -488,10 +487,7 @@ class _SPRIRewardBase:
                 criteria, levels = rubric.render(), {}
             else:
                 criteria = rubric.criteria
-                levels = {
-                    str(level): getattr(rubric, f"score{level}_description", "")
-                    for level in range(low, high + 1)
-                }
+                levels = {str(level): text for level, text in rubric.levels.items()}
             rewards.append(reward)
             details.append(
                 RewardDetail(

@@ -169,19 +169,18 @@ def strip_frames(text: str, headings: Headings, *, writing: str = "") -> str:
         >>> strip_frames("Rest first.\n### Step 2: Sleep more.", known)
         'Rest first.\n### Step 2: Sleep more.'
     """
-    known = headings
     own = _stems(writing)[-1] if writing.strip() else None
     body = text.strip()
     while opening := _REPLY_HEADING.match(body):
-        head = known.head(opening.group(2), opening=True)
+        head = headings.head(opening.group(2), opening=True)
         if head is None or (head == own and not opening.group(1)):
             break
         rest = body[opening.end() :]
-        echoes = head in known.echoed and head != own
+        echoes = head in headings.echoed and head != own
         body = (rest.partition("\n")[2] if echoes else rest).strip()
     body = clean_text(body)
     for later in _REPLY_HEADING.finditer(body):
-        head = known.head(later.group(2))
+        head = headings.head(later.group(2))
         if later.start() == 0 or head is None or (head == own and _labels_item(body, later)):
             continue
         body = clean_text(body[: later.start()])
@@ -190,6 +189,6 @@ def strip_frames(text: str, headings: Headings, *, writing: str = "") -> str:
         return body
     return clean_text(
         _REPLY_HEADING.sub(
-            lambda m: "" if known.head(m.group(2), opening=True) else m.group(0), text
+            lambda m: "" if headings.head(m.group(2), opening=True) else m.group(0), text
         )
     )
