@@ -23,7 +23,6 @@ Run it alone with ``python -m tests.batch_server [--turnaround S]``: it prints i
 from __future__ import annotations
 
 import argparse
-import contextlib
 import email.parser
 import email.policy
 import hashlib
@@ -37,6 +36,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.stub_http import chat_completion, send_json
 
 __all__ = ["BatchServer", "scripted_reply"]
 
@@ -91,25 +92,14 @@ def completion(body: dict[str, Any]) -> dict[str, Any]:
     prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
     completion_tokens = len(text.split())
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:24]
-    return {
-        "id": f"chatcmpl-{digest}",
-        "object": "chat.completion",
-        "created": 1_700_000_000,
-        "model": body.get("model", "stub"),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+    return chat_completion(
+        body.get("model", "stub"),
+        text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        id=f"chatcmpl-{digest}",
+        created=1_700_000_000,
+    )
 
 
 @dataclass
@@ -273,13 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
     def _send(self, obj: Any, status: int = 200, raw: bytes | None = None) -> None:
-        data = raw if raw is not None else json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        with contextlib.suppress(OSError):  # the client is gone (a test killed it)
-            self.wfile.write(data)
+        send_json(self, obj, status, raw=raw)
 
     def do_POST(self) -> None:
         stub, path, data = self.stub, self.path.split("?")[0], self._body()

@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +19,7 @@ import pytest
 import spri_graph.models
 from spri_graph.cli import main
 from tests.fakes import ScriptedChatModel
+from tests.stub_http import send_json, serving
 
 QUERY = "How do I tell my team I am burning out?"
 SPRI = str(Path(sys.executable).parent / "spri")
@@ -368,11 +368,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.drop:
             self.connection.shutdown(socket.SHUT_RDWR)  # the connection dies mid-request
             return
-        self.send_response(self.server.status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(self.server.body)))
-        self.end_headers()
-        self.wfile.write(self.server.body)
+        send_json(self, None, self.server.status, raw=self.server.body)
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -380,14 +376,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[_Server]:
-    srv = _Server(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_Server(("127.0.0.1", 0), _Handler)) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def test_server_errors_are_one_line_exit_1(server: _Server) -> None:

@@ -19,6 +19,7 @@ import spri_graph.models
 from spri_graph.cli import main
 from tests.conftest import ROOT, reference_dir
 from tests.fakes import ScriptedChatModel
+from tests.stub_http import chat_completion, send_json, serving
 
 RUBRIC = "Criteria: Is the sum right?\nScore 1: Wrong sum.\nScore 5: Right sum, shown."
 
@@ -703,31 +704,10 @@ class _PanelHandler(BaseHTTPRequestHandler):
             self.server.calls.append((body["model"], kind))
             self.server.token_caps.add(body.get("max_tokens", body.get("max_completion_tokens")))
         words = len(text.split())
-        data = json.dumps(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": reply},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": words,
-                    "completion_tokens": 5,
-                    "total_tokens": words + 5,
-                },
-            }
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(
+            self,
+            chat_completion(body["model"], reply, prompt_tokens=words, completion_tokens=5),
+        )
 
 
 @pytest.fixture
@@ -736,14 +716,8 @@ def panel_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[PanelServer]:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    srv = PanelServer()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(PanelServer()) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def panel_args(server: PanelServer, *extra: str) -> list[str]:

@@ -20,6 +20,7 @@ import pytest
 
 from spri_graph.cli.progress import Progress
 from tests.fakes import all_text, spri_step
+from tests.stub_http import chat_completion, send_json, serving
 
 QUESTION = re.compile(r"question (?:\d+|[a-z])\b")
 
@@ -57,7 +58,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = QUESTION.search(all_text(body["messages"])).group(0)  # type: ignore[union-attr]
         time.sleep(self.server.delay)
         if query in self.server.reject:
-            self._send(400, {"error": {"message": "prompt rejected", "type": "invalid_request"}})
+            error = {"error": {"message": "prompt rejected", "type": "invalid_request"}}
+            send_json(self, error, 400)
             return
         refined = self.server.refine_even and int(query.split()[-1]) % 2 == 0
         prompt = str(body["messages"][-1]["content"])
@@ -73,48 +75,16 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             text = f"Answer to {query}."
         words_in = sum(len(str(m["content"]).split()) for m in body["messages"])
-        words_out = len(text.split())
-        self._send(
-            200,
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": words_in,
-                    "completion_tokens": words_out,
-                    "total_tokens": words_in + words_out,
-                },
-            },
+        reply = chat_completion(
+            body["model"], text, prompt_tokens=words_in, completion_tokens=len(text.split())
         )
-
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, reply)
 
 
 @pytest.fixture
 def server() -> Iterator[ChatServer]:
-    srv = ChatServer()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ChatServer()) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def spri_command() -> list[str]:

@@ -1,0 +1,73 @@
+"""What the tests' stub OpenAI servers on 127.0.0.1 share: serving, JSON replies, completions."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from socketserver import BaseServer
+from typing import Any, TypeVar
+
+__all__ = ["chat_completion", "send_json", "serving"]
+
+ServerT = TypeVar("ServerT", bound=BaseServer)
+
+
+@contextlib.contextmanager
+def serving(server: ServerT) -> Iterator[ServerT]:
+    """Serve ``server`` on a daemon thread for the block, then shut it down and close it."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def send_json(
+    handler: BaseHTTPRequestHandler, payload: Any, status: int = 200, *, raw: bytes | None = None
+) -> None:
+    """Reply ``payload`` as JSON (or the ``raw`` bytes) with ``status``.
+
+    A client that is gone (a test killed it) is not an error of the server.
+    """
+    data = raw if raw is not None else json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    with contextlib.suppress(OSError):
+        handler.wfile.write(data)
+
+
+def chat_completion(
+    model: str,
+    text: str,
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    id: str = "chatcmpl-1",
+    created: int = 0,
+) -> dict[str, Any]:
+    """An OpenAI ``chat.completion`` object answering with ``text``."""
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
