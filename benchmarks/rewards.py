@@ -11,7 +11,7 @@ Figures printed, for each way of scoring the step:
 * ``per-completion judge``: :func:`spri_graph.create_judge` run on every completion,
   so each completion gets its own rubric (P x G rubrics);
 * ``reward, cold cache``: :func:`spri_graph.rewards.create_spri_reward`, one rubric per
-  distinct prompt (rubric calls = 2 x P: a draft and its critique);
+  distinct prompt (rubrics written = P; rubric calls = 2 x P: a draft and its critique);
 * ``reward, warm cache``: the same reward on a later epoch (same prompts, new completions):
   no rubric call;
 * ``criteria, one call`` / ``criteria, per criterion``: the reward with
@@ -167,9 +167,10 @@ def report(label: str, judge: LatencyJudge, seconds: float) -> None:
     counts = dict(judge.counts)
     rubric = sum(counts.get(k, 0) for k in ("rubric_draft", "checklist_draft", "rubric_critique"))
     grading = sum(counts.values()) - rubric
+    written = counts.get("rubric_draft", 0) + counts.get("checklist_draft", 0)
     print(
         f"  {label:<36} {seconds:7.3f} s   model calls {rubric + grading:4d}"
-        f" (rubric {rubric:3d}, grading {grading:3d})"
+        f" (rubric {rubric:3d}, grading {grading:3d}); rubrics written {written:3d}"
     )
     judge.counts.clear()
 
