@@ -18,7 +18,6 @@ import pytest
 from fakes import ScriptedChatModel
 from langchain_core.prompts import ChatPromptTemplate
 from langgraph.types import CachePolicy, RetryPolicy
-from test_ray import ray_local  # noqa: F401 - the module's local Ray instance
 
 from spri_graph import (
     SPRIMiddleware,
@@ -183,7 +182,7 @@ def test_the_old_retries_name_still_works_with_a_warning(
 
 
 def test_synthesize_dataset_takes_checks_and_refuses_the_options(
-    ray_local: Any,  # noqa: F811 - the fixture imported above
+    ray_local: Any,
     built_settings: list[LoopSettings],
 ) -> None:
     from spri_graph.synthesis.ray import synthesize_dataset

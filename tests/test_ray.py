@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +26,6 @@ def failing_on_13(messages: Sequence[BaseMessage]) -> Any:
 def make_model() -> ScriptedChatModel:
     """Built on each Ray worker: the scripted model holds a lock, so it is not picklable."""
     return ScriptedChatModel([failing_on_13], cycle=True)
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    pythonpath = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_USAGE_STATS_ENABLED": "0"}},
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def test_every_record_comes_back_exactly_once(ray_local: Any) -> None:
