@@ -21,10 +21,17 @@ import sys
 from spri_graph import create_spri_graph, resolve_model
 
 
-def align(base_url: str, model_name: str, question: str, *, max_iterations: int = 1) -> dict:
+def align(
+    base_url: str,
+    model_name: str,
+    question: str,
+    *,
+    max_iterations: int = 1,
+    max_tokens: int = 256,
+) -> dict:
     """Run SPRI through the server at ``base_url`` and return the graph's output."""
     # $OPENAI_API_KEY is sent when set; local servers need none.
-    model = resolve_model(model_name, base_url=base_url, temperature=0.2, max_tokens=256)
+    model = resolve_model(model_name, base_url=base_url, temperature=0.2, max_tokens=max_tokens)
     graph = create_spri_graph(
         model, critic_output="structured", max_iterations=max_iterations
     ).compile()
