@@ -423,7 +423,7 @@ def test_align_with_no_model_configured_runs_the_local_model() -> None:
     # No --model: the default is the local model. Two critiques at most a stage (the default
     # four could take 16 model calls) and short replies keep the test's time bounded.
     done = subprocess.run(
-        [SPRI, "align", QUERY, "--json", "--max-iterations", "2", "--max-tokens", "128"],
+        [SPRI, "align", QUERY, "--json", "--max-iterations", "2", "--max-tokens", "48"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -446,7 +446,7 @@ def test_align_with_no_model_configured_runs_the_local_model() -> None:
 @pytest.mark.integration
 def test_align_live_layout_on_the_local_model() -> None:
     done = subprocess.run(
-        [SPRI, "align", QUERY, "--max-iterations", "1", "--max-tokens", "128"],
+        [SPRI, "align", QUERY, "--max-iterations", "1", "--max-tokens", "48"],
         capture_output=True,
         text=True,
         timeout=600,

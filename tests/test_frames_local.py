@@ -21,10 +21,8 @@ pytestmark = pytest.mark.integration
 
 QUESTIONS = [
     "How do I tell my team I am burning out?",
-    "How can I save money on groceries?",
     "Explain why the sky is blue to a child.",
     "My landlord will not return my deposit. What should I do?",
-    "How do I comfort someone whose pet died?",
 ]
 
 # The headings our prompts use (and earlier versions used), as a reply would copy them.
@@ -80,7 +78,7 @@ def test_synthesized_principles_and_answers_carry_no_frames(
 
 
 def test_rubric_levels_carry_no_frames(model: LocalChatModel) -> None:
-    graph = create_rubric_graph(model, max_iterations=1, critic_parse_retries=0).compile()
+    graph = create_rubric_graph(model, max_iterations=1, parse_retries=0).compile()
     for question in QUESTIONS:
         rubric = graph.invoke({"instruction": question})["rubric"]
         assert sorted(rubric.levels) == [1, 2, 3, 4, 5]

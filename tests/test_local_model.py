@@ -359,7 +359,7 @@ def test_empty_replies_are_asked_again(local: LocalChatModel) -> None:
 def test_spri_graph_on_the_local_model(local: LocalChatModel) -> None:
     local.client()
     loads = loaded_llama_count()
-    short = local.model_copy(update={"max_tokens": 128})  # same loaded model, shorter replies
+    short = local.model_copy(update={"max_tokens": 48})  # same loaded model, shorter replies
     graph = create_spri_graph(short, max_iterations=2).compile()
     out = graph.invoke({"query": QUERY})
     assert out["principles"].strip() and out["response"].strip()
