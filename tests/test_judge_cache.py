@@ -16,8 +16,12 @@ from spri_graph import (
     SPRIContext,
     create_fixed_rubric_judge,
     create_judge,
+    create_judge_panel,
+    create_pairwise_judge,
+    create_principles_graph,
     create_rubric_graph,
     create_spri_evaluator,
+    create_spri_graph,
     create_vanilla_judge,
 )
 from spri_graph.engine.caching import judge_cache
@@ -249,6 +253,29 @@ def test_per_run_models_are_part_of_the_key(monkeypatch: pytest.MonkeyPatch) -> 
     assert graph.invoke(INPUT)["score"] == 4.0
     out = graph.invoke(INPUT, context=SPRIContext(model="other:model"))
     assert named.calls and out["score"] == 2.0
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        create_judge,
+        create_rubric_graph,
+        create_vanilla_judge,
+        create_fixed_rubric_judge,
+        create_pairwise_judge,
+        lambda model, **options: create_judge_panel([model, model], **options),
+        create_spri_graph,
+        create_principles_graph,
+    ],
+)
+def test_a_graph_with_a_cache_policy_draws_as_without(factory: Any) -> None:
+    # get_graph() steps through the graph from an empty state, so each node's cache key is
+    # computed from a state that has none of the prompt's inputs.
+    model = judge_model()
+    cached = factory(model, cache_policy=CachePolicy()).compile(cache=judge_cache())
+    plain = factory(model).compile()
+    assert cached.get_graph().draw_mermaid() == plain.get_graph().draw_mermaid()
+    assert model.calls == []
 
 
 @pytest.mark.parametrize("factory", [create_vanilla_judge, create_fixed_rubric_judge])

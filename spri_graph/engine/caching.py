@@ -129,8 +129,14 @@ def prompt_cache_policy(
     identity = model_identity(model)
 
     def key(state: Mapping[str, Any]) -> str:
-        inputs = prompt_inputs(state)
-        messages = [message.model_dump_json() for message in prompt.format_messages(**inputs)]
+        try:
+            inputs = prompt_inputs(state)
+            messages = [m.model_dump_json() for m in prompt.format_messages(**inputs)]
+        except KeyError:
+            # A state without the prompt's inputs, e.g. while ``get_graph()`` steps through
+            # the graph from an empty state to draw it; the node itself fails on such a
+            # state, so nothing is ever cached under this key.
+            return json.dumps([node, identity, extra, dict(state)], default=str, sort_keys=True)
         return json.dumps([node, identity, extra, messages, inputs], default=str, sort_keys=True)
 
     return CachePolicy(key_func=key, ttl=cache_policy.ttl)

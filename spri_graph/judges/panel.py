@@ -209,7 +209,9 @@ def _cache_policy(
         return None
 
     def key(state: Mapping[str, Any]) -> str:
-        member_key = members[state["judge"]].cache_key
+        # No "judge" index while get_graph() steps through the graph to draw it.
+        index = state.get("judge")
+        member_key = None if index is None else members[index].cache_key
         return "" if member_key is None else member_key(state)
 
     return CachePolicy(key_func=key, ttl=cache_policy.ttl)
