@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,18 +9,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = Path(os.environ.get("SPRI_REFERENCE", ROOT.parent / "shared" / "reference"))
 
-# Test modules whose tests share a server, process pool or cache, by the fixture they share.
-# Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the modules of one
-# fixture run whole, in order, on one worker, so its server starts once per run; the other
-# tests are handed out one at a time. (xdist's own ``xdist_group`` marks are not used: with
+# Test modules whose tests share a module-scoped server, process pool or cache (named here).
+# Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) each of these modules
+# runs whole, in order, on one worker, so its server starts once per run; the other tests
+# are handed out one at a time. (xdist's own ``xdist_group`` marks are not used: with
 # pytest 9.2 and xdist 3.8 they are silently ignored, pytest-xdist#1386.)
 SHARED_SERVER_MODULES = {
-    "tests/test_langgraph_dev.py": "dev_server",  # a langgraph dev server
-    "tests/test_openai_server.py": "server_url",  # a llama_cpp.server
-    "tests/test_ray.py": "ray_local",  # a local Ray instance (session-scoped, below)
-    "tests/test_options.py": "ray_local",
-    "tests/test_packaging.py": "installed",  # the wheel built and installed in a virtualenv
-    "tests/test_judge_local.py": "cache_file",  # the CLI, graph and evaluator share gradings
+    "tests/test_langgraph_dev.py": "dev_server: a langgraph dev server",
+    "tests/test_openai_server.py": "server_url: a llama_cpp.server",
+    "tests/test_ray.py": "ray_local: a local Ray instance",
+    "tests/test_packaging.py": "installed: the wheel built and installed in a virtualenv",
+    "tests/test_judge_local.py": "cache_file: the CLI, graph and evaluator share gradings",
 }
 
 
@@ -31,26 +29,6 @@ SHARED_SERVER_MODULES = {
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.setdefault("SPRI_LLAMA_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
-
-
-@pytest.fixture(scope="session")
-def ray_local() -> Iterator[Any]:
-    """A local Ray instance, started once per test process (see SHARED_SERVER_MODULES)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    pythonpath = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_USAGE_STATS_ENABLED": "0"}},
-    )
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
 
 
 def reference_dir(name: str) -> Path:
@@ -108,7 +86,7 @@ def is_slow(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup``: one work unit per test, or per fixture in SHARED_SERVER_MODULES."""
+    """``--dist loadgroup``: one work unit per test, or per module in SHARED_SERVER_MODULES."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
@@ -117,7 +95,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             scope = super()._split_scope(nodeid)
             module = nodeid.split("::", 1)[0]
-            shared = SHARED_SERVER_MODULES.get(module)
-            return shared if scope == nodeid and shared is not None else scope
+            return module if scope == nodeid and module in SHARED_SERVER_MODULES else scope
 
     return SharedServerScheduling(config, log)

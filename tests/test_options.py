@@ -132,7 +132,7 @@ def built_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[LoopSetting
     yield built
 
 
-def _value(entry: str, name: str) -> Any:
+def option_value(entry: str, name: str) -> Any:
     return _prompts_for(entry) if name == "prompts" else NON_DEFAULT[name]
 
 
@@ -141,7 +141,7 @@ def _value(entry: str, name: str) -> Any:
 def test_each_entry_point_takes_each_shared_option(
     entry: str, name: str, tmp_path: Path, built_settings: list[LoopSettings]
 ) -> None:
-    value = _value(entry, name)
+    value = option_value(entry, name)
     ENTRY_POINTS[entry](tmp_path)(**{name: value})
     assert any(getattr(settings, name) == value for settings in built_settings), name
 
@@ -176,29 +176,6 @@ def test_the_old_retries_name_still_works_with_a_warning(
     with pytest.warns(DeprecationWarning, match="critic_parse_retries= is deprecated"):
         create_spri_graph(_model(), critic_parse_retries=0)  # type: ignore[call-arg]
     assert built_settings[-1].parse_retries == 0
-
-
-# --------------------------------------------------------------------------- Ray
-
-
-def test_synthesize_dataset_takes_checks_and_refuses_the_options(
-    ray_local: Any,
-    built_settings: list[LoopSettings],
-) -> None:
-    from spri_graph.synthesis.ray import synthesize_dataset
-
-    ds = ray_local.data.from_items([{"id": 1, "instruction": "question 1"}])
-    for name in SHARED:
-        value = _value("create_spri_graph", name)
-        if name == "critic_model":
-            value = "openai:gpt-4o-mini"  # sent to the workers as a string
-        synthesize_dataset(ds, model="local", **{name: value})
-        assert any(getattr(s, name) == value for s in built_settings), name
-    with pytest.raises(TypeError, match="unexpected keyword argument 'treshold'"):
-        synthesize_dataset(ds, model="local", treshold=4)
-    for name, bad in BAD.items():
-        with pytest.raises(ValueError, match=f"^{name} must be"):
-            synthesize_dataset(ds, model="local", **{name: bad})
 
 
 # --------------------------------------------------------------------------- the CLI

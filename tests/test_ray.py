@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_core.messages import BaseMessage
 
+from spri_graph.engine.options import LoopSettings
 from tests.fakes import ScriptedChatModel
+from tests.test_options import BAD, SHARED, built_settings, option_value  # noqa: F401
 from tests.test_synthesize import query_of, reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +29,25 @@ def failing_on_13(messages: Sequence[BaseMessage]) -> Any:
 def make_model() -> ScriptedChatModel:
     """Built on each Ray worker: the scripted model holds a lock, so it is not picklable."""
     return ScriptedChatModel([failing_on_13], cycle=True)
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    pythonpath = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        runtime_env={"env_vars": {"PYTHONPATH": pythonpath, "RAY_USAGE_STATS_ENABLED": "0"}},
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
 
 
 def test_every_record_comes_back_exactly_once(ray_local: Any) -> None:
@@ -79,3 +101,25 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ImportError, match=r"pip install 'spri-graph\[ray\]'"):
         synthesize_dataset(object(), model="openai:gpt-4o-mini")  # type: ignore[arg-type]
+
+
+# The shared loop options reach synthesize_dataset as they reach every other entry point
+# (tests/test_options.py); here, on this module's Ray instance.
+def test_synthesize_dataset_takes_checks_and_refuses_the_options(
+    ray_local: Any,
+    built_settings: list[LoopSettings],  # noqa: F811 - the fixture imported above
+) -> None:
+    from spri_graph.synthesis.ray import synthesize_dataset
+
+    ds = ray_local.data.from_items([{"id": 1, "instruction": "question 1"}])
+    for name in SHARED:
+        value = option_value("create_spri_graph", name)
+        if name == "critic_model":
+            value = "openai:gpt-4o-mini"  # sent to the workers as a string
+        synthesize_dataset(ds, model="local", **{name: value})
+        assert any(getattr(s, name) == value for s in built_settings), name
+    with pytest.raises(TypeError, match="unexpected keyword argument 'treshold'"):
+        synthesize_dataset(ds, model="local", treshold=4)
+    for name, bad in BAD.items():
+        with pytest.raises(ValueError, match=f"^{name} must be"):
+            synthesize_dataset(ds, model="local", **{name: bad})
