@@ -22,7 +22,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 from pydantic import BaseModel, Field
 
-from spri_graph import create_spri_graph, resolve_model
+from spri_graph import resolve_model
 from spri_graph.engine.prompts import SPRI_PROMPTS
 from spri_graph.models import (
     LocalChatModel,
@@ -353,27 +353,7 @@ def test_empty_replies_are_asked_again(local: LocalChatModel) -> None:
     assert message.usage_metadata["input_tokens"] > 0
 
 
-# --------------------------------------------------------------------------- SPRI graph
-
-
-def test_spri_graph_on_the_local_model(local: LocalChatModel) -> None:
-    local.client()
-    loads = loaded_llama_count()
-    short = local.model_copy(update={"max_tokens": 48})  # same loaded model, shorter replies
-    graph = create_spri_graph(short, max_iterations=2).compile()
-    out = graph.invoke({"query": QUERY})
-    assert out["principles"].strip() and out["response"].strip()
-    for stage, key in (("principles", "principle_critiques"), ("response", "response_critiques")):
-        critiques = out[key]
-        assert 1 <= len(critiques) <= 2
-        # The local critic is structured by default: every critique carries a score.
-        assert all(c.score in (1, 2, 3, 4, 5) for c in critiques)
-        usage = out["usage"][stage]
-        assert usage["critic_calls"] == len(critiques)
-        assert usage["model_calls"] == len(critiques)  # one draft, then one refine per retry
-        assert usage["output_tokens"] > 0
-    assert loaded_llama_count() == loads  # every call used the model already loaded
-    print(json.dumps(out["usage"]))
+# --------------------------------------------------------------------------- grammar, seed, weights
 
 
 def test_json_grammar_strings_hold_at_most_max_string_chars(local: LocalChatModel) -> None:

@@ -15,7 +15,12 @@ from typing import Any
 import pytest
 
 from spri_graph import create_spri_graph
-from spri_graph.models import LocalChatModel, load_local_model, local_model_available
+from spri_graph.models import (
+    LocalChatModel,
+    load_local_model,
+    loaded_llama_count,
+    local_model_available,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +49,16 @@ def test_speculative_equals_sequential_on_the_embedded_model(
 ) -> None:
     sequential = run(local, speculative=False, threshold=threshold, use_async=False)
     assert sequential["principles"].strip() and sequential["response"].strip()
+    loads = loaded_llama_count()
+    for stage, key in (("principles", "principle_critiques"), ("response", "response_critiques")):
+        critiques = sequential[key]
+        assert 1 <= len(critiques) <= 2
+        # The local critic is structured by default: every critique carries a score.
+        assert all(c["score"] in (1, 2, 3, 4, 5) for c in critiques)
+        usage = sequential["usage"][stage]
+        # One draft, then one refine per critique that asked for one.
+        assert usage["critic_calls"] == usage["model_calls"] == len(critiques)
+        assert usage["output_tokens"] > 0
     refined = len(sequential["principle_critiques"]) > 1
     assert refined == (threshold == 5 and sequential["principle_critiques"][0]["score"] < 5)
     for use_async in (False, True):
@@ -54,3 +69,4 @@ def test_speculative_equals_sequential_on_the_embedded_model(
         assert speculative["response_critiques"] == sequential["response_critiques"]
         # The early draft was dropped (and its cost counted) when the principles were refined.
         assert ("speculation" in speculative["usage"]) is refined, use_async
+    assert loaded_llama_count() == loads  # every run used the model already loaded
