@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.stub_http import chat_completion, send_json
+from tests.stub_http import POLL_INTERVAL, chat_completion, send_json
 
 __all__ = ["BatchServer", "scripted_reply"]
 
@@ -156,7 +156,9 @@ class BatchServer:
 
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._http.daemon_threads = True
-        threading.Thread(target=self._http.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._http.serve_forever, args=(POLL_INTERVAL,), daemon=True
+        ).start()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,11 @@ from http.server import BaseHTTPRequestHandler
 from socketserver import BaseServer
 from typing import Any, TypeVar
 
-__all__ = ["chat_completion", "send_json", "serving"]
+__all__ = ["POLL_INTERVAL", "chat_completion", "send_json", "serving"]
+
+POLL_INTERVAL = 0.02
+"""Seconds between the serving thread's checks for shutdown (``serve_forever``'s default
+of 0.5 would make every test that stops a server wait up to half a second)."""
 
 ServerT = TypeVar("ServerT", bound=BaseServer)
 
@@ -18,7 +22,7 @@ ServerT = TypeVar("ServerT", bound=BaseServer)
 @contextlib.contextmanager
 def serving(server: ServerT) -> Iterator[ServerT]:
     """Serve ``server`` on a daemon thread for the block, then shut it down and close it."""
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(POLL_INTERVAL,), daemon=True).start()
     try:
         yield server
     finally:

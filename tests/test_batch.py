@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from langchain_openai import ChatOpenAI
 
+from spri_graph.cli import main
 from spri_graph.synthesis import asynthesize, synthesize
 from spri_graph.synthesis.batch import BatchSettings, batch_state_path
 from tests.batch_server import BatchServer
@@ -249,14 +250,20 @@ def test_a_model_without_a_batch_api_is_refused_before_any_record(tmp_path: Path
     ],
 )
 def test_cli_bad_batch_input_is_one_line_and_exit_2(
-    extra: list[str], message: str, tmp_path: Path
+    extra: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     inp, out = tmp_path / "in.jsonl", tmp_path / "sft.jsonl"
     inp.write_text(json.dumps(RECORDS[0]) + "\n")
-    args = _cli(inp, out, "http://127.0.0.1:9/v1")
+    args = _cli(inp, out, "http://127.0.0.1:9/v1")[3:]  # after "python -m spri_graph.cli"
     if "--model" in extra:
         args = args[: args.index("--model")]
-    result = subprocess.run([*args, *extra], env=_env(), capture_output=True, text=True)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    # In this process: the command ends before any model call (the installed script's own
+    # error output is tested in tests/test_cli_align.py).
+    try:
+        code = main([*args, *extra])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and message in err, err
     assert not out.exists() and not batch_state_path(out).exists()

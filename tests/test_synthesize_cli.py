@@ -1,4 +1,5 @@
-"""`spri synthesize` end to end: a real subprocess, an OpenAI-compatible server on 127.0.0.1."""
+"""`spri synthesize` end to end against an OpenAI-compatible server on 127.0.0.1: real subprocesses
+for signals and resumes, the command's `main` in this process for summaries and flags."""
 
 from __future__ import annotations
 
@@ -120,9 +121,9 @@ def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
 def main_in_process(
     args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> subprocess.CompletedProcess[str]:
-    """``run_cli`` for error paths, which end before any model call: the command's ``main``
-    runs in this process (the installed script's own error output is tested in
-    tests/test_cli_align.py)."""
+    """``run_cli`` in this process, for runs whose process is not what the test is about
+    (error paths, summaries, flags); the installed script's own error output is tested in
+    tests/test_cli_align.py, and signals and resumes here with ``run_cli``."""
     from spri_graph.cli import main
 
     capsys.readouterr()
@@ -250,9 +251,13 @@ def test_sigkill_with_both_formats_then_resume_keeps_each_file_exactly_once(
     assert "preference pairs:" in again.stdout
 
 
-def test_method_and_target_on_the_cli(server: ChatServer, tmp_path: Path) -> None:
+def test_method_and_target_on_the_cli(
+    server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src, out = write_input(tmp_path / "in.jsonl", 6), tmp_path / "out.jsonl"
-    done = run_cli(synthesize_args(server, src, out, "--method", "direct", "--target", "4"))
+    done = main_in_process(
+        synthesize_args(server, src, out, "--method", "direct", "--target", "4"), capsys
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 4 and all(line["principles"] == "" for line in lines)
@@ -305,9 +310,11 @@ def test_ctrl_c_stops_cleanly_keeping_finished_lines(
     assert sorted(output_ids(out)) == sorted(f"r{i}" for i in range(80))
 
 
-def test_full_run_prints_a_summary(server: ChatServer, tmp_path: Path) -> None:
+def test_full_run_prints_a_summary(
+    server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src, out = write_input(tmp_path / "in.jsonl", 10), tmp_path / "out.jsonl"
-    done = run_cli(synthesize_args(server, src, out, "--concurrency", "3"))
+    done = main_in_process(synthesize_args(server, src, out, "--concurrency", "3"), capsys)
     assert done.returncode == 0, done.stderr
     assert "synthesis done: 10 written, 0 failed, 0 already done" in done.stdout
     assert "model calls: 40 (20 base, 20 critic)" in done.stdout
@@ -318,24 +325,26 @@ def test_full_run_prints_a_summary(server: ChatServer, tmp_path: Path) -> None:
     assert row["messages"][0]["role"] == "user" and row["messages"][1]["role"] == "assistant"
     assert row["usage"]["principles"]["input_tokens"] > 0
 
-    rerun = run_cli(synthesize_args(server, src, out))
+    rerun = main_in_process(synthesize_args(server, src, out), capsys)
     assert rerun.returncode == 0 and "0 written, 0 failed, 10 already done" in rerun.stdout
     assert server.requests == 40
 
 
-def test_max_tokens_caps_every_request(server: ChatServer, tmp_path: Path) -> None:
+def test_max_tokens_caps_every_request(
+    server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src, out = write_input(tmp_path / "in.jsonl", 3), tmp_path / "out.jsonl"
-    done = run_cli(synthesize_args(server, src, out, "--max-tokens", "48"))
+    done = main_in_process(synthesize_args(server, src, out, "--max-tokens", "48"), capsys)
     assert done.returncode == 0, done.stderr
     assert server.requests == 12 and server.token_caps == {48}
 
 
 def test_failing_records_go_to_the_errors_file_and_exit_1(
-    server: ChatServer, tmp_path: Path
+    server: ChatServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.reject = {"question 3"}
     src, out = write_input(tmp_path / "in.jsonl", 6), tmp_path / "out.jsonl"
-    done = run_cli(synthesize_args(server, src, out, "--id-field", "id"))
+    done = main_in_process(synthesize_args(server, src, out, "--id-field", "id"), capsys)
     assert done.returncode == 1
     assert "5 written, 1 failed" in done.stdout
     errors = [json.loads(line) for line in (tmp_path / "out.errors.jsonl").read_text().splitlines()]
