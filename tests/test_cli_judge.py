@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -833,16 +832,21 @@ def test_panel_argument_errors_are_one_line(
 # --------------------------------------------------------------------------- local model
 
 
-def spri_judge(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SPRI_MODEL", "OPENAI_BASE_URL")}
-    command = [sys.executable, "-m", "spri_graph.cli", "judge", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+def spri_judge(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``spri judge ARGS`` in this process (no SPRI_MODEL: the embedded model)."""
+    capsys.readouterr()
+    code = main(["judge", *args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["spri", "judge", *args], code, out.out, out.err)
 
 
 @pytest.mark.integration
-def test_judge_max_tokens_caps_every_reply_of_the_local_model() -> None:
+def test_judge_max_tokens_caps_every_reply_of_the_local_model(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     # Text critiques and grading, so every call is a text reply that --max-tokens caps.
     done = spri_judge(
+        capsys,
         *("--instruction", "Give one tip for sleeping better.", "--response", "Go to bed early."),
         *("--max-iterations", "1", "--max-tokens", "24", "--json"),
         *("--critic-output", "text", "--judge-output", "text"),
@@ -856,8 +860,9 @@ def test_judge_max_tokens_caps_every_reply_of_the_local_model() -> None:
 
 
 @pytest.mark.integration
-def test_judge_shows_each_stage_on_the_local_model() -> None:
+def test_judge_shows_each_stage_on_the_local_model(capsys: pytest.CaptureFixture[str]) -> None:
     done = spri_judge(
+        capsys,
         *("--instruction", "What is the capital of France?", "--response", "Paris."),
         *("--max-iterations", "1", "--max-tokens", "96"),
     )

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -653,43 +652,32 @@ def test_spri_judge_pairwise_bad_file_fails_before_any_model_call(
     assert cli_model.calls == []
 
 
-def test_spri_judge_help_lists_the_pairwise_options() -> None:
-    import subprocess
+def test_spri_judge_help_lists_the_pairwise_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from spri_graph.cli import main
 
-    from tests.conftest import ROOT
-
-    done = subprocess.run(
-        [sys.executable, "-m", "spri_graph.cli", "judge", "--help"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    help_text = " ".join(done.stdout.split())
+    with pytest.raises(SystemExit) as done:
+        main(["judge", "--help"])
+    assert done.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
     for option in ("--pairwise", "--response-a TEXT", "--response-b TEXT", "--on-disagreement"):
         assert option in help_text
     assert "judge_winner ('A', 'B', 'tie' or null)" in help_text
 
 
 @pytest.mark.integration
-def test_spri_judge_pairwise_from_the_command_line_on_the_local_model() -> None:
-    import subprocess
-
+def test_spri_judge_pairwise_from_the_command_line_on_the_local_model(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from spri_graph.cli import main
     from spri_graph.models import local_model_available
-    from tests.conftest import ROOT
 
     if not local_model_available():
         pytest.skip("the embedded local model is not installed (spri-graph[local])")
-    done = subprocess.run(
-        [sys.executable, "-m", "spri_graph.cli", "judge", "--pairwise", *PAIR]
-        + ["--model", "local", "--max-iterations", "1", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=900,
+    capsys.readouterr()
+    code = main(
+        ["judge", "--pairwise", *PAIR, "--model", "local", "--max-iterations", "1", "--json"]
     )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    assert code == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
     assert result["winner"] in ("A", "B", "tie")
     assert all(v["winner"] in ("A", "B") for v in result["verdicts"])  # structured verdicts
