@@ -9,6 +9,11 @@ QUESTION ?= How do I tell my team I am burning out?
 # (--dist loadgroup, see tests/conftest.py); the 15 slowest tests are listed at the end.
 WORKERS ?= auto
 PYTEST_ARGS ?=
+# The suite starts many Python processes (CLI runs, servers, notebook kernels). They keep
+# their byte code, pytest's rewritten test modules too, under the virtualenv rather than
+# beside the sources, so none compiles again what another already did, whatever
+# PYTHONDONTWRITEBYTECODE says in the calling shell.
+TEST_ENV = PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(1)/pycache
 
 .PHONY: demo test lint typecheck format dist bench clean
 
@@ -37,7 +42,7 @@ demo: $(VENV)/.installed-local
 
 # Lint and type check first, then every test: unit tests, doctests, notebooks, integration.
 test: lint
-	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS) && $(MAKE) test-train
+	$(call TEST_ENV,$(VENV)) $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS) && $(MAKE) test-train
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check spri_graph tests benchmarks examples
@@ -70,7 +75,7 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 
 # GRPO and SFT for a few steps on a tiny policy, the embedded model as the SPRI judge.
 test-train: $(TRAIN_VENV)/.installed
-	SPRI_TRAIN_TESTS=1 $(TRAIN_VENV)/bin/python -m pytest -o addopts='-ra --strict-markers' --durations=5 tests/training
+	$(call TEST_ENV,$(TRAIN_VENV)) SPRI_TRAIN_TESTS=1 $(TRAIN_VENV)/bin/python -m pytest -o addopts='-ra --strict-markers' --durations=5 tests/training
 
 bench-rewards: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/rewards.py

@@ -21,7 +21,6 @@ pytestmark = pytest.mark.integration
 
 QUESTIONS = [
     "How do I tell my team I am burning out?",
-    "Explain why the sky is blue to a child.",
     "My landlord will not return my deposit. What should I do?",
 ]
 

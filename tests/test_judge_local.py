@@ -5,11 +5,11 @@ settings the local model grades and writes rubrics as structured output, so ever
 judgment has a score on its scale and an instance-specific rubric (never the generic
 fallback). One refinement round at most keeps the run short.
 
-The same three pairs go through ``spri judge --json``, the judge graph and the evaluator. The
-runs share one SQLite node cache, so when the module runs as a whole the model grades each
-pair once (in the CLI test, which runs first) and the graph and the evaluator re-read those
-gradings; a test run alone runs the model itself. The refinement paths are covered with
-scripted models in test_judge.py.
+The same two pairs go through ``spri judge --json``, the judge graph and the evaluator. The
+runs share one SQLite node cache and one test process (tests/conftest.py), so when the
+module runs as a whole the model grades each pair once (in the CLI test, which runs first)
+and the graph and the evaluator re-read those gradings; a test run alone runs the model
+itself. The refinement paths are covered with scripted models in test_judge.py.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ pytestmark = [
 
 PAIRS = [
     ("Give one tip for sleeping better.", "Keep a regular bedtime, even on weekends."),
-    ("What is the capital of France?", "Paris."),
     ("Write a haiku about rain.", "Soft rain on the roof / the garden drinks slowly / grey sky"),
 ]
 
@@ -64,7 +63,7 @@ def check_rubric(rubric: Rubric) -> None:
     assert not set(rubric.descriptions) & set(GENERIC_RUBRIC.descriptions)
 
 
-def test_spri_judge_json_scores_three_pairs_with_no_configuration(
+def test_spri_judge_json_scores_two_pairs_with_no_configuration(
     cache_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for instruction, response in PAIRS:
@@ -76,7 +75,7 @@ def test_spri_judge_json_scores_three_pairs_with_no_configuration(
         check_rubric(Rubric(**out["rubric"]))
 
 
-def test_default_judge_scores_three_pairs(local: object, cache_file: Path) -> None:
+def test_default_judge_scores_two_pairs(local: object, cache_file: Path) -> None:
     graph = create_judge(local, max_iterations=1, cache_policy=CachePolicy())
     outs = graph.compile(cache=judge_cache(cache_file)).batch(
         [{"instruction": instruction, "response": response} for instruction, response in PAIRS]
@@ -94,7 +93,7 @@ def test_default_judge_scores_three_pairs(local: object, cache_file: Path) -> No
             assert usage["output_tokens"] > 0
 
 
-def test_async_evaluator_scores_three_pairs(local: object, cache_file: Path) -> None:
+def test_async_evaluator_scores_two_pairs(local: object, cache_file: Path) -> None:
     evaluator = create_async_spri_evaluator(local, max_iterations=1, cache=judge_cache(cache_file))
 
     async def grade_all() -> list[dict]:

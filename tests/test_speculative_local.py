@@ -61,7 +61,8 @@ def test_speculative_equals_sequential_on_the_embedded_model(
         assert usage["output_tokens"] > 0
     refined = len(sequential["principle_critiques"]) > 1
     assert refined == (threshold == 5 and sequential["principle_critiques"][0]["score"] < 5)
-    for use_async in (False, True):
+    # Both drivers where the early draft may be dropped (threshold 5), the sync one otherwise.
+    for use_async in (False, True) if threshold == 5 else (False,):
         speculative = run(local, speculative=True, threshold=threshold, use_async=use_async)
         assert speculative["principles"] == sequential["principles"], use_async
         assert speculative["response"] == sequential["response"], use_async

@@ -11,6 +11,9 @@ factory time:
   OpenAI-compatible server through ``langchain-openai``;
 * any other string - :func:`langchain.chat_models.init_chat_model` style
   ``"provider:model"`` (e.g. ``"openai:gpt-4o-mini"``).
+
+Strings resolved to OpenAI's client (``"openai:..."``, OpenAI-compatible servers) get
+``max_retries=0`` unless it is passed: the graphs' retry policy is the one retry layer.
 """
 
 from __future__ import annotations
@@ -36,9 +39,21 @@ _NO_MODEL = (
 )
 
 
+def _one_retry_layer(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` for OpenAI's client with its own retries off unless ``max_retries`` is set.
+
+    The graphs retry a transient model error themselves (``retry_policy``, by default
+    :func:`~spri_graph.default_retry_policy`: four attempts with growing waits). A client
+    that also retried each attempt twice would send twelve requests for one failing call.
+    """
+    return {"max_retries": 0, **kwargs}
+
+
 def _init_chat_model(name: str, field: str, **kwargs: Any) -> BaseChatModel:
     from langchain.chat_models import init_chat_model
 
+    if name.startswith("openai:"):
+        kwargs = _one_retry_layer(kwargs)
     try:
         model: BaseChatModel = init_chat_model(name, **kwargs)
         return model
@@ -91,6 +106,7 @@ def _openai_compatible(
             f"{field}: {name!r} needs OPENAI_API_KEY, or a base URL for an OpenAI-compatible "
             "server (--base-url / OPENAI_BASE_URL)"
         )
+    kwargs = _one_retry_layer(kwargs)
     try:
         chat_openai: Any = _compatible_chat_openai()
         model: BaseChatModel = chat_openai(model=name, base_url=base_url, api_key=api_key, **kwargs)
