@@ -239,6 +239,28 @@ def test_with_tools_offered_a_reply_opening_json_becomes_a_tool_call(fake_model:
     assert reply.usage_metadata["output_tokens"] == 2 + 1  # text stopped at its "{", then the call
 
 
+@pytest.mark.parametrize(
+    ("settings", "bounds"),
+    [
+        ({}, (256, 512, 400)),
+        ({"max_tokens": 48}, (48, 96, 75)),
+        ({"max_tokens": 4}, (4, 16, 6)),
+        ({"max_tokens": 48, "max_tool_tokens": 300, "max_string_chars": 20}, (48, 300, 20)),
+    ],
+)
+def test_structured_replies_are_bounded_with_max_tokens(
+    fake_model: Any, settings: dict[str, int], bounds: tuple[int, int, int]
+) -> None:
+    """Unless set, the JSON of a tool call gets twice ``max_tokens``, each string in it
+    ``max_tokens`` x 25/16 characters, so one cap bounds every reply."""
+    call = '{"name": "multiply", "arguments": {"a": 12, "b": 7}}'
+    model, fake = fake_model([call], **settings)
+    assert (model.max_tokens, model.max_tool_tokens, model.max_string_chars) == bounds
+    model.bind_tools([multiply], tool_choice="multiply").invoke("What is 12 times 7?")
+    (request,) = fake.requests
+    assert request["max_tokens"] == bounds[1]
+
+
 def test_with_tools_offered_the_model_may_answer_in_text(fake_model: Any) -> None:
     model, fake = fake_model(["12 x 7", " = 84."], ["Hi."])
     reply = model.bind_tools([multiply], tool_choice="auto").invoke("What is 12 times 7?")

@@ -130,7 +130,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         metavar="N",
         help="most tokens per model reply, for every model of the run (default: the "
-        "model's own; 256 for local models)",
+        "model's own; 256 for local models, whose structured replies get twice as many)",
     )
     group.add_argument(
         "--base-url",

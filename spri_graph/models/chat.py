@@ -25,7 +25,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from spri_graph.models.completion import (
     CompletionRecord,
@@ -128,8 +128,9 @@ class LocalChatModel(BaseChatModel):
     Settings (every one is a constructor keyword; the sampling ones can also be passed to a
     single call, e.g. ``model.invoke(prompt, max_tokens=16)``):
 
-    * ``max_tokens`` (256): most tokens in a text reply; ``max_tool_tokens`` (512) for a
-      tool call's JSON, ``max_string_chars`` (400) for each string in it.
+    * ``max_tokens`` (256): most tokens in a text reply; ``max_tool_tokens`` (unless set,
+      twice ``max_tokens``: 512) for a tool call's JSON, ``max_string_chars`` (unless set,
+      ``max_tokens`` x 25/16: 400) for each string in it.
     * ``temperature`` (0.6), ``top_p`` (0.95), ``top_k`` (40), ``repeat_penalty`` (1.1):
       sampling; ``stop``: extra stop sequences.
     * ``seed`` (0): the same messages with the same settings get the same reply, call
@@ -200,9 +201,10 @@ class LocalChatModel(BaseChatModel):
     max_tokens: int = Field(default=256, ge=1)
     """Most tokens in a text reply, so a small model cannot ramble on."""
     max_tool_tokens: int = Field(default=512, ge=16)
-    """Most tokens in a tool call's JSON arguments."""
+    """Most tokens in a tool call's JSON arguments; unless set, twice ``max_tokens``."""
     max_string_chars: int = Field(default=400, ge=1)
-    """Most characters in each string of a tool call's arguments."""
+    """Most characters in each string of a tool call's arguments; unless set,
+    ``max_tokens`` x 25/16."""
     q8_0_weights: bool = True
     """Run the embedded model from a Q8_0 copy of its Q4_1 weights, made once in the cache
     folder: llama.cpp evaluates prompts about 1.8x faster with it on a CPU (see
@@ -234,6 +236,16 @@ class LocalChatModel(BaseChatModel):
     @classmethod
     def _known_chat_format(cls, value: str | None) -> str | None:
         return None if value is None else check_chat_format(value)
+
+    @model_validator(mode="after")
+    def _structured_bounds_follow_max_tokens(self) -> LocalChatModel:
+        # A structured reply is capped with the text ones: its JSON gets twice max_tokens,
+        # each of its strings max_tokens x 25/16 characters (512 and 400 for the default).
+        if "max_tool_tokens" not in self.model_fields_set:
+            object.__setattr__(self, "max_tool_tokens", max(16, 2 * self.max_tokens))
+        if "max_string_chars" not in self.model_fields_set:
+            object.__setattr__(self, "max_string_chars", max(1, self.max_tokens * 25 // 16))
+        return self
 
     @property
     def _llm_type(self) -> str:
