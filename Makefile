@@ -9,11 +9,11 @@ QUESTION ?= How do I tell my team I am burning out?
 # (--dist loadgroup, see tests/conftest.py); the 15 slowest tests are listed at the end.
 WORKERS ?= auto
 PYTEST_ARGS ?=
-# The suite starts many Python processes (CLI runs, servers, notebook kernels). They keep
-# their byte code, pytest's rewritten test modules too, under the virtualenv rather than
-# beside the sources, so none compiles again what another already did, whatever
-# PYTHONDONTWRITEBYTECODE says in the calling shell.
-TEST_ENV = PYTHONDONTWRITEBYTECODE= PYTHONPYCACHEPREFIX=$(CURDIR)/$(1)/pycache
+# The suite starts many Python processes (CLI runs, servers, notebook kernels): they write
+# the byte code of what they import (pytest's rewritten test modules too) to __pycache__,
+# so none compiles again what another already did, whatever PYTHONDONTWRITEBYTECODE says
+# in the calling shell.
+TEST_ENV := PYTHONDONTWRITEBYTECODE=
 
 .PHONY: demo test lint typecheck format dist bench clean
 
@@ -42,7 +42,7 @@ demo: $(VENV)/.installed-local
 
 # Lint and type check first, then every test: unit tests, doctests, notebooks, integration.
 test: lint
-	$(call TEST_ENV,$(VENV)) $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS) && $(MAKE) test-train
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS) && $(MAKE) test-train
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check spri_graph tests benchmarks examples
@@ -75,7 +75,7 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 
 # GRPO and SFT for a few steps on a tiny policy, the embedded model as the SPRI judge.
 test-train: $(TRAIN_VENV)/.installed
-	$(call TEST_ENV,$(TRAIN_VENV)) SPRI_TRAIN_TESTS=1 $(TRAIN_VENV)/bin/python -m pytest -o addopts='-ra --strict-markers' --durations=5 tests/training
+	$(TEST_ENV) SPRI_TRAIN_TESTS=1 $(TRAIN_VENV)/bin/python -m pytest -o addopts='-ra --strict-markers' --durations=5 tests/training
 
 bench-rewards: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/rewards.py
