@@ -40,9 +40,18 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-local
 	$(BIN)/spri align "$(QUESTION)"
 
-# Lint and type check first, then every test: unit tests, doctests, notebooks, integration.
-test: lint
-	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS) && $(MAKE) test-train
+# Lint and type check first, then every test: unit tests, doctests, notebooks, integration,
+# and the training tests. Those run in their own environment beside the main suite (which
+# often waits on its servers and subprocesses), their llama.cpp judge on one thread as the
+# main suite's workers are; their report follows the main suite's.
+TRAIN_LOG := $(TRAIN_VENV)/test.log
+test: lint $(TRAIN_VENV)/.installed
+	@SPRI_LLAMA_THREADS=$${SPRI_LLAMA_THREADS:-1} $(MAKE) --no-print-directory test-train \
+		> $(TRAIN_LOG) 2>&1 & train=$$!; \
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup --durations=15 $(PYTEST_ARGS); \
+	main=$$?; wait $$train; trained=$$?; \
+	echo "== make test-train (tests/training in $(TRAIN_VENV)) =="; cat $(TRAIN_LOG); \
+	[ $$main -eq 0 ] && [ $$trained -eq 0 ]
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check spri_graph tests benchmarks examples
