@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import BaseServer
 from typing import Any, TypeVar
 
-__all__ = ["POLL_INTERVAL", "chat_completion", "send_json", "serving"]
+__all__ = ["POLL_INTERVAL", "FailingServer", "chat_completion", "send_json", "serving"]
 
 POLL_INTERVAL = 0.02
 """Seconds between the serving thread's checks for shutdown (``serve_forever``'s default
@@ -75,3 +76,32 @@ def chat_completion(
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
+
+
+class FailingServer(ThreadingHTTPServer):
+    """An endpoint on 127.0.0.1 that fails every request: ``status`` with ``body``, or, with
+    ``drop``, a connection that dies mid-request. ``requests`` counts what reached it."""
+
+    def __init__(self, status: int = 400, body: bytes = b"") -> None:
+        super().__init__(("127.0.0.1", 0), _FailingHandler)
+        self.status, self.body, self.drop = status, body, False
+        self.requests = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _FailingHandler(BaseHTTPRequestHandler):
+    server: FailingServer
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests += 1
+        if self.server.drop:
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        send_json(self, None, self.server.status, raw=self.server.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 import spri_graph.models
 from spri_graph.cli import main
 from tests.fakes import ScriptedChatModel
-from tests.stub_http import send_json, serving
+from tests.stub_http import FailingServer, serving
 
 QUERY = "How do I tell my team I am burning out?"
 SPRI = str(Path(sys.executable).parent / "spri")
@@ -354,36 +353,16 @@ def test_unreachable_server_from_environment(
     assert err.startswith(f"spri: error: could not reach the model server at {url} (")
 
 
-class _Server(ThreadingHTTPServer):
-    status = 400
-    body = b""
-    drop = False
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.server.drop:
-            self.connection.shutdown(socket.SHUT_RDWR)  # the connection dies mid-request
-            return
-        send_json(self, None, self.server.status, raw=self.server.body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
-def server() -> Iterator[_Server]:
-    with serving(_Server(("127.0.0.1", 0), _Handler)) as srv:
+def server() -> Iterator[FailingServer]:
+    with serving(FailingServer()) as srv:
         yield srv
 
 
-def test_server_errors_are_one_line_exit_1(server: _Server) -> None:
+def test_server_errors_are_one_line_exit_1(server: FailingServer) -> None:
     detail = "model 'nope' not found.\n  File \"server.py\", line 1\n    raise"
     server.body = json.dumps({"error": {"message": detail, "type": "invalid_request"}}).encode()
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    url = server.url
     done = subprocess.run(
         [SPRI, "align", QUERY, "--model", "nope", "--base-url", url],
         capture_output=True,
@@ -397,9 +376,9 @@ def test_server_errors_are_one_line_exit_1(server: _Server) -> None:
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
-def test_connection_lost_during_the_run(server: _Server) -> None:
+def test_connection_lost_during_the_run(server: FailingServer) -> None:
     server.drop = True
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    url = server.url
     started = time.perf_counter()
     done = subprocess.run(
         [SPRI, "align", QUERY, "--model", "m", "--base-url", url, "--json"],

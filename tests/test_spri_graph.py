@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from spri_graph import (
     resolve_model,
 )
 from tests.fakes import ScriptedChatModel, all_text, transient_error
-from tests.stub_http import send_json, serving
+from tests.stub_http import FailingServer, serving
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 QUERY = "How do I tell my team I am burning out?"
@@ -299,33 +299,20 @@ def test_transient_errors_are_retried(mode: str) -> None:
     assert (out["principles"], out["response"]) == ("P1", "R1")
 
 
-class _Unavailable(BaseHTTPRequestHandler):
-    """An OpenAI-compatible endpoint that answers every request with a 503."""
-
-    requests: list[str] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.requests.append(self.path)
-        send_json(self, {"error": {"message": "busy", "type": "server_error"}}, 503)
-
-
 def test_a_resolved_openai_client_leaves_retries_to_the_graph(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One request per attempt of the graph's retry policy, unless ``max_retries`` is given."""
-    _Unavailable.requests = []
+    busy = json.dumps({"error": {"message": "busy", "type": "server_error"}}).encode()
     policy = default_retry_policy(max_attempts=3, initial_interval=0.001, max_interval=0.01)
-    with serving(ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)) as server:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        graph = create_principles_graph(resolve_model("m", base_url=url), retry_policy=policy)
+    with serving(FailingServer(503, busy)) as server:
+        graph = create_principles_graph(
+            resolve_model("m", base_url=server.url), retry_policy=policy
+        )
         with pytest.raises(Exception, match="503|busy"):
             graph.compile().invoke({"query": QUERY})
-        assert len(_Unavailable.requests) == 3
-        assert resolve_model("m", base_url=url, max_retries=2).max_retries == 2  # type: ignore[union-attr]
+        assert server.requests == 3
+        assert resolve_model("m", base_url=server.url, max_retries=2).max_retries == 2  # type: ignore[union-attr]
     monkeypatch.setenv("OPENAI_API_KEY", "sk-unused")
     assert resolve_model("openai:gpt-4o-mini").max_retries == 0  # type: ignore[union-attr]
 
