@@ -72,6 +72,17 @@ def policy_dir() -> Path:
     return target
 
 
+CPU_RUN: dict[str, Any] = {
+    "use_cpu": True,
+    # TRL defaults to bf16 and gradient checkpointing; a CPU without bf16 instructions runs
+    # bf16 several times slower than float32, and the tiny policy needs no memory saved.
+    "bf16": False,
+    "gradient_checkpointing": False,
+    "seed": 0,
+}
+"""The config fields every training test's run shares."""
+
+
 def train_losses(
     trainer: type, config: type, policy: Path, dataset: Any, output: Path, **settings: Any
 ) -> list[float]:
@@ -87,8 +98,7 @@ def train_losses(
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
-        seed=0,
+        **CPU_RUN,
         **settings,
     )
     run = trainer(

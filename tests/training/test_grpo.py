@@ -12,6 +12,7 @@ from trl import GRPOConfig, GRPOTrainer
 from spri_graph import UsageCallback
 from spri_graph.models import load_local_model
 from spri_graph.rewards import create_spri_reward
+from tests.training.conftest import CPU_RUN
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +40,8 @@ def test_grpo_steps_reach_the_trainer_with_spri_rewards(policy_dir: Path, tmp_pa
         logging_steps=1,
         save_strategy="no",
         report_to="none",
-        use_cpu=True,
-        seed=0,
         shuffle_dataset=False,
+        **CPU_RUN,
     )
     trainer = GRPOTrainer(
         model=str(policy_dir), reward_funcs=reward, args=args, train_dataset=dataset
