@@ -315,6 +315,11 @@ def test_a_resolved_openai_client_leaves_retries_to_the_graph(
         assert resolve_model("m", base_url=server.url, max_retries=2).max_retries == 2  # type: ignore[union-attr]
     monkeypatch.setenv("OPENAI_API_KEY", "sk-unused")
     assert resolve_model("openai:gpt-4o-mini").max_retries == 0  # type: ignore[union-attr]
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "unused")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://example.invalid")
+    monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
+    azure = resolve_model("azure_openai:gpt-4o-mini", azure_deployment="d")
+    assert azure.max_retries == 0  # type: ignore[union-attr]
 
 
 def test_permanent_errors_surface_at_once() -> None:

@@ -12,8 +12,9 @@ factory time:
 * any other string - :func:`langchain.chat_models.init_chat_model` style
   ``"provider:model"`` (e.g. ``"openai:gpt-4o-mini"``).
 
-Strings resolved to OpenAI's client (``"openai:..."``, OpenAI-compatible servers) get
-``max_retries=0`` unless it is passed: the graphs' retry policy is the one retry layer.
+Strings resolved to OpenAI's clients (``"openai:..."``, ``"azure_openai:..."``,
+OpenAI-compatible servers) get ``max_retries=0`` unless it is passed: the graphs' retry
+policy is the one retry layer.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _one_retry_layer(kwargs: dict[str, Any]) -> dict[str, Any]:
 def _init_chat_model(name: str, field: str, **kwargs: Any) -> BaseChatModel:
     from langchain.chat_models import init_chat_model
 
-    if name.startswith("openai:"):
+    if name.startswith(("openai:", "azure_openai:")):
         kwargs = _one_retry_layer(kwargs)
     try:
         model: BaseChatModel = init_chat_model(name, **kwargs)
