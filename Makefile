@@ -82,7 +82,7 @@ $(TRAIN_VENV)/.installed: pyproject.toml
 		'pytest>=8' 'pytest-asyncio>=0.24' 'pytest-timeout>=2.3'
 	touch $@
 
-# GRPO and SFT for a few steps on a tiny policy, the embedded model as the SPRI judge.
+# GRPO, SFT and DPO for a step or two on a tiny policy, the embedded model as the SPRI judge.
 test-train: $(TRAIN_VENV)/.installed
 	$(TEST_ENV) SPRI_TRAIN_TESTS=1 $(TRAIN_VENV)/bin/python -m pytest -o addopts='-ra --strict-markers' --durations=5 tests/training
 
