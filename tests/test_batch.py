@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from langchain_openai import ChatOpenAI
 
-from spri_graph.cli import main
 from spri_graph.synthesis import asynthesize, synthesize
 from spri_graph.synthesis.batch import BatchSettings, batch_state_path
 from tests.batch_server import BatchServer
+from tests.cli import spri
 from tests.fakes import ScriptedChatModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -257,13 +257,8 @@ def test_cli_bad_batch_input_is_one_line_and_exit_2(
     args = _cli(inp, out, "http://127.0.0.1:9/v1")[3:]  # after "python -m spri_graph.cli"
     if "--model" in extra:
         args = args[: args.index("--model")]
-    # In this process: the command ends before any model call (the installed script's own
-    # error output is tested in tests/test_cli_align.py).
-    try:
-        code = main([*args, *extra])
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
+    # In this process: the command ends before any model call.
+    code, _, err = spri(capsys, *args, *extra)
     assert code == 2
     assert err.count("\n") == 1 and message in err, err
     assert not out.exists() and not batch_state_path(out).exists()

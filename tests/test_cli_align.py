@@ -16,18 +16,12 @@ from typing import Any
 import pytest
 
 import spri_graph.models
-from spri_graph.cli import main
+from tests.cli import spri
 from tests.fakes import ScriptedChatModel
 from tests.stub_http import FailingServer, serving
 
 QUERY = "How do I tell my team I am burning out?"
 SPRI = str(Path(sys.executable).parent / "spri")
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def scripted(monkeypatch: pytest.MonkeyPatch, replies: list[Any]) -> ScriptedChatModel:
@@ -69,7 +63,7 @@ def test_live_layout_shows_every_stage(
             "Feedback: Follows the principles. [RESULT] 4",
         ],
     )
-    code, out, err = run(["align", QUERY, "--goal", "keep my job", "--model", "x"], capsys)
+    code, out, err = spri(capsys, "align", QUERY, "--goal", "keep my job", "--model", "x")
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert lines[:3] == [f"Question: {QUERY}", "Goal: keep my job", "Model: ScriptedChatModel"]
@@ -107,7 +101,7 @@ def test_layout_says_when_critiques_run_out_or_have_no_score(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     scripted(monkeypatch, ["P1", "meh [RESULT] 1", "R1", "no score here", "still none"])
-    code, out, _ = run(["align", QUERY, "--max-iterations", "1", "--threshold", "3"], capsys)
+    code, out, _ = spri(capsys, "align", QUERY, "--max-iterations", "1", "--threshold", "3")
     assert code == 0
     assert "-- critique 1: score 1/5, below 3; no critiques left, keeping this version" in out
     # An unreadable critique is asked again once, then the loop keeps the response.
@@ -119,7 +113,7 @@ def test_json_document(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
         monkeypatch,
         ["P1", "vague [RESULT] 2", "P2", "good [RESULT] 4", "R1", "fine [RESULT] 5"],
     )
-    code, out, err = run(["align", QUERY, "--json"], capsys)
+    code, out, err = spri(capsys, "align", QUERY, "--json")
     assert (code, err) == (0, "")
     doc = json.loads(out)
     assert set(doc) == {
@@ -159,13 +153,22 @@ def test_structured_critic_output_from_the_command_line(
         monkeypatch,
         ["P1", {"feedback": "ok", "score": 4}, "R1", {"feedback": "good", "score": 5}],
     )
-    code, out, _ = run(["align", QUERY, "--critic-output", "structured", "--json"], capsys)
+    code, out, _ = spri(capsys, "align", QUERY, "--critic-output", "structured", "--json")
     assert code == 0
     assert json.loads(out)["response_critiques"] == [{"feedback": "good", "score": 5}]
     assert model.calls[1]["tools"][0]["function"]["name"] == "ScoredCritique"
 
 
 # --------------------------------------------------------------------------- help
+
+
+def test_help_in_this_process_ends_as_the_installed_script_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # argparse ends --help with SystemExit(0): tests/cli.py reports it as exit code 0.
+    code, out, err = spri(capsys, "--help")
+    assert (code, err) == (0, "")
+    assert out.startswith("usage: spri") and "answer a question with SPRI" in out
 
 
 def test_help_lists_align_and_every_command() -> None:
@@ -273,7 +276,7 @@ def test_align_help_is_complete() -> None:
 def test_bad_input_is_one_line_and_exit_2(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = run(argv, capsys)
+    code, out, err = spri(capsys, *argv)
     assert code == 2 and out == ""
     assert err.startswith(f"spri: error: {message}")
     assert err.count("\n") == 1
@@ -304,14 +307,14 @@ def test_chat_format_goes_to_local_models_only(
         return model
 
     monkeypatch.setattr(spri_graph.models, "resolve_model", resolve)
-    code, _, err = run(["align", QUERY, "--json", *argv], capsys)
+    code, _, err = spri(capsys, "align", QUERY, "--json", *argv)
     assert code == 0, err
     assert seen == expected
 
 
 def test_no_model_available(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     monkeypatch.setattr(spri_graph.models.resolve, "local_model_available", lambda: False)
-    code, out, err = run(["align", QUERY], capsys)
+    code, out, err = spri(capsys, "align", QUERY)
     assert (code, out) == (2, "")
     assert err == (
         "spri: error: --model: no model configured: pass model='provider:name' "
@@ -322,7 +325,7 @@ def test_no_model_available(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
 
 def test_bad_spri_model_variable(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
     monkeypatch.setenv("SPRI_MODEL", "gguf:/missing.gguf")
-    code, _, err = run(["align", QUERY], capsys)
+    code, _, err = spri(capsys, "align", QUERY)
     assert code == 2
     assert err == "spri: error: --model (from SPRI_MODEL): GGUF file not found: '/missing.gguf'\n"
 
@@ -348,7 +351,7 @@ def test_unreachable_server_from_environment(
 ) -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1"
     monkeypatch.setenv("OPENAI_BASE_URL", url)
-    code, _, err = run(["align", QUERY, "--model", "openai-compatible:m"], capsys)
+    code, _, err = spri(capsys, "align", QUERY, "--model", "openai-compatible:m")
     assert code == 1
     assert err.startswith(f"spri: error: could not reach the model server at {url} (")
 
@@ -424,7 +427,7 @@ def test_align_with_no_model_configured_runs_the_local_model() -> None:
 
 @pytest.mark.integration
 def test_align_live_layout_on_the_local_model(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["align", QUERY, "--max-iterations", "1", "--max-tokens", "48"], capsys)
+    code, out, err = spri(capsys, "align", QUERY, "--max-iterations", "1", "--max-tokens", "48")
     assert code == 0, err
     assert out.startswith(
         f"Question: {QUERY}\nModel: SmolLM2-135M-Instruct.Q4_1.gguf, run from its Q8_0 copy\n"

@@ -16,6 +16,7 @@ from langchain_core.messages import BaseMessage
 
 import spri_graph.models
 from spri_graph.cli import main
+from tests.cli import spri
 from tests.conftest import ROOT, reference_dir
 from tests.fakes import ScriptedChatModel
 from tests.stub_http import chat_completion, send_json, serving
@@ -832,21 +833,14 @@ def test_panel_argument_errors_are_one_line(
 # --------------------------------------------------------------------------- local model
 
 
-def spri_judge(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
-    """``spri judge ARGS`` in this process (no SPRI_MODEL: the embedded model)."""
-    capsys.readouterr()
-    code = main(["judge", *args])
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(["spri", "judge", *args], code, out.out, out.err)
-
-
 @pytest.mark.integration
 def test_judge_max_tokens_caps_every_reply_of_the_local_model(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Text critiques and grading, so every call is a text reply that --max-tokens caps.
-    done = spri_judge(
+    done = spri(
         capsys,
+        "judge",
         *("--instruction", "Give one tip for sleeping better.", "--response", "Go to bed early."),
         *("--max-iterations", "1", "--max-tokens", "24", "--json"),
         *("--critic-output", "text", "--judge-output", "text"),
@@ -861,8 +855,9 @@ def test_judge_max_tokens_caps_every_reply_of_the_local_model(
 
 @pytest.mark.integration
 def test_judge_shows_each_stage_on_the_local_model(capsys: pytest.CaptureFixture[str]) -> None:
-    done = spri_judge(
+    done = spri(
         capsys,
+        "judge",
         *("--instruction", "What is the capital of France?", "--response", "Paris."),
         *("--max-iterations", "1", "--max-tokens", "96"),
     )

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from spri_graph.cli.progress import Progress
+from tests.cli import Ran, spri
 from tests.fakes import all_text, spri_step
 from tests.stub_http import chat_completion, send_json, serving
 
@@ -118,21 +119,10 @@ def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, env=cli_env(), timeout=300)
 
 
-def main_in_process(
-    args: list[str], capsys: pytest.CaptureFixture[str]
-) -> subprocess.CompletedProcess[str]:
-    """``run_cli`` in this process, for runs whose process is not what the test is about
-    (error paths, summaries, flags); the installed script's own error output is tested in
-    tests/test_cli_align.py, and signals and resumes here with ``run_cli``."""
-    from spri_graph.cli import main
-
-    capsys.readouterr()
-    try:
-        code = main(args[len(spri_command()) :])
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out.out, out.err)
+def main_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> Ran:
+    """``run_cli`` in this process (see tests/cli.py), for runs whose process is not what the
+    test is about (error paths, summaries, flags)."""
+    return spri(capsys, *args[len(spri_command()) :])
 
 
 def write_input(path: Path, n: int) -> Path:
