@@ -645,9 +645,9 @@ def test_judge_cache_that_cannot_be_written_exits_2_before_any_call(
 def test_judge_help_lists_scale_output_cache_and_prices(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with pytest.raises(SystemExit):
-        main(["judge", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
+    code, out, _ = spri(capsys, "judge", "--help")
+    assert code == 0
+    text = " ".join(out.split())
     for flag in ("--scale LOW-HIGH", "--judge-output", "--cache PATH", "--price-in USD"):
         assert flag in text
     for flag in ("--panel M,M,...", "--aggregate {mean,median,majority}", "--min-judges N"):

@@ -16,6 +16,7 @@ from spri_graph import (
     create_pairwise_judge,
     parse_verdict,
 )
+from tests.cli import spri
 from tests.fakes import ScriptedChatModel
 
 INSTRUCTION = "What is the capital of Australia?"
@@ -653,12 +654,9 @@ def test_spri_judge_pairwise_bad_file_fails_before_any_model_call(
 
 
 def test_spri_judge_help_lists_the_pairwise_options(capsys: pytest.CaptureFixture[str]) -> None:
-    from spri_graph.cli import main
-
-    with pytest.raises(SystemExit) as done:
-        main(["judge", "--help"])
-    assert done.value.code == 0
-    help_text = " ".join(capsys.readouterr().out.split())
+    code, out, _ = spri(capsys, "judge", "--help")
+    assert code == 0
+    help_text = " ".join(out.split())
     for option in ("--pairwise", "--response-a TEXT", "--response-b TEXT", "--on-disagreement"):
         assert option in help_text
     assert "judge_winner ('A', 'B', 'tie' or null)" in help_text

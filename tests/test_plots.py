@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("matplotlib")
 
 from spri_graph import plot_agreement  # noqa: E402
+from tests.cli import spri  # noqa: E402
 from tests.conftest import reference_dir  # noqa: E402
 
 RECORDS = [
@@ -180,10 +181,8 @@ def test_spri_agreement_plot_errors_are_one_line(
 
 
 def test_spri_agreement_help_lists_the_plot_options(capsys: pytest.CaptureFixture[str]) -> None:
-    from spri_graph.cli import main
-
-    with pytest.raises(SystemExit):
-        main(["agreement", "--help"])
-    out = " ".join(capsys.readouterr().out.split())
+    code, printed, _ = spri(capsys, "agreement", "--help")
+    assert code == 0
+    out = " ".join(printed.split())
     assert "--plot OUT.png" in out and "--plot-kind {scatter,heatmap}" in out
     assert "Pearson's r in each panel's title" in out
